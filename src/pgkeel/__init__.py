@@ -1,0 +1,1 @@
+"""pgkeel: highly available PostgreSQL with streaming replication."""
