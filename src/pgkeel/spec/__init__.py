@@ -1,0 +1,35 @@
+"""The PostgresCluster document: models, quantities, loading with field-path errors."""
+
+from pgkeel.spec.load import SpecError, load_cluster, load_cluster_text, parse_cluster
+from pgkeel.spec.model import (
+    ClusterSpec,
+    Failover,
+    Network,
+    PostgresCluster,
+    PostgresSettings,
+    Replication,
+    Resources,
+    Storage,
+    Users,
+)
+from pgkeel.spec.quantity import QuantityError, format_bytes, parse_bytes, parse_cpu_millis
+
+__all__ = [
+    "ClusterSpec",
+    "Failover",
+    "Network",
+    "PostgresCluster",
+    "PostgresSettings",
+    "QuantityError",
+    "Replication",
+    "Resources",
+    "SpecError",
+    "Storage",
+    "Users",
+    "format_bytes",
+    "load_cluster",
+    "load_cluster_text",
+    "parse_bytes",
+    "parse_cluster",
+    "parse_cpu_millis",
+]

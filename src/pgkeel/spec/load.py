@@ -1,0 +1,84 @@
+"""Reading a cluster document and turning pydantic's errors into `field.path: problem; fix` lines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from pgkeel.spec.model import PostgresCluster
+
+
+class SpecError(Exception):
+    """A cluster document that cannot be used; `errors` holds one line per problem."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("\n".join(errors))
+        self.errors = errors
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif item in ("function-after", "function-before") or str(item).startswith(("function-", "constrained")):
+            continue
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts) or "(document)"
+
+
+def _message(err: dict[str, Any]) -> str:
+    kind = err["type"]
+    msg = str(err["msg"])
+    if kind == "extra_forbidden":
+        return "unknown field; remove it or check its spelling against the documented fields"
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "literal_error":
+        expected = err.get("ctx", {}).get("expected", "")
+        return f"must be one of {expected}; got {err.get('input')!r}"
+    if kind in ("value_error", "assertion_error"):
+        msg = msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    if "input" in err and kind not in ("value_error",) and not isinstance(err["input"], dict):
+        msg = f"{msg}; got {err['input']!r}"
+    return msg
+
+
+def format_validation_error(exc: ValidationError, prefix: tuple[Any, ...] = ()) -> list[str]:
+    lines = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(prefix) + tuple(err["loc"])
+        lines.append(f"{_path(loc)}: {_message(err)}")
+    return lines
+
+
+def parse_cluster(data: Any) -> PostgresCluster:
+    """Validate a parsed YAML/JSON document; raise SpecError listing every problem."""
+    if not isinstance(data, dict):
+        raise SpecError(["(document): must be a mapping with apiVersion, kind, metadata and spec"])
+    try:
+        return PostgresCluster.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(format_validation_error(exc)) from None
+
+
+def load_cluster_text(text: str) -> PostgresCluster:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SpecError([f"(document): not valid YAML: {exc}"]) from None
+    return parse_cluster(data)
+
+
+def load_cluster(path: str | Path) -> PostgresCluster:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError([f"{path}: cannot read the cluster document: {exc.strerror}"]) from None
+    except UnicodeDecodeError:
+        raise SpecError([f"{path}: not UTF-8 text"]) from None
+    return load_cluster_text(text)

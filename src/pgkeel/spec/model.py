@@ -1,0 +1,292 @@
+"""The `PostgresCluster` document: pydantic models with defaults an operator would expect.
+
+Field names are camelCase on the wire (Kubernetes style) and snake_case in Python.
+Every rule that can be checked without knowing PostgreSQL's parameter catalogue lives here;
+parameter and hba validation belong to `pgkeel.pgconf`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from pgkeel.spec.quantity import QuantityError, parse_bytes, parse_cpu_millis
+
+API_VERSION = "pgkeel.dev/v1alpha1"
+KIND = "PostgresCluster"
+SUPPORTED_MAJORS = (13, 14, 15, 16, 17)
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_PG_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True
+    )
+
+
+def _memory(value: str) -> str:
+    try:
+        n = parse_bytes(value)
+    except QuantityError as exc:
+        raise ValueError(str(exc)) from None
+    if n <= 0:
+        raise ValueError(f"must be greater than zero; got {value!r}")
+    return value
+
+
+def _cpu(value: str) -> str:
+    try:
+        n = parse_cpu_millis(value)
+    except QuantityError as exc:
+        raise ValueError(f"{exc} (CPU: `2` cores or `500m` millicores)") from None
+    if n <= 0:
+        raise ValueError(f"must be greater than zero; got {value!r}")
+    return value
+
+
+MemoryQuantity = Annotated[str, AfterValidator(_memory)]
+CpuQuantity = Annotated[str, AfterValidator(_cpu)]
+
+
+class Metadata(_Model):
+    name: str = Field(description="Cluster name: a DNS-1123 label, used for every object name.")
+    namespace: str = Field(default="default", description="Kubernetes namespace of every object.")
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("name", "namespace")
+    @classmethod
+    def _dns_label(cls, value: str) -> str:
+        if len(value) > 50 or not _DNS_LABEL.match(value):
+            raise ValueError(
+                "must be a DNS-1123 label of at most 50 characters: lower-case letters, digits "
+                f"and '-', starting and ending with a letter or digit; got {value!r}"
+            )
+        return value
+
+
+ParameterValue = str | int | float | bool
+
+
+class PostgresSettings(_Model):
+    version: int = Field(default=15, description="PostgreSQL major version.")
+    parameters: dict[str, ParameterValue] = Field(
+        default_factory=dict, description="postgresql.conf overrides; validated against the catalogue."
+    )
+    hba: list[str] = Field(
+        default_factory=list,
+        description="Extra pg_hba.conf rules, one line each, placed before pgkeel's final reject.",
+    )
+    bindir: str | None = Field(
+        default=None, description="Directory of the server binaries; default /usr/lib/postgresql/<version>/bin."
+    )
+
+    @field_validator("version")
+    @classmethod
+    def _supported(cls, value: int) -> int:
+        if value < 13:
+            raise ValueError(
+                f"PostgreSQL {value} is not supported: pgkeel needs 13 or newer "
+                "(wal_keep_size appeared in 13); set spec.postgres.version to 15"
+            )
+        if value not in SUPPORTED_MAJORS:
+            raise ValueError(f"must be one of {', '.join(map(str, SUPPORTED_MAJORS))}; got {value}")
+        return value
+
+
+class Resources(_Model):
+    cpu: CpuQuantity = Field(default="1", description="CPU limit, e.g. `2` or `500m`.")
+    memory: MemoryQuantity = Field(default="1Gi", description="Memory limit, e.g. `4Gi`.")
+
+    @property
+    def cpu_millis(self) -> int:
+        return parse_cpu_millis(self.cpu)
+
+    @property
+    def memory_bytes(self) -> int:
+        return parse_bytes(self.memory)
+
+    @model_validator(mode="after")
+    def _enough_memory(self) -> Resources:
+        if self.memory_bytes < 256 * 2**20:
+            raise ValueError(
+                f"memory: at least 256Mi is needed to run PostgreSQL and the agent; got {self.memory}"
+            )
+        return self
+
+
+class Storage(_Model):
+    size: MemoryQuantity = Field(default="10Gi", description="Volume size, e.g. `20Gi`.")
+    kind: Literal["ssd", "hdd"] = Field(default="ssd", description="Drives random_page_cost and io concurrency.")
+    storage_class: str | None = Field(default=None, description="Kubernetes StorageClass of the volume.")
+
+    @property
+    def size_bytes(self) -> int:
+        return parse_bytes(self.size)
+
+    @model_validator(mode="after")
+    def _big_enough(self) -> Storage:
+        if self.size_bytes < 1 * 2**30:
+            raise ValueError(f"size: at least 1Gi is needed for data and WAL; got {self.size}")
+        return self
+
+
+class Replication(_Model):
+    mode: Literal["async", "quorum"] = Field(
+        default="quorum",
+        description="quorum: commits wait for syncStandbys replicas (no acknowledged write is lost); "
+        "async: commits never wait, failover may lose up to maxLagOnFailover.",
+    )
+    sync_standbys: int = Field(default=1, ge=1, description="k in synchronous_standby_names = 'ANY k (…)'.")
+    max_lag_on_failover: MemoryQuantity = Field(
+        default="1Mi", description="async mode: a replica lagging more than this is never promoted."
+    )
+
+    @property
+    def max_lag_bytes(self) -> int:
+        return parse_bytes(self.max_lag_on_failover)
+
+
+class Failover(_Model):
+    ttl_seconds: float = Field(default=3.0, ge=1.0, le=300.0, description="Leader lease duration.")
+    loop_wait_seconds: float = Field(default=0.5, gt=0.0, le=60.0, description="Agent loop period.")
+    dcs_timeout_seconds: float = Field(
+        default=0.5, gt=0.0, le=30.0, description="Bound on one call to the coordination store."
+    )
+    postgres_restart_timeout_seconds: float = Field(
+        default=10.0, ge=1.0, le=600.0,
+        description="A crashed primary restarts in place; past this bound it hands over leadership.",
+    )
+
+    @property
+    def fence_deadline_seconds(self) -> float:
+        """How long after the last successful renewal a leader may still accept writes.
+
+        Invariant (checked below): a leader that fails to renew stops writes before its lease
+        can expire anywhere. The renewal it last won started at t0 (monotonic, before the
+        request left), so the lease lives at least until t0 + ttl everywhere. The agent checks
+        the deadline once per loop and each loop may block on the store for dcs_timeout, so it
+        notices at most loop_wait + dcs_timeout late; demoting (stop, fast) is bounded by one
+        more dcs_timeout of margin.
+        """
+        return self.ttl_seconds - self.loop_wait_seconds - 2 * self.dcs_timeout_seconds
+
+    @model_validator(mode="after")
+    def _fencing_invariant(self) -> Failover:
+        if self.fence_deadline_seconds <= self.loop_wait_seconds:
+            need = 2 * self.loop_wait_seconds + 2 * self.dcs_timeout_seconds
+            raise ValueError(
+                "ttlSeconds must exceed 2 × loopWaitSeconds + 2 × dcsTimeoutSeconds so a leader "
+                f"that cannot renew fences itself before its lease expires; need > {need:g}, "
+                f"got ttlSeconds={self.ttl_seconds:g}"
+            )
+        return self
+
+
+class Network(_Model):
+    allowed_cidrs: list[str] = Field(
+        default_factory=lambda: ["samenet"],
+        description="Where clients and replicas may connect from: CIDRs, or `samenet` (the seed's default).",
+    )
+
+    @field_validator("allowed_cidrs")
+    @classmethod
+    def _cidrs(cls, values: list[str]) -> list[str]:
+        if not values:
+            raise ValueError("must list at least one CIDR (e.g. 10.0.0.0/8) or `samenet`")
+        for value in values:
+            if value in ("samenet", "samehost"):
+                continue
+            try:
+                ipaddress.ip_network(value, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{value!r} is not a CIDR such as 10.244.0.0/16 or 198.18.0.0/24, nor `samenet`"
+                ) from None
+            if "/" not in value:
+                raise ValueError(f"{value!r} needs a prefix length, e.g. {value}/32")
+        return values
+
+
+class Users(_Model):
+    superuser: str = Field(default="postgres", description="Database superuser (also the OS user locally).")
+    replication: str = Field(default="replicator", description="Role with REPLICATION and LOGIN only.")
+
+    @field_validator("superuser", "replication")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        if not _PG_IDENTIFIER.match(value):
+            raise ValueError(
+                f"must be a plain PostgreSQL identifier (lower-case letters, digits, _); got {value!r}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Users:
+        if self.superuser == self.replication:
+            raise ValueError("replication: must differ from the superuser so replicas hold no superuser password")
+        return self
+
+
+class ClusterSpec(_Model):
+    instances: int = Field(default=3, description="Number of nodes: 2n+1 (1, 3, 5, 7, 9).")
+    postgres: PostgresSettings = Field(default_factory=PostgresSettings)
+    resources: Resources = Field(default_factory=Resources)
+    storage: Storage = Field(default_factory=Storage)
+    workload: Literal["oltp", "web", "dw", "mixed"] = Field(default="oltp")
+    replication: Replication = Field(default_factory=Replication)
+    failover: Failover = Field(default_factory=Failover)
+    network: Network = Field(default_factory=Network)
+    users: Users = Field(default_factory=Users)
+
+    @field_validator("instances")
+    @classmethod
+    def _odd(cls, value: int) -> int:
+        if value < 1 or value > 9:
+            raise ValueError(f"must be between 1 and 9 (1, 3, 5, 7, 9); got {value}")
+        if value % 2 == 0:
+            raise ValueError(
+                "must be odd (1, 3, 5, …) so that a majority survives the loss of n nodes; "
+                f"got {value}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _replication_fits(self) -> ClusterSpec:
+        if self.replication.mode == "quorum":
+            replicas = self.instances - 1
+            if replicas == 0:
+                raise ValueError(
+                    "replication.mode: quorum needs at least 3 instances (a single node has no "
+                    "standby to wait for); set replication.mode: async or instances: 3"
+                )
+            if self.replication.sync_standbys > replicas:
+                raise ValueError(
+                    f"replication.syncStandbys: at most instances - 1 = {replicas} standbys exist; "
+                    f"got {self.replication.sync_standbys}"
+                )
+        return self
+
+
+class PostgresCluster(_Model):
+    api_version: Literal["pgkeel.dev/v1alpha1"] = Field(alias="apiVersion")
+    kind: Literal["PostgresCluster"]
+    metadata: Metadata
+    spec: ClusterSpec = Field(default_factory=ClusterSpec)
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    def member_names(self) -> list[str]:
+        """Stable node names, as a StatefulSet names its pods: <name>-0, <name>-1, …"""
+        return [f"{self.metadata.name}-{i}" for i in range(self.spec.instances)]
+
+
+def schema_for_crd() -> dict[str, Any]:
+    """JSON schema of the spec (by alias), used to generate the CRD's OpenAPI schema."""
+    return ClusterSpec.model_json_schema(by_alias=True)
