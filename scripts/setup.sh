@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(postgresql-15 postgresql-client-15 etcd-server iproute2)
+APT_PACKAGES=(postgresql-15 postgresql-client-15 etcd-server iproute2 python3-venv)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -21,8 +21,14 @@ if ((${#missing[@]})); then
   $SUDO systemctl disable --now etcd 2>/dev/null || true
 fi
 
-PYTHON=${PYTHON:-python3}
+# Debian's python3 first: it has sqlite3 (the embedded coordination store); some other
+# builds on PATH (pyenv without libsqlite3) do not.
+PYTHON=${PYTHON:-/usr/bin/python3}
 stamp=.venv/.pgkeel-installed
+if [ -x .venv/bin/python ] && ! .venv/bin/python -c 'import sqlite3' 2>/dev/null; then
+  echo "setup: .venv's Python lacks sqlite3; recreating it with $PYTHON"
+  rm -rf .venv
+fi
 if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv"
   "$PYTHON" -m venv .venv

@@ -1,0 +1,1 @@
+"""HA decisions (pure) and the agent that acts on them."""

@@ -1,0 +1,5 @@
+"""`python -m pgkeel` runs the CLI."""
+
+from pgkeel.cli import main
+
+main()

@@ -1,0 +1,146 @@
+"""The node's HTTP face: probes, status, metrics, switchover.
+
+Read-only endpoints answer from the agent's last snapshot (no SQL on the request path), so
+probes stay cheap and `/liveness` depends only on the agent loop, never on postgres.
+Mutating endpoints require the cluster's API token when one is configured.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import threading
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
+
+from pgkeel.api.metrics import render_metrics
+from pgkeel.dcs import DCSError
+from pgkeel.ha.agent import Agent
+
+log = logging.getLogger("pgkeel.api")
+MAX_BODY = 16 * 1024
+
+
+class _Handler(BaseHTTPRequestHandler):
+    agent: ClassVar[Agent]
+    token: ClassVar[str | None]
+    server_version = "pgkeel"
+    sys_version = ""
+    timeout = 10  # a slow client cannot hold a thread forever
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s %s", self.address_string(), format % args)
+
+    def _send(self, status: int, body: Any, content_type: str = "application/json") -> None:
+        data = body if isinstance(body, bytes) else (json.dumps(body, indent=1) + "\n").encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def _probe(self, ok: bool) -> None:
+        snap = self.agent.snapshot()
+        self._send(HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE, {"ok": ok, "role": snap.get("role")})
+
+    def do_HEAD(self) -> None:
+        self.do_GET()
+
+    def do_GET(self) -> None:
+        snap = self.agent.snapshot()
+        pg = snap.get("postgres") or {}
+        path = self.path.split("?", 1)[0]
+        running = bool(pg.get("running"))
+        primary = running and pg.get("in_recovery") is False and snap.get("is_leader") is True
+        replica = running and pg.get("in_recovery") is True
+        if path == "/health":
+            self._probe(running)
+        elif path in ("/primary", "/master", "/read-write"):
+            self._probe(primary)
+        elif path in ("/replica", "/read-only"):
+            self._probe(replica and snap.get("refused") is None)
+        elif path == "/readiness":
+            self._probe(primary or (replica and bool(pg.get("streaming"))))
+        elif path == "/liveness":
+            self._probe(self.agent.loop_alive())
+        elif path == "/status":
+            self._send(HTTPStatus.OK, snap)
+        elif path == "/metrics":
+            self._send(HTTPStatus.OK, render_metrics(snap), "text/plain; version=0.0.4; charset=utf-8")
+        else:
+            self._send(HTTPStatus.NOT_FOUND, {"error": f"no such endpoint: {path}"})
+
+    def _authorized(self) -> bool:
+        if self.token is None:
+            return True
+        header = self.headers.get("Authorization", "")
+        scheme, _, given = header.partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self.token.encode())
+
+    def _body(self) -> dict[str, Any] | None:
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            return None
+        if length < 0 or length > MAX_BODY:
+            return None
+        raw = self.rfile.read(length) if length else b"{}"
+        try:
+            body = json.loads(raw or b"{}")
+        except (ValueError, UnicodeDecodeError):
+            return None
+        return body if isinstance(body, dict) else None
+
+    def do_POST(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if path == "/wake":  # harmless: only shortens the wait before the next loop
+            self.agent.wake()
+            self._send(HTTPStatus.OK, {"ok": True})
+            return
+        if path not in ("/switchover", "/failover"):
+            self._send(HTTPStatus.NOT_FOUND, {"error": f"no such endpoint: {path}"})
+            return
+        if not self._authorized():
+            self._send(HTTPStatus.UNAUTHORIZED, {"error": "a valid 'Authorization: Bearer <token>' is required"})
+            return
+        body = self._body()
+        if body is None:
+            self._send(HTTPStatus.BAD_REQUEST, {"error": "body must be a JSON object of at most 16 KiB"})
+            return
+        to = body.get("to")
+        force = body.get("force", False)
+        if (to is not None and not isinstance(to, str)) or not isinstance(force, bool):
+            self._send(HTTPStatus.BAD_REQUEST, {"error": "'to' must be a member name and 'force' a boolean"})
+            return
+        if path == "/failover" and not to:
+            self._send(HTTPStatus.BAD_REQUEST, {"error": "failover needs 'to': the member to promote"})
+            return
+        try:
+            request = self.agent.request_switchover(to, force=force and path == "/failover")
+        except ValueError as exc:
+            self._send(HTTPStatus.CONFLICT, {"error": str(exc)})
+            return
+        except DCSError as exc:
+            self._send(HTTPStatus.SERVICE_UNAVAILABLE, {"error": f"coordination store unreachable: {exc}"})
+            return
+        self._send(HTTPStatus.ACCEPTED, {"accepted": request})
+
+
+class ApiServer:
+    """Serves the API in daemon threads beside the agent loop."""
+
+    def __init__(self, agent: Agent, host: str, port: int, token: str | None = None) -> None:
+        handler = type("Handler", (_Handler,), {"agent": agent, "token": token})
+        self.httpd = ThreadingHTTPServer((host, port), handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name="pgkeel-api", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
