@@ -1,0 +1,32 @@
+"""Where nodes agree: a leader lease, member records and cluster state behind one interface.
+
+``open_dcs(url, scope)`` picks the backend from the URL, so configuration stays one string:
+``sqlite:///abs/path/file.db`` (one machine) or ``etcd://host:port[,host:port...]``.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from pgkeel.dcs.base import DCS, ClusterView, DCSError, Leader, Member
+
+__all__ = ["DCS", "ClusterView", "DCSError", "Leader", "Member", "open_dcs"]
+
+
+def open_dcs(url: str, scope: str, timeout: float = 1.0) -> DCS:
+    """Open the store named by `url` for cluster `scope`; ValueError for a malformed URL."""
+    scheme, _, rest = url.partition("://")
+    if scheme == "sqlite":
+        from pgkeel.dcs.sqlite import SQLiteDCS
+
+        path = urlsplit(url).path
+        if not rest.startswith("/") or not path or path.endswith("/"):
+            raise ValueError(f"sqlite URL must be sqlite:///absolute/path/file.db: {url!r}")
+        return SQLiteDCS(path, scope, timeout)
+    if scheme == "etcd":
+        from pgkeel.dcs.etcd import EtcdDCS
+        from pgkeel.dcs.etcd_client import parse_endpoints
+
+        hosts = rest.split("/", 1)[0]
+        return EtcdDCS(parse_endpoints(hosts), scope, timeout)
+    raise ValueError(f"unknown DCS URL (want sqlite:///path or etcd://host:port[,...]): {url!r}")

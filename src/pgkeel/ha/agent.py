@@ -154,7 +154,10 @@ class Agent:
         mem = self.memory
         leading = view is not None and view.leader is not None and view.leader.holder == self.config.name
         pg_down_since = (mem.pg_down_since or now) if (leading and not pg.running) else None
-        replica_stalled = pg.running and pg.in_recovery and not pg.streaming
+        # Only a replica that has a leader to stream from can be "stalled"; during an election
+        # nobody streams, and that must not count against the next leader.
+        following_leader = view is not None and view.leader is not None and not leading
+        replica_stalled = following_leader and pg.running and pg.in_recovery and not pg.streaming
         not_streaming_since = (mem.not_streaming_since or now) if replica_stalled else None
         self.memory = replace(mem, pg_down_since=pg_down_since, not_streaming_since=not_streaming_since)
 
@@ -326,7 +329,19 @@ class Agent:
     def _do_StartPostgres(self, a: m.StartPostgres, o: m.Observation) -> bool:
         leader = self._leader_address(a.leader) if a.standby else None
         self.instance.configure(standby=a.standby, leader=leader, sync_standby_names=self._desired_sync_names())
-        self.instance.start()
+        try:
+            self.instance.start()
+        except (RuntimeError, TimeoutError):
+            failures = self.memory.start_failures + 1
+            if a.standby and a.leader and failures >= 3:
+                # A replica that cannot start (e.g. its minimum recovery point is on a timeline the
+                # leader's history does not contain) needs pg_rewind, or failing that a fresh clone.
+                log.warning("%d failed starts as a replica of %s: rewinding", failures, a.leader)
+                self.memory = replace(self.memory, start_failures=0, rewind_needed=True)
+            else:
+                self.memory = replace(self.memory, start_failures=failures)
+            raise
+        self.memory = replace(self.memory, start_failures=0, not_streaming_since=None)
         return True
 
     def _do_StopPostgres(self, a: m.StopPostgres, o: m.Observation) -> bool:
@@ -355,7 +370,24 @@ class Agent:
         inst.reload()
         self.memory = replace(self.memory, rewind_needed=False)
         log.info("promoted %s", self.config.name)
+        # pg_rewind reads the source's timeline from its control file, which a promotion updates
+        # only at the next checkpoint: force one now (in the background) so old primaries can rejoin.
+        threading.Thread(target=self._checkpoint, name="pgkeel-checkpoint", daemon=True).start()
         return True
+
+    def _checkpoint(self) -> None:
+        try:
+            with psycopg.connect(
+                host=str(self.config.socket_dir),
+                port=self.config.pg_port,
+                user=self.config.superuser,
+                dbname="postgres",
+                connect_timeout=2,
+                autocommit=True,
+            ) as conn:
+                conn.execute("CHECKPOINT")
+        except psycopg.Error as exc:
+            log.warning("checkpoint after promotion failed: %s", exc)
 
     def _do_Follow(self, a: m.Follow, o: m.Observation) -> bool:
         address = self._leader_address(a.leader)
@@ -363,6 +395,7 @@ class Agent:
             return False
         self.instance.configure(standby=True, leader=address, sync_standby_names=self._desired_sync_names())
         self.instance.reload()
+        self.memory = replace(self.memory, not_streaming_since=None)
         return True
 
     def _do_Rewind(self, a: m.Rewind, o: m.Observation) -> bool:

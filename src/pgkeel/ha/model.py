@@ -67,6 +67,7 @@ class Memory:
     pg_down_since: float | None = None  # when postgres was first seen down while this node led
     not_streaming_since: float | None = None
     rewind_needed: bool = False
+    start_failures: int = 0  # consecutive failed starts as a replica (e.g. timeline mismatch after a crash)
     refused: str | None = None  # a reason this node will not join (foreign data)
 
 

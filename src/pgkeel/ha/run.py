@@ -24,6 +24,7 @@ def run_agent(config: AgentConfig) -> int:
         format=f"%(asctime)s {config.name} %(levelname)s %(message)s",
         stream=sys.stderr,
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     token = config.api_token_file.read_text().strip() if config.api_token_file else None
     dcs = open_dcs(config.dcs_url, config.scope, timeout=config.dcs_timeout)
     agent = Agent(config, dcs)

@@ -458,6 +458,8 @@ class Instance:
     def rewind(self, host: str, port: int) -> bool:
         """pg_rewind against the leader; True when blocks were rewound, False when none were needed."""
         c = self.config
+        # pg_rewind may run crash recovery in single-user mode first, which refuses standby mode.
+        set_standby_signal(c.datadir, False)
         source = f"host={host} port={port} user={c.replication_user} dbname=postgres application_name={c.name}-rewind"
         out = run(
             [

@@ -24,9 +24,7 @@ _PG_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True
-    )
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True)
 
 
 def _memory(value: str) -> str:
@@ -113,9 +111,7 @@ class Resources(_Model):
     @model_validator(mode="after")
     def _enough_memory(self) -> Resources:
         if self.memory_bytes < 256 * 2**20:
-            raise ValueError(
-                f"memory: at least 256Mi is needed to run PostgreSQL and the agent; got {self.memory}"
-            )
+            raise ValueError(f"memory: at least 256Mi is needed to run PostgreSQL and the agent; got {self.memory}")
         return self
 
 
@@ -158,7 +154,9 @@ class Failover(_Model):
         default=0.5, gt=0.0, le=30.0, description="Bound on one call to the coordination store."
     )
     postgres_restart_timeout_seconds: float = Field(
-        default=10.0, ge=1.0, le=600.0,
+        default=10.0,
+        ge=1.0,
+        le=600.0,
         description="A crashed primary restarts in place; past this bound it hands over leadership.",
     )
 
@@ -220,9 +218,7 @@ class Users(_Model):
     @classmethod
     def _identifier(cls, value: str) -> str:
         if not _PG_IDENTIFIER.match(value):
-            raise ValueError(
-                f"must be a plain PostgreSQL identifier (lower-case letters, digits, _); got {value!r}"
-            )
+            raise ValueError(f"must be a plain PostgreSQL identifier (lower-case letters, digits, _); got {value!r}")
         return value
 
     @model_validator(mode="after")
@@ -249,10 +245,7 @@ class ClusterSpec(_Model):
         if value < 1 or value > 9:
             raise ValueError(f"must be between 1 and 9 (1, 3, 5, 7, 9); got {value}")
         if value % 2 == 0:
-            raise ValueError(
-                "must be odd (1, 3, 5, …) so that a majority survives the loss of n nodes; "
-                f"got {value}"
-            )
+            raise ValueError(f"must be odd (1, 3, 5, …) so that a majority survives the loss of n nodes; got {value}")
         return value
 
     @model_validator(mode="after")

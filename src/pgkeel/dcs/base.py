@@ -1,0 +1,132 @@
+"""The coordination store's interface: what the HA agent may ask of any backend.
+
+Backends (sqlite, etcd, kubernetes) implement :class:`DCS`. A lost race returns False;
+:class:`DCSError` is reserved for outages, so the agent can tell "someone else won" from
+"I cannot know" and self-fence on the latter.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class DCSError(Exception):
+    """The store could not be reached or answered wrongly (an outage, not a lost race)."""
+
+
+@dataclass(frozen=True)
+class Leader:
+    """Who holds the leader lease; `term` rises with every acquisition, not with renewals."""
+
+    holder: str
+    term: int
+    ttl: float
+
+
+@dataclass(frozen=True)
+class Member:
+    """One node's published status (JSON-serialisable)."""
+
+    name: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    """Everything the agent needs, read in one call per loop."""
+
+    leader: Leader | None
+    members: dict[str, Member] = field(default_factory=dict)
+    initialize: str | None = None
+    sync: dict[str, Any] | None = None
+    sync_version: int = 0
+    switchover: dict[str, Any] | None = None
+
+
+class DCS(ABC):
+    """A leader lease with TTL and compare-and-swap, member records and cluster-wide state.
+
+    Every method answers or raises :class:`DCSError` within the backend's timeout, because
+    the agent's self-fencing depends on the store failing fast. Callers must measure their
+    own fencing deadline from *before* the call: the store starts the TTL no earlier.
+    """
+
+    @abstractmethod
+    def view(self) -> ClusterView:
+        """Read leader, live members and cluster state in one consistent call."""
+
+    @abstractmethod
+    def acquire_leader(self, name: str, ttl: float) -> bool:
+        """Take the lease only if no live leader exists; starts a new, higher term."""
+
+    @abstractmethod
+    def renew_leader(self, name: str, ttl: float) -> bool:
+        """Restart the TTL only if `name` still holds a live lease; the term is kept."""
+
+    @abstractmethod
+    def release_leader(self, name: str) -> bool:
+        """Delete the lease only if `name` holds it."""
+
+    @abstractmethod
+    def take_over_leader(self, from_name: str, to_name: str, ttl: float) -> bool:
+        """Atomically hand a live lease held by `from_name` to `to_name` (new term)."""
+
+    @abstractmethod
+    def initialize(self, value: str) -> bool:
+        """Claim the bootstrap: the first writer wins."""
+
+    @abstractmethod
+    def set_initialize(self, expected: str, value: str) -> bool:
+        """Replace the initialize value only if it is `expected` (placeholder -> sysid)."""
+
+    @abstractmethod
+    def clear_initialize(self, expected: str) -> bool:
+        """Delete the initialize value only if it is `expected` (bootstrap failed)."""
+
+    @abstractmethod
+    def set_member(self, name: str, data: dict[str, Any], ttl: float) -> None:
+        """Publish (upsert) this node's status; it disappears `ttl` seconds after the last call."""
+
+    @abstractmethod
+    def delete_member(self, name: str) -> None:
+        """Remove a member record now (absent is fine)."""
+
+    @abstractmethod
+    def set_sync(self, value: dict[str, Any], expected_version: int) -> bool:
+        """Write sync state only if its version is `expected_version` (0: must not exist)."""
+
+    @abstractmethod
+    def set_switchover(self, value: dict[str, Any]) -> None:
+        """Record a pending switchover/failover request (replaces any previous one)."""
+
+    @abstractmethod
+    def clear_switchover(self) -> None:
+        """Remove the pending switchover request (absent is fine)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections; records stay and expire by their TTL."""
+
+
+def check_name(kind: str, value: str) -> str:
+    """Reject names that would break key layouts (empty or containing '/')."""
+    if not isinstance(value, str) or not value or "/" in value:
+        raise ValueError(f"{kind} must be a non-empty string without '/': {value!r}")
+    return value
+
+
+def check_ttl(ttl: float) -> float:
+    """Reject TTLs that cannot describe a lease (non-positive, NaN, infinite)."""
+    if not isinstance(ttl, int | float) or not math.isfinite(ttl) or ttl <= 0:
+        raise ValueError(f"ttl must be a positive finite number of seconds: {ttl!r}")
+    return float(ttl)
+
+
+def check_timeout(timeout: float) -> float:
+    """Reject timeouts that would let a call hang or never run."""
+    if not isinstance(timeout, int | float) or not math.isfinite(timeout) or timeout <= 0:
+        raise ValueError(f"timeout must be a positive finite number of seconds: {timeout!r}")
+    return float(timeout)
