@@ -133,7 +133,7 @@ class Agent:
                 # Running but not answering (starting, crash recovery): report as running, unknown role.
                 log.debug("postgres running but not answering: %s", exc)
                 self.last_status = None
-                return m.PgState(has_data=True, running=True, in_recovery=True, following=following)
+                return m.PgState(has_data=True, running=True, in_recovery=None, following=following)
         self.last_status = None
         try:
             cd = inst.control_data()
@@ -361,9 +361,10 @@ class Agent:
     def _do_Promote(self, a: m.Promote, o: m.Observation) -> bool:
         inst = self.instance
         names = self._desired_sync_names()
+        if not inst.status().in_recovery:
+            return True  # already a primary (e.g. promoted by an earlier, interrupted loop)
         # Writes must wait for the quorum from the first commit on the new timeline.
-        leader = self._leader_address(None)
-        inst.configure(standby=True, leader=leader, sync_standby_names=names)
+        inst.configure(standby=True, leader=None, sync_standby_names=names)
         inst.reload()
         inst.promote()
         inst.configure(standby=False, leader=None, sync_standby_names=names)

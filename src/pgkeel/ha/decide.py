@@ -67,6 +67,10 @@ def decide(o: Observation) -> list[Action]:
     if not o.pg.has_data:
         return _bootstrap(o, view)
     leader = view.leader
+    if o.pg.running and o.pg.in_recovery is None:
+        # Starting up or in crash recovery: its role is unknown, so change nothing but the lease.
+        keep = [RenewLeader()] if leader is not None and leader.holder == o.me else []
+        return [*keep, _publish(o, "starting"), Wait(reason="postgres is running but not answering yet")]
     if leader is not None and leader.holder == o.me:
         return _lead(o, view)
     if leader is not None:

@@ -95,7 +95,8 @@ class LocalCluster:
         lay.ensure_dirs(members)
         lay.ensure_secrets(cluster.spec.users.superuser, cluster.spec.users.replication)
         state = lay.ensure_ports(members)
-        shutil.copyfile(document, lay.document)
+        if Path(document).resolve() != lay.document:
+            shutil.copyfile(document, lay.document)
         atomic_write(lay.etc / "postgresql.conf", rendered.postgresql_conf, mode=0o644)
         atomic_write(lay.etc / "pg_hba.conf", rendered.pg_hba_conf, mode=0o644)
         for name in members:

@@ -52,6 +52,9 @@ def required_settings(cluster: PostgresCluster, config_dir: str) -> list[Require
         Required("max_replication_slots", str(senders),
                  f"instances + 2 = {need} (a slot for every member on every member), at least 10"),
         Required("password_encryption", "scram-sha-256", "md5 password hashes are refused"),
+        Required("wal_retrieve_retry_interval", "500ms",
+                 "replicas reconnect within 0.5 s after their primary restarts or changes (default 5s); "
+                 "quorum commits wait for that reconnect"),
     ]
     if cluster.spec.replication.mode == "quorum":
         out.append(Required("synchronous_commit", "on",

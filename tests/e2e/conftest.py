@@ -1,0 +1,49 @@
+"""Fixtures for whole local clusters with real PostgreSQL processes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pgkeel.local import LocalCluster
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def write_document(directory: Path, mode: str = "quorum", instances: int = 3) -> Path:
+    doc = yaml.safe_load((ROOT / "examples" / "cluster.yaml").read_text())
+    doc["metadata"]["name"] = "e2e"
+    doc["spec"]["instances"] = instances
+    doc["spec"]["resources"] = {"cpu": "1", "memory": "512Mi"}
+    doc["spec"]["replication"] = {"mode": mode} | ({"syncStandbys": 1} if mode == "quorum" else {})
+    path = directory / "cluster.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+@pytest.fixture
+def make_cluster() -> Iterator[Callable[..., LocalCluster]]:
+    """Start local clusters in fresh directories; stop every process and remove the files afterwards."""
+    made: list[tuple[LocalCluster, Path]] = []
+
+    def make(mode: str = "quorum", instances: int = 3) -> LocalCluster:
+        base = Path(tempfile.mkdtemp(prefix="pgkeel-e2e-", dir="/tmp"))
+        os.chmod(base, 0o755)  # the agents run as the postgres user
+        doc = write_document(base, mode, instances)
+        cluster = LocalCluster(base / "cluster")
+        made.append((cluster, base))
+        cluster.up(doc, timeout=90)
+        return cluster
+
+    yield make
+    for cluster, base in made:
+        try:
+            cluster.down(purge=True)
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
