@@ -17,7 +17,7 @@ from pgkeel.spec import SpecError, load_cluster
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Highly available PostgreSQL, anywhere.")
 render_app = typer.Typer(no_args_is_help=True, help="Render configuration or manifests from a cluster document.")
 app.add_typer(render_app, name="render")
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 140)
 err = Console(stderr=True)
 
 FileOpt = Annotated[Path, typer.Option("-f", "--file", help="PostgresCluster YAML document.")]
@@ -112,14 +112,18 @@ def up(
 
 
 def _print_status(status: dict) -> None:  # type: ignore[type-arg]
+    from pgkeel.instance.lsn import format_lsn
+
     table = Table("name", "role", "state", "timeline", "lsn", "lag", "sync", "leader", "port")
+    for column in table.columns:
+        column.no_wrap = True
     for m in status["members"]:
         table.add_row(
             m["name"],
             m["role"],
             m["state"],
             str(m["timeline"] or ""),
-            str(m["lsn"] or ""),
+            format_lsn(m["lsn"]) if m["lsn"] is not None else "",
             str(m["lag_bytes"] if m["lag_bytes"] is not None else ""),
             m["sync"] or "",
             "*" if m["name"] == status["leader"] else "",

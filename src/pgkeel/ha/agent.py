@@ -28,6 +28,8 @@ from pgkeel.instance import CommandError, Instance, format_lsn, slot_name_for
 log = logging.getLogger("pgkeel.agent")
 
 QUIET_ACTIONS = (m.Publish, m.RenewLeader, m.EnsureSlots, m.EnsureSync, m.Wait)
+# Actions whose duration grows with the data (cloning, rewinding): the loop is busy, not hung.
+LONG_ACTIONS = (m.Bootstrap, m.CloneFrom, m.Rewind)
 
 
 class Agent:
@@ -44,6 +46,7 @@ class Agent:
         self.loop_duration = 0.0
         self.last_actions: list[str] = []
         self.last_reason = ""
+        self.long_action: str | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._lock = threading.Lock()
@@ -238,11 +241,14 @@ class Agent:
         self.last_actions = names
         for action in actions:
             handler = getattr(self, f"_do_{action.kind}")
+            self.long_action = action.kind if isinstance(action, LONG_ACTIONS) else None
             try:
                 ok = handler(action, o)
             except (DCSError, CommandError, psycopg.Error, OSError, RuntimeError, TimeoutError) as exc:
                 log.error("%s failed: %s", action.kind, exc)
                 return
+            finally:
+                self.long_action = None
             if ok is False:
                 log.info("%s did not succeed; skipping the rest of this loop's actions", action.kind)
                 return
@@ -569,8 +575,12 @@ class Agent:
             return dict(self._snapshot)
 
     def loop_alive(self) -> bool:
+        """The loop finished an iteration recently, or is inside a long action (clone, rewind)."""
+        if self.long_action is not None:
+            return True
         last = self.last_loop_end
-        return last is not None and time.monotonic() - last < max(5 * self.settings.loop_wait, self.settings.ttl) + 60
+        bound = max(10 * self.settings.loop_wait, 2 * self.settings.ttl) + 30  # + one slow postgres start
+        return last is not None and time.monotonic() - last < bound
 
     def request_switchover(self, to: str | None, force: bool = False) -> dict[str, Any]:
         view = self.dcs.view()
