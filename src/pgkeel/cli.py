@@ -73,6 +73,46 @@ def render_config_cmd(
     console.print(f"wrote {output / 'postgresql.conf'} and {output / 'pg_hba.conf'}")
 
 
+OutOpt = Annotated[Path | None, typer.Option("-o", "--output", help="Write to FILE instead of stdout.")]
+
+
+@render_app.command("k8s")
+def render_k8s_cmd(
+    file: FileOpt,
+    image: Annotated[str, typer.Option(help="Container image of postgres + pgkeel.")] = "ghcr.io/pgkeel/pgkeel:0.1.0",
+    output: OutOpt = None,
+    with_secrets: Annotated[
+        bool, typer.Option("--secrets/--no-secrets", help="Include a Secret with NEW random passwords.")
+    ] = True,
+    network_policy: Annotated[bool, typer.Option("--network-policy/--no-network-policy")] = True,
+) -> None:
+    """Kubernetes manifests for `kubectl apply -f -` (after bootstrap, re-render with --no-secrets)."""
+    from pgkeel.k8s import dump_yaml, render_manifests
+
+    cluster = _load_valid(file)
+    docs = render_manifests(cluster, image, include_secret=with_secrets, include_network_policy=network_policy)
+    if "samenet" in cluster.spec.network.allowed_cidrs:
+        err.print("warning: spec.network.allowedCidrs has `samenet`: on CNIs that give pods a /32 or a per-node "
+                  "subnet, peers on other nodes are refused; list the pod CIDR instead", markup=False)
+    _write_or_print(dump_yaml(docs), output)
+
+
+@render_app.command("crd")
+def render_crd_cmd(output: OutOpt = None) -> None:
+    """The PostgresCluster CustomResourceDefinition, its schema generated from the model."""
+    from pgkeel.k8s import crd_manifest, dump_yaml
+
+    _write_or_print(dump_yaml([crd_manifest()]), output)
+
+
+def _write_or_print(text: str, output: Path | None) -> None:
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text)
+        err.print(f"wrote {output}")
+
+
 @app.command()
 def explain(file: FileOpt, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Every parameter pgkeel sets, with its source, reason and context."""
@@ -206,6 +246,75 @@ def agent(config: Annotated[Path, typer.Option("--config", help="Agent configura
 
     cfg = AgentConfig.model_validate_json(config.read_text())
     sys.exit(run_agent(cfg))
+
+
+# --- bench: the reliability lab (pgkeel.lab) ------------------------------------------------------
+FAULT_HELP = "kill-primary, kill-postgres, kill-agent, pause-primary, partition-primary or switchover."
+bench_app = typer.Typer(no_args_is_help=True, help="Reliability lab: faults on a cluster of network namespaces.")
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("failover")
+def bench_failover(
+    fault: Annotated[str, typer.Option(help=FAULT_HELP)],
+    mode: Annotated[str, typer.Option(help="Replication mode: async or quorum.")] = "quorum",
+    trials: Annotated[int, typer.Option(min=1)] = 5,
+    json_file: Annotated[Path | None, typer.Option("--json", help="Write results here (after every trial).")] = None,
+    fresh: Annotated[bool, typer.Option(help="A new cluster for every trial (default: one per run).")] = False,
+) -> None:
+    """Inject one fault per trial under a steady workload; print per-trial figures and median/min/max."""
+    from pgkeel.lab.faults import FAULTS
+    from pgkeel.lab.trial import TrialResult, report, run_bench, write_json
+
+    if fault not in FAULTS or mode not in ("async", "quorum"):
+        _fail([f"--fault must be one of {', '.join(FAULTS)}; --mode async or quorum"])
+    if os.geteuid() != 0:
+        _fail(["the lab creates network namespaces: run as root"])
+    done: list[TrialResult] = []
+
+    def progress(n: int, r: TrialResult) -> None:
+        done.append(r)
+        f = [f"{v:.2f}" if isinstance(v, float) else "-" for v in (r.outage_s, r.detect_s, r.promote_s, r.rejoin_s)]
+        console.print(
+            f"trial {n}/{trials}: outage {f[0]} s  detect {f[1]} s  promote {f[2]} s  rejoin {f[3]} s  "
+            f"lost_acked {r.lost_acked}  split_brain {r.split_brain_windows}  phantoms {r.phantoms}"
+            + (f"  [red]{r.error}[/]" if r.error else ""),
+            highlight=False,
+        )
+        if json_file:
+            write_json(report(fault, mode, done), json_file)
+
+    data = run_bench(fault, mode, trials, fresh=fresh, progress=progress)
+    table = Table("figure", "median", "min", "max", title=f"{fault} / {mode} / {trials} trials")
+    for key, st in data["stats"].items():
+        table.add_row(key, *(f"{st[k]:.3f}" if st[k] is not None else "-" for k in ("median", "min", "max")))
+    console.print(table)
+    console.print(
+        f"lost acknowledged writes: {data['lost_acked_total']}   split-brain windows: "
+        f"{data['split_brain_windows_total']}   phantom ids: {data['phantoms_total']}   "
+        f"rejoin failures: {data['rejoin_failures']}"
+    )
+    if json_file:
+        write_json(data, json_file)
+
+
+@bench_app.command("bootstrap")
+def bench_bootstrap(
+    size: Annotated[str, typer.Option(help="Data to load before cloning, e.g. 1GiB or 512Mi.")] = "1GiB",
+    json_file: Annotated[Path | None, typer.Option("--json")] = None,
+) -> None:
+    """Time to clone a replica vs `cp -a` of the same data directory (the physical limit), as a ratio."""
+    from pgkeel.lab.bootstrap import run_bootstrap
+    from pgkeel.spec.quantity import parse_bytes
+
+    result = run_bootstrap(parse_bytes(size.removesuffix("B")), progress=lambda text: console.print(text))
+    console.print(
+        f"data dir {result['data_dir_bytes'] / 2**30:.2f} GiB: clone {result['clone_s']:.1f} s "
+        f"({result['clone_mib_s']:.0f} MiB/s), cp -a {result['cp_s']:.1f} s ({result['cp_mib_s']:.0f} MiB/s), "
+        f"ratio {result['ratio']:.2f}"
+    )
+    if json_file:
+        json_file.write_text(json.dumps(result, indent=1) + "\n")
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ from pgkeel.ha import model as m
 from pgkeel.ha.config import AgentConfig
 from pgkeel.ha.decide import BOOTSTRAP_PLACEHOLDER, decide, sync_standby_names
 from pgkeel.instance import CommandError, Instance, format_lsn, slot_name_for
+from pgkeel.tls import SERVER_CERT, CertificateAuthority, ensure_server_certificate, inspect
 
 log = logging.getLogger("pgkeel.agent")
 
@@ -47,6 +48,8 @@ class Agent:
         self.last_actions: list[str] = []
         self.last_reason = ""
         self.long_action: str | None = None
+        self.cert_not_after: str | None = None
+        self._cert_checked: float | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._lock = threading.Lock()
@@ -74,11 +77,34 @@ class Agent:
         self._wake.set()
 
     def run_once(self) -> list[m.Action]:
+        self.maintain_certificate()
         observation = self.observe()
         actions = decide(observation)
         self.execute(actions, observation)
         self._publish_snapshot(observation, actions)
         return actions
+
+    def maintain_certificate(self, every: float = 60.0) -> None:
+        """Issue this node's certificate before postgres first starts; renew it before expiry, then reload."""
+        c = self.config
+        if not c.tls_enabled or c.tls_dir is None:
+            return
+        now = time.monotonic()
+        if self._cert_checked is not None and now - self._cert_checked < every:
+            return
+        self._cert_checked = now
+        if c.ca_file is not None and c.ca_key_file is not None and c.ca_key_file.exists():
+            try:
+                ca = CertificateAuthority.load(c.ca_file, c.ca_key_file)
+                names = c.tls_names or [c.advertise_host]
+                if ensure_server_certificate(c.tls_dir, ca, c.name, names, c.renew_before_days, c.certificate_days):
+                    log.info("issued a server certificate for %s", ", ".join(names))
+                    if self.instance.is_running():
+                        self.instance.reload()  # PostgreSQL re-reads its certificate on reload
+            except (OSError, ValueError) as exc:
+                log.error("cannot issue the server certificate: %s", exc)
+        info = inspect(c.tls_dir / SERVER_CERT)
+        self.cert_not_after = info.not_after.isoformat() if info else None
 
     # --- observing -------------------------------------------------------------------------
     def observe(self) -> m.Observation:
@@ -186,6 +212,12 @@ class Agent:
             alive = alive_future.result()
         return probes, alive
 
+    def _ssl_kwargs(self) -> dict[str, str]:
+        c = self.config
+        if c.tls_enabled and c.ca_file is not None:
+            return {"sslmode": "verify-full", "sslrootcert": str(c.ca_file)}
+        return {}
+
     def _probe_peer(self, name: str, url: str) -> m.PeerProbe | None:
         try:
             resp = httpx.get(f"{url}/status", timeout=self.settings.dcs_timeout)
@@ -222,6 +254,7 @@ class Agent:
                 passfile=str(self.config.passfile),
                 connect_timeout=1,
                 application_name=f"{self.config.name}-probe",
+                **self._ssl_kwargs(),
                 options="-c statement_timeout=1000",
             ) as conn:
                 row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
@@ -564,6 +597,7 @@ class Agent:
             ],
             "actions": [{"kind": a.kind, "reason": a.reason} for a in actions if not isinstance(a, m.Publish)],
             "refused": self.memory.refused,
+            "tls": {"enabled": self.config.tls_enabled, "certificate_not_after": self.cert_not_after},
             "loop_duration_s": self.loop_duration,
             "agent_pid": os.getpid(),
         }

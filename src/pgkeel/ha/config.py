@@ -37,6 +37,13 @@ class AgentConfig(BaseModel):
     passfile: Path
     superuser_password_file: Path
     replication_password_file: Path
+    tls_enabled: bool = False
+    tls_dir: Path | None = Field(default=None, description="Where this node's server.crt/server.key live.")
+    ca_file: Path | None = None
+    ca_key_file: Path | None = Field(default=None, description="Lets the agent issue and renew its own certificate.")
+    tls_names: list[str] = Field(default_factory=list, description="DNS names and IPs the certificate must carry.")
+    certificate_days: int = 365
+    renew_before_days: int = 30
     ttl: float = 3.0
     loop_wait: float = 0.5
     dcs_timeout: float = 0.5
@@ -82,6 +89,7 @@ class AgentConfig(BaseModel):
             passfile=self.passfile,
             superuser_password_file=self.superuser_password_file,
             replication_password_file=self.replication_password_file,
+            ssl_root_cert=self.ca_file if self.tls_enabled else None,
         )
 
     @classmethod
@@ -101,4 +109,7 @@ class AgentConfig(BaseModel):
             "sync_standbys": spec.replication.sync_standbys,
             "max_lag_bytes": spec.replication.max_lag_bytes,
             "restart_timeout": spec.failover.postgres_restart_timeout_seconds,
+            "tls_enabled": spec.tls.enabled,
+            "certificate_days": spec.tls.certificate_days,
+            "renew_before_days": spec.tls.renew_before_days,
         }

@@ -49,7 +49,14 @@ class InstanceConfig:
     passfile: Path
     superuser_password_file: Path | None = None
     replication_password_file: Path | None = None
+    ssl_root_cert: Path | None = None  # cluster CA: peers are verified with sslmode=verify-full
     extra_options: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ssl_options(self) -> str:
+        if self.ssl_root_cert is None:
+            return "sslmode=prefer"
+        return f"sslmode=verify-full sslrootcert={self.ssl_root_cert}"
 
     @property
     def slot_name(self) -> str:
@@ -408,7 +415,7 @@ class Instance:
     def primary_conninfo(self, host: str, port: int) -> str:
         c = self.config
         return (
-            f"host={host} port={port} user={c.replication_user} passfile={c.passfile} "
+            f"host={host} port={port} user={c.replication_user} passfile={c.passfile} {c.ssl_options} "
             f"application_name={c.name} connect_timeout=2 keepalives_idle=2 keepalives_interval=1 keepalives_count=3"
         )
 
@@ -444,7 +451,8 @@ class Instance:
             "-D",
             str(self.config.datadir),
             "-d",
-            f"host={host} port={port} user={self.config.replication_user} application_name={self.config.name}",
+            f"host={host} port={port} user={self.config.replication_user} application_name={self.config.name} "
+            f"{self.config.ssl_options}",
             "-X",
             "stream",
             "-c",
@@ -460,7 +468,10 @@ class Instance:
         c = self.config
         # pg_rewind may run crash recovery in single-user mode first, which refuses standby mode.
         set_standby_signal(c.datadir, False)
-        source = f"host={host} port={port} user={c.replication_user} dbname=postgres application_name={c.name}-rewind"
+        source = (
+            f"host={host} port={port} user={c.replication_user} dbname=postgres "
+            f"application_name={c.name}-rewind {c.ssl_options}"
+        )
         out = run(
             [
                 self._tool("pg_rewind"),

@@ -94,6 +94,8 @@ class LocalCluster:
         lay = self.layout
         lay.ensure_dirs(members)
         lay.ensure_secrets(cluster.spec.users.superuser, cluster.spec.users.replication)
+        if cluster.spec.tls.enabled:
+            lay.ensure_ca(cluster.name)
         state = lay.ensure_ports(members)
         if Path(document).resolve() != lay.document:
             shutil.copyfile(document, lay.document)
@@ -124,6 +126,10 @@ class LocalCluster:
             passfile=lay.passfile,
             superuser_password_file=lay.password_file("superuser"),
             replication_password_file=lay.password_file("replication"),
+            tls_dir=node / "tls",
+            ca_file=lay.ca_file,
+            ca_key_file=lay.ca_key_file,
+            tls_names=[HOST, "localhost"],
             **AgentConfig.timings_from(cluster),  # type: ignore[arg-type]
         )
         atomic_write(lay.agent_config(name), config.model_dump_json(indent=1) + "\n", mode=0o644)
@@ -196,15 +202,20 @@ class LocalCluster:
         attrs = "read-write" if read_write else "prefer-standby"
         return (
             f"host={hosts} port={port_list} user={cluster.spec.users.superuser} dbname=postgres "
-            f"passfile={self.layout.passfile} target_session_attrs={attrs} connect_timeout=2"
+            f"passfile={self.layout.passfile} target_session_attrs={attrs} connect_timeout=2{self._ssl(cluster)}"
         )
+
+    def _ssl(self, cluster: PostgresCluster) -> str:
+        if not cluster.spec.tls.enabled:
+            return ""
+        return f" sslmode=verify-full sslrootcert={self.layout.ca_file}"
 
     def node_dsn(self, name: str) -> str:
         cluster = self.cluster()
         port = self.layout.load_state()["pg_ports"][name]
         return (
             f"host={HOST} port={port} user={cluster.spec.users.superuser} dbname=postgres "
-            f"passfile={self.layout.passfile} connect_timeout=2"
+            f"passfile={self.layout.passfile} connect_timeout=2{self._ssl(cluster)}"
         )
 
     def status(self) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from pgkeel.instance.files import atomic_write
 from pgkeel.instance.process import POSTGRES_OS_USER
+from pgkeel.tls import create_ca
 
 
 def _owner() -> tuple[int, int] | None:
@@ -82,6 +83,21 @@ class Layout:
     @property
     def token_file(self) -> Path:
         return self.secrets / "api.token"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.secrets / "ca.crt"
+
+    @property
+    def ca_key_file(self) -> Path:
+        return self.secrets / "ca.key"
+
+    def ensure_ca(self, cluster: str) -> None:
+        """The cluster CA, created once; put your own ca.crt/ca.key there before the first `up` to bring yours."""
+        if not (self.ca_file.exists() and self.ca_key_file.exists()):
+            create_ca(cluster).save(self.ca_file, self.ca_key_file)
+        for path in (self.ca_file, self.ca_key_file):
+            chown_for_postgres(path)
 
     def password_file(self, role: str) -> Path:
         return self.secrets / f"{role}.password"

@@ -179,11 +179,12 @@ def default_rules(cluster: PostgresCluster) -> tuple[list[HbaRule], list[HbaRule
     """pgkeel's rules before the user's, and the final rejects after them."""
     users = cluster.spec.users
     cidrs = cluster.spec.network.allowed_cidrs
+    tcp = "hostssl" if cluster.spec.tls.enabled else "host"  # with TLS on, plain TCP meets the final reject
     head = [HbaRule("local", ("all",), (users.superuser,), "peer",
                     comment="the superuser, as the same OS user, over the local socket only")]
-    head += [HbaRule("host", ("replication",), (users.replication,), "scram-sha-256", cidr,
+    head += [HbaRule(tcp, ("replication",), (users.replication,), "scram-sha-256", cidr,
                      comment="streaming replication and pg_basebackup from the cluster network") for cidr in cidrs]
-    head += [HbaRule("host", ("all",), ("all",), "scram-sha-256", cidr,
+    head += [HbaRule(tcp, ("all",), ("all",), "scram-sha-256", cidr,
                      comment="every role (pg_rewind included) from the cluster network, with a password")
              for cidr in cidrs]
     tail = [
@@ -208,7 +209,7 @@ def validate_rules(lines: list[str], ssl: bool = False) -> tuple[list[HbaRule], 
             continue
         if rule.type == "hostssl" and not ssl:
             errors.append(f"spec.postgres.hba[{i}]: hostssl rules never match while SSL is off; set "
-                          "spec.postgres.parameters.ssl: on (with ssl_cert_file and ssl_key_file) or use host")
+                          "spec.tls.enabled: true (the default) or use host")
             continue
         rules.append(rule)
     return rules, errors

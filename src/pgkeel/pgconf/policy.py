@@ -56,6 +56,15 @@ def required_settings(cluster: PostgresCluster, config_dir: str) -> list[Require
                  "replicas reconnect within 0.5 s after their primary restarts or changes (default 5s); "
                  "quorum commits wait for that reconnect"),
     ]
+    if cluster.spec.tls.enabled:
+        out += [
+            Required("ssl", "on", "spec.tls.enabled: clients and replicas connect over TLS (hostssl rules)"),
+            Required("ssl_cert_file", "../tls/server.crt",
+                     "each node's own certificate, beside its data directory (relative paths start at PGDATA), "
+                     "issued by the cluster CA with the node's names"),
+            Required("ssl_key_file", "../tls/server.key", "the certificate's key, mode 0600, owned by postgres"),
+            Required("ssl_min_protocol_version", "TLSv1.2", "no TLS 1.0/1.1"),
+        ]
     if cluster.spec.replication.mode == "quorum":
         out.append(Required("synchronous_commit", "on",
                             "quorum mode: a commit returns only once a synchronous standby has flushed it"))
@@ -128,7 +137,15 @@ def refused_name(name: str) -> str | None:
     return None
 
 
+TLS_MANAGED = frozenset({"ssl", "ssl_cert_file", "ssl_key_file", "ssl_ca_file"})
+
+
 def guard(cluster: PostgresCluster, name: str, parsed: Parsed) -> str | None:
+    if name in TLS_MANAGED and cluster.spec.tls.enabled:
+        return (
+            f"{name} is managed by spec.tls (each node's certificate is issued by the cluster CA); remove it, "
+            "or set spec.tls.enabled: false to manage TLS yourself"
+        )
     check = GUARDS.get(name)
     if check is None:
         return None

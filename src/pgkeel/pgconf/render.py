@@ -103,7 +103,7 @@ def render_config(cluster: PostgresCluster, config_dir: str = "/etc/postgresql")
     if errors:
         raise ConfigError(errors)
     user, errors = check_parameters(cluster)
-    rules, hba_errors = validate_rules(list(cluster.spec.postgres.hba), ssl_enabled(user))
+    rules, hba_errors = validate_rules(list(cluster.spec.postgres.hba), ssl_enabled(user, cluster))
     errors += hba_errors
     if errors:
         raise ConfigError(errors)

@@ -54,7 +54,7 @@ def _check_one(
         if name.lower() in catalogue:
             return f"parameter names are lower-case; write {name.lower()}"
         if is_custom_name(name):
-            if not _CUSTOM.match(name):
+            if not _CUSTOM.fullmatch(name):  # `$` would accept a trailing newline
                 return "an extension parameter is `extension.name` in lower-case letters, digits and _"
             if isinstance(raw, str) and re.search(r"[\x00-\x1f\x7f]", raw):
                 return "contains a line break or control character; give a single-line value"
@@ -109,7 +109,9 @@ def _mb_of(text: str) -> int:
     raise ValueError(f"unexpected WAL size {text!r}")
 
 
-def ssl_enabled(parsed: dict[str, Parsed]) -> bool:
+def ssl_enabled(parsed: dict[str, Parsed], cluster: PostgresCluster | None = None) -> bool:
+    if cluster is not None and cluster.spec.tls.enabled:
+        return True
     return parsed.get("ssl", Parsed("off")).text == "on"
 
 
@@ -120,5 +122,5 @@ def validate_cluster(cluster: PostgresCluster) -> list[str]:
         return errors
     parsed, problems = check_parameters(cluster)
     errors += problems
-    errors += validate_rules(list(cluster.spec.postgres.hba), ssl_enabled(parsed))[1]
+    errors += validate_rules(list(cluster.spec.postgres.hba), ssl_enabled(parsed, cluster))[1]
     return errors

@@ -89,8 +89,9 @@ def _parse_bool(raw: ParameterValue) -> Parsed:
 def _parse_enum(guc: Guc, raw: ParameterValue) -> Parsed:
     word = str(raw).strip().lower()
     allowed = guc.enumvals or ()
-    if word in allowed:
-        return Parsed(word)
+    for value in allowed:  # PostgreSQL matches enum values case-insensitively (TLSv1.2, tlsv1.2)
+        if word == value.lower():
+            return Parsed(value)
     raise ValueError(f"must be one of {', '.join(allowed)}; got {raw!r}")
 
 
@@ -120,6 +121,8 @@ def _parse_number(guc: Guc, raw: ParameterValue) -> Parsed:
                 f"use one of {', '.join(_units_for(family))}; got {raw!r}"
             )
         base = number * table[unit] / family[1]
+        if math.isinf(base):  # e.g. 1e308GB: finite as written, infinite in the parameter's unit
+            raise ValueError(f"out of range: must be {_describe_range(guc)}; got {raw!r}")
     if guc.vartype == "integer":
         if unit is None and not float(number).is_integer():
             raise ValueError(f"must be an integer; got {raw!r}")

@@ -59,7 +59,7 @@ class Metadata(_Model):
     @field_validator("name", "namespace")
     @classmethod
     def _dns_label(cls, value: str) -> str:
-        if len(value) > 50 or not _DNS_LABEL.match(value):
+        if len(value) > 50 or not _DNS_LABEL.fullmatch(value):
             raise ValueError(
                 "must be a DNS-1123 label of at most 50 characters: lower-case letters, digits "
                 f"and '-', starting and ending with a letter or digit; got {value!r}"
@@ -217,7 +217,7 @@ class Users(_Model):
     @field_validator("superuser", "replication")
     @classmethod
     def _identifier(cls, value: str) -> str:
-        if not _PG_IDENTIFIER.match(value):
+        if not _PG_IDENTIFIER.fullmatch(value):  # `$` would let "x\n" through
             raise ValueError(f"must be a plain PostgreSQL identifier (lower-case letters, digits, _); got {value!r}")
         return value
 
@@ -228,8 +228,28 @@ class Users(_Model):
         return self
 
 
+class Tls(_Model):
+    enabled: bool = Field(
+        default=True,
+        description="TLS for clients and replication: ssl = on, hostssl rules, sslmode=verify-full between nodes.",
+    )
+    certificate_days: int = Field(default=365, ge=2, le=3650, description="Lifetime of each node's certificate.")
+    renew_before_days: int = Field(default=30, ge=1, le=365, description="Renew (and reload) this long before expiry.")
+
+    @model_validator(mode="after")
+    def _renewal_fits(self) -> Tls:
+        if self.renew_before_days >= self.certificate_days:
+            raise ValueError(
+                f"renewBeforeDays ({self.renew_before_days}) must be below certificateDays ({self.certificate_days}), "
+                "or every certificate would be renewed at once"
+            )
+        return self
+
+
 class ClusterSpec(_Model):
-    instances: int = Field(default=3, description="Number of nodes: 2n+1 (1, 3, 5, 7, 9).")
+    instances: int = Field(
+        default=3, json_schema_extra={"minimum": 1, "maximum": 9}, description="Number of nodes: 2n+1 (1, 3, 5, 7, 9)."
+    )
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)
     resources: Resources = Field(default_factory=Resources)
     storage: Storage = Field(default_factory=Storage)
@@ -238,6 +258,7 @@ class ClusterSpec(_Model):
     failover: Failover = Field(default_factory=Failover)
     network: Network = Field(default_factory=Network)
     users: Users = Field(default_factory=Users)
+    tls: Tls = Field(default_factory=Tls)
 
     @field_validator("instances")
     @classmethod

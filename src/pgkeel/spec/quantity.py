@@ -35,7 +35,9 @@ def parse_quantity(text: str | int | float) -> Decimal:
         raise QuantityError(f"expected a quantity such as 512Mi, 4Gi or 500m; got {text!r}")
     if isinstance(text, int | float):
         return Decimal(str(text))
-    match = _PATTERN.match(text.strip()) if isinstance(text, str) else None
+    # fullmatch on the text as given: `$` alone would accept a trailing newline, and the text is
+    # echoed into postgresql.conf comments, where a newline would start a line the user never wrote.
+    match = _PATTERN.fullmatch(text) if isinstance(text, str) else None
     if not match:
         raise QuantityError(f"expected a quantity such as 512Mi, 4Gi or 500m; got {text!r}")
     try:

@@ -19,6 +19,7 @@ from pgconf_docs import cluster
 
 from pgkeel.pgconf import Setting, load_catalogue, render_config
 from pgkeel.pgconf.values import parse_value
+from pgkeel.tls import create_ca, ensure_server_certificate
 
 BINDIR = Path("/usr/lib/postgresql/15/bin")
 pytestmark = [
@@ -53,6 +54,9 @@ def workdir() -> Iterator[Path]:
         os.chown(root, pw.pw_uid, pw.pw_gid)
     proc = as_postgres([str(BINDIR / "initdb"), "-D", str(root / "data"), "-U", "postgres", "--no-sync", "-A", "peer"])
     assert proc.returncode == 0, proc.stderr
+    # ssl = on with ssl_cert_file = '../tls/server.crt': the node certificate beside the data directory
+    owner = (pwd.getpwnam("postgres").pw_uid, pwd.getpwnam("postgres").pw_gid) if os.geteuid() == 0 else None
+    ensure_server_certificate(root / "tls", create_ca("pgconf-test"), "localhost", ["localhost", "127.0.0.1"], owner=owner)
     yield root
     shutil.rmtree(root, ignore_errors=True)
 

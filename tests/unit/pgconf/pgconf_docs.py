@@ -20,6 +20,7 @@ def cluster(
     hba: list[str] | None = None,
     cidrs: list[str] | None = None,
     version: int = 15,
+    tls: bool = True,
 ) -> PostgresCluster:
     spec: dict[str, Any] = {
         "instances": instances,
@@ -29,6 +30,8 @@ def cluster(
         "replication": {"mode": mode or ("quorum" if instances > 1 else "async")},
         "postgres": {"version": version, "parameters": parameters or {}, "hba": hba or []},
     }
+    if not tls:
+        spec["tls"] = {"enabled": False}
     if cidrs:
         spec["network"] = {"allowedCidrs": cidrs}
     return parse_cluster({"apiVersion": "pgkeel.dev/v1alpha1", "kind": "PostgresCluster",

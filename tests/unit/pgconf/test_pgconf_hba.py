@@ -9,12 +9,18 @@ def rules_of(text: str) -> list[list[str]]:
     return [line.split() for line in text.splitlines() if line and not line.startswith("#")]
 
 
+def test_without_tls_tcp_rules_are_plain_host():
+    hba = render_config(cluster(tls=False)).pg_hba_conf
+    assert ["host", "replication", "replicator", "samenet", "scram-sha-256"] in rules_of(hba)
+    assert "hostssl" not in hba
+
+
 def test_default_rules_are_secure_and_ordered():
     hba = render_config(cluster()).pg_hba_conf
     assert rules_of(hba) == [
         ["local", "all", "postgres", "peer"],
-        ["host", "replication", "replicator", "samenet", "scram-sha-256"],
-        ["host", "all", "all", "samenet", "scram-sha-256"],
+        ["hostssl", "replication", "replicator", "samenet", "scram-sha-256"],
+        ["hostssl", "all", "all", "samenet", "scram-sha-256"],
         ["local", "all", "all", "reject"],
         ["host", "all", "all", "0.0.0.0/0", "reject"],
         ["host", "all", "all", "::/0", "reject"],
@@ -22,11 +28,11 @@ def test_default_rules_are_secure_and_ordered():
 
 
 def test_cidr_list_and_user_rules_go_before_the_rejects():
-    hba = render_config(cluster(cidrs=["10.244.0.0/16", "198.18.0.0/24"], parameters={"ssl": "on"},
+    hba = render_config(cluster(cidrs=["10.244.0.0/16", "198.18.0.0/24"],
                                 hba=["hostssl all app 192.168.0.0/16 scram-sha-256"])).pg_hba_conf
     rules = rules_of(hba)
-    assert ["host", "replication", "replicator", "10.244.0.0/16", "scram-sha-256"] in rules
-    assert ["host", "replication", "replicator", "198.18.0.0/24", "scram-sha-256"] in rules
+    assert ["hostssl", "replication", "replicator", "10.244.0.0/16", "scram-sha-256"] in rules
+    assert ["hostssl", "replication", "replicator", "198.18.0.0/24", "scram-sha-256"] in rules
     assert "samenet" not in hba
     user = rules.index(["hostssl", "all", "app", "192.168.0.0/16", "scram-sha-256"])
     assert user < rules.index(["local", "all", "all", "reject"])
@@ -91,9 +97,9 @@ def test_errors_carry_the_field_path():
 
 
 def test_hostssl_needs_ssl_on():
-    found = validate_cluster(cluster(hba=["hostssl all all 10.0.0.0/8 scram-sha-256"]))
+    found = validate_cluster(cluster(tls=False, hba=["hostssl all all 10.0.0.0/8 scram-sha-256"]))
     assert found == ["spec.postgres.hba[0]: hostssl rules never match while SSL is off; set "
-                     "spec.postgres.parameters.ssl: on (with ssl_cert_file and ssl_key_file) or use host"]
+                     "spec.tls.enabled: true (the default) or use host"]
 
 
 def test_users_come_from_the_document():
@@ -102,4 +108,4 @@ def test_users_come_from_the_document():
     doc = doc.model_copy(update={"spec": doc.spec.model_copy(update={"users": users})})
     rules = rules_of(render_config(doc).pg_hba_conf)
     assert rules[0] == ["local", "all", "admin", "peer"]
-    assert rules[1][:3] == ["host", "replication", "streamer"]
+    assert rules[1][:3] == ["hostssl", "replication", "streamer"]

@@ -1,0 +1,363 @@
+"""The Kubernetes objects of one cluster, as plain dicts, ready for `kubectl apply -f -`.
+
+Names, paths and ports come from `layout` so the in-pod agent reads exactly what is rendered here.
+The postgresql.conf and pg_hba.conf in the ConfigMap are `render_config`'s output, unchanged:
+the same files a local cluster gets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+from pgkeel.k8s import layout as L
+from pgkeel.k8s.rbac import role_rules
+from pgkeel.pgconf import render_config
+from pgkeel.spec import PostgresCluster
+
+Manifest = dict[str, Any]
+
+# Long enough for a clean switchover on SIGTERM: a fast shutdown checkpoint of the primary, the
+# chosen replica replaying the last WAL, promotion, and the lease handed over.
+TERMINATION_GRACE_SECONDS = 120
+
+
+def generate_secrets() -> dict[str, str]:
+    """Fresh random passwords and API token (URL-safe: no quoting trouble in conninfo or headers)."""
+    return {key: secrets.token_urlsafe(32) for key in L.SECRET_KEYS}
+
+
+def _labels(cluster: PostgresCluster) -> dict[str, str]:
+    # The document's own labels first, so they can never override the ones selectors rely on.
+    return {**cluster.metadata.labels, **L.common_labels(cluster.name)}
+
+
+def _meta(cluster: PostgresCluster, name: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "namespace": cluster.metadata.namespace, "labels": _labels(cluster), **extra}
+
+
+def cluster_document(cluster: PostgresCluster) -> str:
+    """The document with every default filled in: what the agent reads from `cluster.yaml`."""
+    return yaml.safe_dump(cluster.model_dump(mode="json", by_alias=True), sort_keys=False)
+
+
+def config_data(cluster: PostgresCluster) -> dict[str, str]:
+    rendered = render_config(cluster, config_dir=L.CONFIG_DIR)
+    return {
+        L.CONF_KEY: rendered.postgresql_conf,
+        L.HBA_KEY: rendered.pg_hba_conf,
+        L.CLUSTER_KEY: cluster_document(cluster),
+    }
+
+
+def config_hash(data: Mapping[str, str]) -> str:
+    """Stable digest of the ConfigMap's content, carried by the pod template so a change is visible."""
+    digest = hashlib.sha256()
+    for key in sorted(data):
+        digest.update(key.encode() + b"\0" + data[key].encode() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def config_map(cluster: PostgresCluster, data: Mapping[str, str]) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(cluster, cluster.name + L.CONFIGMAP_SUFFIX),
+        "data": dict(data),
+    }
+
+
+def secret(cluster: PostgresCluster, values: Mapping[str, str]) -> Manifest:
+    missing = [k for k in L.SECRET_KEYS if not values.get(k)]
+    if missing:
+        raise ValueError(f"secret values missing: {', '.join(missing)}")
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta(cluster, cluster.name + L.SECRET_SUFFIX),
+        "type": "Opaque",
+        "stringData": {k: values[k] for k in L.SECRET_KEYS},
+    }
+
+
+def _service(cluster: PostgresCluster, name: str, selector: dict[str, str], **spec: Any) -> Manifest:
+    ports = [{"name": L.PG_PORT_NAME, "port": L.PG_PORT, "targetPort": L.PG_PORT_NAME, "protocol": "TCP"}]
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(cluster, name),
+        "spec": {"selector": selector, "ports": ports, **spec},
+    }
+
+
+def services(cluster: PostgresCluster) -> list[Manifest]:
+    """Headless (peer DNS, before readiness), read-write (the primary) and read-only (replicas)."""
+    sel = L.selector_labels(cluster.name)
+    headless = _service(
+        cluster, L.headless_service(cluster.name), sel, clusterIP="None", publishNotReadyAddresses=True
+    )
+    headless["spec"]["ports"].append(
+        {"name": L.API_PORT_NAME, "port": L.API_PORT, "targetPort": L.API_PORT_NAME, "protocol": "TCP"}
+    )
+    rw = _service(cluster, cluster.name + L.RW_SUFFIX, {**sel, L.ROLE_LABEL: L.ROLE_PRIMARY}, type="ClusterIP")
+    ro = _service(cluster, cluster.name + L.RO_SUFFIX, {**sel, L.ROLE_LABEL: L.ROLE_REPLICA}, type="ClusterIP")
+    return [headless, rw, ro]
+
+
+def rbac(cluster: PostgresCluster) -> list[Manifest]:
+    """ServiceAccount, Role and RoleBinding: only the calls the agent makes (see `rbac.AGENT_API_CALLS`)."""
+    name = cluster.name + L.AGENT_SUFFIX
+    account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(cluster, name)}
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": _meta(cluster, name),
+        "rules": role_rules(),
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": _meta(cluster, name),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": cluster.metadata.namespace}],
+    }
+    return [account, role, binding]
+
+
+def pod_disruption_budget(cluster: PostgresCluster) -> Manifest:
+    """At most one pod down by voluntary disruption (drains), so a quorum always remains."""
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _meta(cluster, cluster.name + L.PDB_SUFFIX),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": L.selector_labels(cluster.name)}},
+    }
+
+
+def network_policy(cluster: PostgresCluster) -> Manifest:
+    """Ingress to 5432 and 8008 from the cluster's own pods; 5432 also from spec.network.allowedCidrs.
+
+    `samenet` cannot be expressed as a NetworkPolicy peer, so when it is listed port 5432 stays open
+    at this layer and pg_hba.conf does the filtering; the API port is always peers-only.
+    """
+    sel = L.selector_labels(cluster.name)
+    pg = {"protocol": "TCP", "port": L.PG_PORT}
+    api = {"protocol": "TCP", "port": L.API_PORT}
+    cidrs = cluster.spec.network.allowed_cidrs
+    ingress: list[dict[str, Any]] = [{"from": [{"podSelector": {"matchLabels": sel}}], "ports": [pg, api]}]
+    if any(c in ("samenet", "samehost") for c in cidrs):
+        ingress.append({"ports": [pg]})
+    else:
+        ingress.append({"from": [{"ipBlock": {"cidr": c}} for c in cidrs], "ports": [pg]})
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta(cluster, cluster.name + L.NETPOL_SUFFIX),
+        "spec": {"podSelector": {"matchLabels": sel}, "policyTypes": ["Ingress"], "ingress": ingress},
+    }
+
+
+def _env(cluster: PostgresCluster) -> list[dict[str, Any]]:
+    def field(name: str, path: str) -> dict[str, Any]:
+        return {"name": name, "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": path}}}
+
+    return [
+        field(L.ENV_POD_NAME, "metadata.name"),
+        field(L.ENV_POD_IP, "status.podIP"),
+        field(L.ENV_POD_NAMESPACE, "metadata.namespace"),
+        {"name": L.ENV_CLUSTER, "value": cluster.name},
+        {"name": L.ENV_PGDATA, "value": L.PGDATA},
+        {"name": L.ENV_POSTGRES_ARGS, "value": L.POSTGRES_ARGS},
+    ]
+
+
+def _probe(path: str, period: int, failures: int, timeout: int = 3) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": L.API_PORT_NAME, "scheme": "HTTP"},
+        "periodSeconds": period,
+        "timeoutSeconds": timeout,
+        "failureThreshold": failures,
+    }
+
+
+def _container(cluster: PostgresCluster, image: str) -> dict[str, Any]:
+    res = cluster.spec.resources
+    # requests == limits: Guaranteed QoS, and exactly the numbers the tuning assumed.
+    amounts = {"cpu": res.cpu, "memory": res.memory}
+    return {
+        "name": L.CONTAINER_NAME,
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": list(L.AGENT_COMMAND),
+        "env": _env(cluster),
+        "ports": [
+            {"name": L.PG_PORT_NAME, "containerPort": L.PG_PORT, "protocol": "TCP"},
+            {"name": L.API_PORT_NAME, "containerPort": L.API_PORT, "protocol": "TCP"},
+        ],
+        "resources": {"requests": dict(amounts), "limits": dict(amounts)},
+        # All three ask the agent's API; /liveness reflects only the agent loop, so a long
+        # recovery or clone never gets the container killed.
+        "startupProbe": _probe(L.LIVENESS_PATH, period=2, failures=30),
+        "livenessProbe": _probe(L.LIVENESS_PATH, period=10, failures=3, timeout=5),
+        "readinessProbe": _probe(L.READINESS_PATH, period=5, failures=3),
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": L.POSTGRES_UID,
+            "runAsGroup": L.POSTGRES_GID,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": [
+            {"name": L.DATA_VOLUME, "mountPath": L.DATA_MOUNT},
+            {"name": L.CONFIG_VOLUME, "mountPath": L.CONFIG_DIR, "readOnly": True},
+            {"name": L.SECRETS_VOLUME, "mountPath": L.SECRETS_DIR, "readOnly": True},
+            {"name": "tmp", "mountPath": L.TMP_DIR},
+            {"name": "run", "mountPath": L.RUN_DIR},
+            {"name": "dshm", "mountPath": "/dev/shm"},
+        ],
+    }
+
+
+def _affinity(cluster: PostgresCluster) -> dict[str, Any]:
+    sel = {"matchLabels": L.selector_labels(cluster.name)}
+    spread = [(100, "kubernetes.io/hostname"), (50, "topology.kubernetes.io/zone")]
+    return {
+        "podAntiAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": weight, "podAffinityTerm": {"labelSelector": sel, "topologyKey": key}}
+                for weight, key in spread
+            ]
+        }
+    }
+
+
+def _volumes(cluster: PostgresCluster) -> list[dict[str, Any]]:
+    return [
+        {"name": L.CONFIG_VOLUME, "configMap": {"name": cluster.name + L.CONFIGMAP_SUFFIX}},
+        # 0440, not 0400: the files belong to root and the postgres user reads them through fsGroup.
+        {"name": L.SECRETS_VOLUME, "secret": {"secretName": cluster.name + L.SECRET_SUFFIX, "defaultMode": 0o440}},
+        {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
+        {"name": "run", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
+        # The runtime's default 64M /dev/shm is too small for PostgreSQL's dynamic shared memory.
+        {"name": "dshm", "emptyDir": {"medium": "Memory"}},
+    ]
+
+
+def _volume_claim(cluster: PostgresCluster) -> dict[str, Any]:
+    storage = cluster.spec.storage
+    spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": storage.size}}}
+    if storage.storage_class:
+        spec["storageClassName"] = storage.storage_class
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": L.DATA_VOLUME, "labels": L.common_labels(cluster.name)},
+        "spec": spec,
+    }
+
+
+def stateful_set(cluster: PostgresCluster, image: str, hash_: str) -> Manifest:
+    """One pod per member, `<name>-0` … `<name>-(n-1)`.
+
+    Parallel pod management: with OrderedReady, after a full stop a former replica at ordinal 0
+    would wait for a primary that cannot start before it is ready. OnDelete updates: a config or
+    image change must not restart the primary behind the agent's back; the agent reloads what a
+    reload can change, and pods are replaced one at a time by the operator (see docs).
+    """
+    sel = L.selector_labels(cluster.name)
+    pod_spec = {
+        "serviceAccountName": cluster.name + L.AGENT_SUFFIX,
+        "automountServiceAccountToken": True,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
+        # The pause container becomes PID 1 and reaps orphans (backends of a crashed postmaster);
+        # the agent is then not PID 1, so SIGTERM reaches it with its normal semantics.
+        "shareProcessNamespace": True,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": L.POSTGRES_UID,
+            "runAsGroup": L.POSTGRES_GID,
+            "fsGroup": L.POSTGRES_GID,
+            "fsGroupChangePolicy": "OnRootMismatch",
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "affinity": _affinity(cluster),
+        "containers": [_container(cluster, image)],
+        "volumes": _volumes(cluster),
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": _meta(cluster, cluster.name),
+        "spec": {
+            "serviceName": L.headless_service(cluster.name),
+            "replicas": cluster.spec.instances,
+            "podManagementPolicy": "Parallel",
+            "updateStrategy": {"type": "OnDelete"},
+            "selector": {"matchLabels": sel},
+            "template": {
+                "metadata": {
+                    "labels": _labels(cluster),
+                    "annotations": {
+                        L.CONFIG_HASH_ANNOTATION: hash_,
+                        L.POSTGRES_ARGS_ANNOTATION: L.POSTGRES_ARGS,
+                    },
+                },
+                "spec": pod_spec,
+            },
+            "volumeClaimTemplates": [_volume_claim(cluster)],
+        },
+    }
+
+
+def render_manifests(
+    cluster: PostgresCluster,
+    image: str = L.DEFAULT_IMAGE,
+    *,
+    secret_values: Mapping[str, str] | None = None,
+    include_secret: bool = True,
+    include_network_policy: bool = True,
+) -> list[Manifest]:
+    """Every object of the cluster, in an order `kubectl apply` can create them in.
+
+    A new Secret is generated on every call unless `secret_values` is given; after bootstrap the
+    Secret must not be re-applied (render with `include_secret=False`), or the pods' passwords
+    and the database's would diverge.
+    """
+    data = config_data(cluster)
+    docs: list[Manifest] = [*rbac(cluster)]
+    if include_secret:
+        docs.append(secret(cluster, secret_values or generate_secrets()))
+    docs.append(config_map(cluster, data))
+    docs += services(cluster)
+    docs.append(pod_disruption_budget(cluster))
+    if include_network_policy:
+        docs.append(network_policy(cluster))
+    docs.append(stateful_set(cluster, image, config_hash(data)))
+    return docs
+
+
+def dump_yaml(docs: list[Manifest]) -> str:
+    """Multi-document YAML; long strings (the config files) as literal blocks for readable diffs."""
+    return yaml.dump_all(
+        docs, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=1000, allow_unicode=True
+    )
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    if "\n" in value:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|")
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value)
+
+
+_Dumper.add_representer(str, _str)

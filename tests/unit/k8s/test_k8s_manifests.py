@@ -1,0 +1,306 @@
+"""`render k8s`: every manifest valid for Kubernetes 1.29 and the newest schema, and the contract holds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+from k8s_helpers import PASSWORDS, by_kind, cluster, matches, one
+
+from pgkeel.k8s import layout as L
+from pgkeel.k8s.manifests import config_data, config_hash, dump_yaml, render_manifests
+from pgkeel.k8s.rbac import AGENT_API_CALLS, granted
+from pgkeel.pgconf import render_config
+from pgkeel.spec import parse_cluster
+
+VERSIONS = ["1.29", kubernetes_validate.latest_version()]
+INSTANCES = [1, 3, 5]
+
+
+def render(instances: int = 3, **spec: Any) -> list[dict[str, Any]]:
+    return render_manifests(cluster(instances, **spec), secret_values=PASSWORDS)
+
+
+def sts(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    return one(docs, "StatefulSet")
+
+
+def container(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    (c,) = sts(docs)["spec"]["template"]["spec"]["containers"]
+    return c
+
+
+def test_newest_schema_is_newer_than_129() -> None:
+    assert VERSIONS[1] != "1.29" and tuple(map(int, VERSIONS[1].split(".")[:2])) > (1, 29)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("instances", INSTANCES)
+def test_every_manifest_validates_strictly(instances: int, version: str) -> None:
+    docs = render(instances)
+    kinds = [d["kind"] for d in docs]
+    for kind in ("ServiceAccount", "Role", "RoleBinding", "Secret", "ConfigMap", "Service", "PodDisruptionBudget",
+                 "NetworkPolicy", "StatefulSet"):
+        assert kind in kinds
+    for doc in docs:
+        # strict: the "-strict" schemas forbid unknown fields; raises on any violation.
+        kubernetes_validate.validate(doc, version, strict=True)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_variants_validate_too(version: str) -> None:
+    docs = render(5, storage={"size": "50Gi", "storageClass": "fast"},
+                  network={"allowedCidrs": ["10.244.0.0/16", "fd00::/64"]}, resources={"cpu": "500m", "memory": "2Gi"})
+    for doc in docs:
+        kubernetes_validate.validate(doc, version, strict=True)
+
+
+def test_strict_validation_would_catch_an_unknown_field() -> None:
+    """Guard against a validator that silently accepts anything."""
+    doc = sts(render())
+    doc["spec"]["template"]["spec"]["containers"][0]["bogusField"] = 1
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(doc, "1.29", strict=True)
+
+
+@pytest.mark.parametrize("instances", INSTANCES)
+def test_replicas_and_pod_names(instances: int) -> None:
+    c = cluster(instances)
+    s = sts(render(instances))
+    assert s["spec"]["replicas"] == instances
+    assert s["metadata"]["name"] == c.name
+    assert [f"{s['metadata']['name']}-{i}" for i in range(s["spec"]["replicas"])] == c.member_names()
+    # Parallel: a former replica at ordinal 0 must not block the primary at ordinal 1 after a full stop.
+    assert s["spec"]["podManagementPolicy"] == "Parallel"
+
+
+def test_everything_in_the_namespace_with_common_labels() -> None:
+    for doc in render():
+        meta = doc["metadata"]
+        assert meta["namespace"] == "db", doc["kind"]
+        assert matches(L.common_labels("pg"), meta["labels"]), doc["kind"]
+        assert meta["labels"]["team"] == "payments"
+
+
+def test_document_labels_cannot_override_selector_labels() -> None:
+    c = parse_cluster({"apiVersion": "pgkeel.dev/v1alpha1", "kind": "PostgresCluster",
+                       "metadata": {"name": "pg", "labels": {"app.kubernetes.io/instance": "other"}}})
+    s = sts(render_manifests(c, secret_values=PASSWORDS))
+    assert matches(s["spec"]["selector"]["matchLabels"], s["spec"]["template"]["metadata"]["labels"])
+
+
+def test_selectors_match_pod_labels() -> None:
+    docs = render()
+    s = sts(docs)
+    pod_labels = s["spec"]["template"]["metadata"]["labels"]
+    assert s["spec"]["selector"]["matchLabels"] == L.selector_labels("pg")
+    assert matches(s["spec"]["selector"]["matchLabels"], pod_labels)
+    assert matches(one(docs, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"], pod_labels)
+    assert matches(one(docs, "NetworkPolicy")["spec"]["podSelector"]["matchLabels"], pod_labels)
+    for term in s["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"][
+            "preferredDuringSchedulingIgnoredDuringExecution"]:
+        assert matches(term["podAffinityTerm"]["labelSelector"]["matchLabels"], pod_labels)
+    # The role label is patched at run time by the agent: with it, rw selects the primary only.
+    for svc, role in (("pg-rw", L.ROLE_PRIMARY), ("pg-ro", L.ROLE_REPLICA), ("pg-hl", None)):
+        selector = one(docs, "Service", svc)["spec"]["selector"]
+        labelled = {**pod_labels, L.ROLE_LABEL: role} if role else pod_labels
+        assert matches(selector, labelled), svc
+        if role:
+            other = L.ROLE_REPLICA if role == L.ROLE_PRIMARY else L.ROLE_PRIMARY
+            assert not matches(selector, {**pod_labels, L.ROLE_LABEL: other}), svc
+            assert not matches(selector, pod_labels), f"{svc} must not select an unlabelled pod"
+
+
+def test_headless_service_publishes_not_ready_addresses() -> None:
+    docs = render()
+    hl = one(docs, "Service", L.headless_service("pg"))
+    assert hl["spec"]["clusterIP"] == "None"
+    assert hl["spec"]["publishNotReadyAddresses"] is True
+    assert {(p["name"], p["port"]) for p in hl["spec"]["ports"]} == {("postgresql", 5432), ("api", 8008)}
+    assert sts(docs)["spec"]["serviceName"] == "pg-hl"
+    assert L.pod_fqdn("pg-1", "pg", "db") == "pg-1.pg-hl.db.svc"
+    for name in ("pg-rw", "pg-ro"):
+        svc = one(docs, "Service", name)["spec"]
+        assert [p["port"] for p in svc["ports"]] == [5432]
+        assert not svc.get("publishNotReadyAddresses")
+
+
+def test_config_map_mounted_at_etc_postgresql_and_config_file_passed() -> None:
+    docs = render()
+    c = cluster()
+    cm = one(docs, "ConfigMap", "pg-config")
+    rendered = render_config(c, config_dir="/etc/postgresql")
+    assert cm["data"]["postgresql.conf"] == rendered.postgresql_conf
+    assert cm["data"]["pg_hba.conf"] == rendered.pg_hba_conf
+    assert "hba_file = '/etc/postgresql/pg_hba.conf'" in cm["data"]["postgresql.conf"]
+    assert parse_cluster(yaml.safe_load(cm["data"]["cluster.yaml"])) == c
+
+    pod = sts(docs)["spec"]["template"]
+    mounts = {m["name"]: m for m in container(docs)["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    config_mount = next(m for m in mounts.values() if m["mountPath"] == "/etc/postgresql")
+    assert config_mount["readOnly"] is True
+    assert volumes[config_mount["name"]]["configMap"]["name"] == "pg-config"
+
+    env = {e["name"]: e.get("value") for e in container(docs)["env"]}
+    assert L.CONFIG_FILE == "/etc/postgresql/postgresql.conf"
+    assert env["PGKEEL_POSTGRES_ARGS"] == "-c config_file=/etc/postgresql/postgresql.conf"
+    assert pod["metadata"]["annotations"][L.POSTGRES_ARGS_ANNOTATION] == env["PGKEEL_POSTGRES_ARGS"]
+    assert container(docs)["command"] == ["pgkeel", "agent", "--kubernetes"]
+
+
+def test_config_hash_follows_the_config() -> None:
+    def hash_of(docs: list[dict[str, Any]]) -> str:
+        return sts(docs)["spec"]["template"]["metadata"]["annotations"][L.CONFIG_HASH_ANNOTATION]
+
+    assert hash_of(render()) == hash_of(render())
+    changed = render(postgres={"parameters": {"work_mem": "64MB"}})
+    assert hash_of(changed) != hash_of(render())
+    assert hash_of(render()) == config_hash(config_data(cluster()))
+
+
+def test_data_volume_pgdata_and_resources() -> None:
+    docs = render(3, storage={"size": "50Gi", "storageClass": "fast"}, resources={"cpu": "1500m", "memory": "3Gi"})
+    s = sts(docs)
+    (claim,) = s["spec"]["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == "data"
+    assert claim["spec"]["resources"]["requests"]["storage"] == "50Gi"
+    assert claim["spec"]["storageClassName"] == "fast"
+    assert {"name": "data", "mountPath": "/var/lib/postgresql/data"} in container(docs)["volumeMounts"]
+    env = {e["name"]: e.get("value") for e in container(docs)["env"]}
+    assert env["PGDATA"] == "/var/lib/postgresql/data/pgdata" == L.PGDATA
+    res = container(docs)["resources"]
+    assert res["limits"] == res["requests"] == {"cpu": "1500m", "memory": "3Gi"}
+    assert "storageClassName" not in sts(render())["spec"]["volumeClaimTemplates"][0]["spec"]
+
+
+def test_downward_api_and_cluster_env() -> None:
+    env = {e["name"]: e for e in container(render())["env"]}
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+    assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    assert env["PGKEEL_CLUSTER"]["value"] == "pg"
+
+
+def test_probes_use_the_agent_api_and_liveness_ignores_postgres() -> None:
+    c = container(render())
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert ports == {"postgresql": 5432, "api": 8008}
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        get = c[probe]["httpGet"]
+        assert ports[get["port"]] == 8008, probe
+    assert c["startupProbe"]["httpGet"]["path"] == "/liveness"
+    assert c["livenessProbe"]["httpGet"]["path"] == "/liveness"
+    assert c["readinessProbe"]["httpGet"]["path"] == "/readiness"
+    # The startup probe gives the agent a minute to come up, no more.
+    startup = c["startupProbe"]
+    assert 20 <= startup["periodSeconds"] * startup["failureThreshold"] <= 300
+
+
+def test_security_context_and_grace_period() -> None:
+    pod = sts(render())["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] >= 60
+    assert pod["shareProcessNamespace"] is True  # orphans reaped by the pause container, not the agent
+    psc = pod["securityContext"]
+    assert psc["runAsNonRoot"] is True
+    assert psc["runAsUser"] == psc["runAsGroup"] == psc["fsGroup"] == 999
+    csc = container(render())["securityContext"]
+    assert csc["allowPrivilegeEscalation"] is False
+    assert csc["readOnlyRootFilesystem"] is True
+    assert csc["capabilities"] == {"drop": ["ALL"]}
+    assert csc["seccompProfile"] == {"type": "RuntimeDefault"}
+    writable = {m["mountPath"] for m in container(render())["volumeMounts"] if not m.get("readOnly")}
+    assert {"/tmp", "/var/run/postgresql", "/var/lib/postgresql/data"} <= writable
+
+
+def test_anti_affinity_spreads_across_nodes_and_zones() -> None:
+    terms = sts(render())["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
+    keys = {t["podAffinityTerm"]["topologyKey"] for t in terms["preferredDuringSchedulingIgnoredDuringExecution"]}
+    assert keys == {"kubernetes.io/hostname", "topology.kubernetes.io/zone"}
+    assert "requiredDuringSchedulingIgnoredDuringExecution" not in terms
+
+
+def test_role_grants_exactly_what_the_agent_calls() -> None:
+    docs = render()
+    role = one(docs, "Role")
+    assert granted(role["rules"]) == set(AGENT_API_CALLS)
+    assert not any("*" in call for call in granted(role["rules"]))
+    assert by_kind(docs, "ClusterRole") == []
+    binding = one(docs, "RoleBinding")
+    account = one(docs, "ServiceAccount")
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                  "name": role["metadata"]["name"]}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": "db"}]
+    assert sts(docs)["spec"]["template"]["spec"]["serviceAccountName"] == account["metadata"]["name"]
+
+
+def test_agent_api_calls_are_what_the_kubernetes_store_needs() -> None:
+    calls = set(AGENT_API_CALLS)
+    assert {("coordination.k8s.io", "leases", v) for v in ("get", "create", "update")} <= calls
+    assert {("", "pods", v) for v in ("get", "list", "watch", "patch")} <= calls
+    assert not {c for c in calls if c[1] in ("secrets", "configmaps") or c[2] in ("delete", "deletecollection")}
+
+
+def test_secrets_hold_the_passwords_and_nothing_else_does() -> None:
+    docs = render()
+    sec = one(docs, "Secret", "pg-secrets")
+    assert sec["type"] == "Opaque"
+    assert sec["stringData"] == PASSWORDS
+    others = dump_yaml([d for d in docs if d["kind"] != "Secret"])
+    for value in PASSWORDS.values():
+        assert value not in others
+    cm = one(docs, "ConfigMap")
+    assert not any("password" in key for key in cm["data"])
+    pod = sts(docs)["spec"]["template"]["spec"]
+    vol = next(v for v in pod["volumes"] if "secret" in v)
+    assert vol["secret"]["secretName"] == "pg-secrets"
+    assert vol["secret"]["defaultMode"] in (0o400, 0o440)
+    mount = next(m for m in container(docs)["volumeMounts"] if m["name"] == vol["name"])
+    assert mount == {"name": vol["name"], "mountPath": "/etc/pgkeel/secrets", "readOnly": True}
+
+
+def test_generated_secrets_are_random_and_can_be_left_out() -> None:
+    a = one(render_manifests(cluster()), "Secret")["stringData"]
+    b = one(render_manifests(cluster()), "Secret")["stringData"]
+    assert set(a) == {"superuser-password", "replication-password", "api-token"}
+    assert all(len(v) >= 32 for v in a.values())
+    assert len(set(a.values())) == 3
+    assert not set(a.values()) & set(b.values())
+    assert by_kind(render_manifests(cluster(), include_secret=False), "Secret") == []
+
+
+def test_pdb_allows_one_pod_down() -> None:
+    pdb = one(render(5), "PodDisruptionBudget")
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert "minAvailable" not in pdb["spec"]
+
+
+def test_network_policy_with_cidrs() -> None:
+    np = one(render(network={"allowedCidrs": ["10.244.0.0/16", "192.168.1.0/24"]}), "NetworkPolicy")
+    peers, clients = np["spec"]["ingress"]
+    assert {p["port"] for p in peers["ports"]} == {5432, 8008}
+    assert peers["from"] == [{"podSelector": {"matchLabels": L.selector_labels("pg")}}]
+    assert [p["port"] for p in clients["ports"]] == [5432]
+    assert clients["from"] == [{"ipBlock": {"cidr": "10.244.0.0/16"}}, {"ipBlock": {"cidr": "192.168.1.0/24"}}]
+
+
+def test_network_policy_with_samenet_leaves_postgres_to_pg_hba_but_guards_the_api() -> None:
+    np = one(render(), "NetworkPolicy")
+    peers, clients = np["spec"]["ingress"]
+    assert "from" not in clients and [p["port"] for p in clients["ports"]] == [5432]
+    assert 8008 in {p["port"] for p in peers["ports"]}
+    assert by_kind(render_manifests(cluster(), include_network_policy=False), "NetworkPolicy") == []
+
+
+def test_no_replication_user_job() -> None:
+    """The agent's bootstrap creates the replication role (SCRAM); no Job, see docs/kubernetes.md."""
+    assert by_kind(render(), "Job") == []
+
+
+def test_yaml_round_trips_and_keeps_config_readable() -> None:
+    docs = render()
+    text = dump_yaml(docs)
+    assert list(yaml.safe_load_all(text)) == docs
+    assert "postgresql.conf: |" in text
