@@ -154,7 +154,7 @@ def up(
 def _print_status(status: dict) -> None:  # type: ignore[type-arg]
     from pgkeel.instance.lsn import format_lsn
 
-    table = Table("name", "role", "state", "timeline", "lsn", "lag", "sync", "leader", "port")
+    table = Table("name", "role", "state", "timeline", "lsn", "lag", "sync", "leader", "port", "cert expires")
     for column in table.columns:
         column.no_wrap = True
     for m in status["members"]:
@@ -168,6 +168,7 @@ def _print_status(status: dict) -> None:  # type: ignore[type-arg]
             m["sync"] or "",
             "*" if m["name"] == status["leader"] else "",
             str(m["port"]),
+            (m.get("cert_not_after") or "")[:10],
         )
     console.print(table)
 

@@ -254,6 +254,7 @@ class LocalCluster:
                     "postgres_pid": self.postgres_pid(name),
                     "agent_pid": self.agent_pid(name),
                     "port": state["pg_ports"].get(name),
+                    "cert_not_after": ((snap or {}).get("tls") or {}).get("certificate_not_after"),
                 }
             )
         # sync state is reported by the primary about its peers
