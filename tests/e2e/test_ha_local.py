@@ -151,3 +151,30 @@ def test_quorum_mode_keeps_every_acknowledged_write_across_repeated_primary_kill
     assert acked <= present, f"lost acknowledged writes: {sorted(acked - present)[:20]}"
     assert present <= writer.attempted, "rows that were never attempted"
     assert len(acked) > 100
+
+
+def test_quorum_waits_without_proof_and_forced_failover_overrides(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    cluster = make_cluster(mode="quorum")
+    status = cluster.status()
+    primary = leader_member(cluster)
+    replicas = [m for m in status["members"] if m["role"] == "replica"]
+    lost, survivor = replicas
+    kill_agent(lost["agent_pid"])
+    kill_postgres(lost["postgres_pid"])
+    kill_agent(primary["agent_pid"])
+    kill_postgres(primary["postgres_pid"])
+    ttl = cluster.cluster().spec.failover.ttl_seconds
+    time.sleep(ttl * 3)
+    # the survivor cannot prove it holds every acknowledged commit (the lost replica might): it waits
+    after = cluster.status()
+    assert [m["name"] for m in after["members"] if m["role"] == "primary"] == []
+    snapshot = cluster.fetch(survivor["name"])
+    assert snapshot is not None
+    assert any("quorum" in a["reason"] for a in snapshot["actions"]), snapshot["actions"]
+    cluster.failover(survivor["name"], force=True)
+    wait_for(
+        lambda: any(m["name"] == survivor["name"] and m["role"] == "primary" for m in cluster.status()["members"]),
+        what="forced failover",
+    )
+    with psycopg.connect(cluster.node_dsn(survivor["name"]), autocommit=True) as conn:
+        assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (False,)
