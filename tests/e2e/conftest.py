@@ -27,8 +27,23 @@ def write_document(directory: Path, mode: str = "quorum", instances: int = 3) ->
     return path
 
 
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):  # type: ignore[no-untyped-def]
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)
+
+
+def _print_logs(cluster: LocalCluster) -> None:
+    """A failed test shows the agents' own account of what happened (the files are purged after)."""
+    for log in sorted(cluster.layout.root.glob("nodes/*/agent.log")):
+        lines = log.read_text(errors="replace").splitlines()
+        print(f"\n----- {log.parent.name}/agent.log (last 60 lines)")
+        print("\n".join(lines[-60:]))
+
+
 @pytest.fixture
-def make_cluster() -> Iterator[Callable[..., LocalCluster]]:
+def make_cluster(request: pytest.FixtureRequest) -> Iterator[Callable[..., LocalCluster]]:
     """Start local clusters in fresh directories; stop every process and remove the files afterwards."""
     made: list[tuple[LocalCluster, Path]] = []
 
@@ -42,7 +57,10 @@ def make_cluster() -> Iterator[Callable[..., LocalCluster]]:
         return cluster
 
     yield make
+    failed = getattr(request.node, "rep_call", None)
     for cluster, base in made:
+        if failed is not None and failed.failed:
+            _print_logs(cluster)
         try:
             cluster.down(purge=True)
         finally:

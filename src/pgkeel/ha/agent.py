@@ -77,12 +77,32 @@ class Agent:
         self._wake.set()
 
     def run_once(self) -> list[m.Action]:
+        self._fence_if_overdue()
         self.maintain_certificate()
         observation = self.observe()
         actions = decide(observation)
         self.execute(actions, observation)
         self._publish_snapshot(observation, actions)
         return actions
+
+    def _fence_if_overdue(self) -> None:
+        """Before any I/O: a primary whose last renewal is nearly a TTL old stops now.
+
+        After a pause (SIGSTOP, a frozen VM) the lease may have passed to another node while this
+        one slept; asking the store first would let clients write to two primaries meanwhile.
+        """
+        last = self.memory.last_renewal
+        if not (self.pg.running and self.pg.in_recovery is False and last is not None):
+            return
+        overdue = time.monotonic() - last
+        # Past ttl - one store call, the lease may be gone before a renewal could land: stop first.
+        # (Below that, the loop's renewal either succeeds, proving the lease, or the store
+        # errors and decide() fences at the stricter fence deadline.)
+        limit = self.settings.ttl - self.settings.dcs_timeout
+        if overdue > limit:
+            log.warning("last lease renewal %.1fs ago (limit %.1fs): fencing before anything else", overdue, limit)
+            self._do_Fence(m.Fence(reason="lease renewal overdue"), None)  # type: ignore[arg-type]
+            self.pg = m.PgState(has_data=True, running=True, in_recovery=True)
 
     def maintain_certificate(self, every: float = 60.0) -> None:
         """Issue this node's certificate before postgres first starts; renew it before expiry, then reload."""
@@ -202,14 +222,27 @@ class Agent:
             None,
         )
         probes: dict[str, m.PeerProbe] = {}
-        with concurrent.futures.ThreadPoolExecutor(max_workers=len(targets) + 1) as pool:
+        # One deadline for the whole round: libpq rounds connect_timeout up to 2 s, and a paused or
+        # partitioned old leader must not hold the election up for that long.
+        deadline = max(1.0, 2 * self.settings.dcs_timeout)
+        started = time.monotonic()
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=len(targets) + 1)
+        try:
             futures = {pool.submit(self._probe_peer, name, url): name for name, url in targets.items()}
             alive_future = pool.submit(self._leader_postgres_alive, view, last_leader)
-            for fut in concurrent.futures.as_completed(futures):
-                probe = fut.result()
-                if probe is not None:
-                    probes[futures[fut]] = probe
-            alive = alive_future.result()
+            try:
+                for fut in concurrent.futures.as_completed(futures, timeout=deadline):
+                    probe = fut.result()
+                    if probe is not None:
+                        probes[futures[fut]] = probe
+            except concurrent.futures.TimeoutError:
+                pass
+            try:
+                alive = alive_future.result(timeout=max(0.05, deadline - (time.monotonic() - started)))
+            except concurrent.futures.TimeoutError:
+                alive = False  # no answer in time: a live agent would have fenced it anyway
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
         return probes, alive
 
     def _ssl_kwargs(self) -> dict[str, str]:
@@ -317,6 +350,10 @@ class Agent:
         except Exception:
             log.exception("bootstrap failed; releasing the initialize key")
             inst.stop("immediate")
+            if inst.has_data():
+                # It never served anything, but data is never deleted: keep it aside so the next
+                # attempt (here or on another node) starts clean instead of a foreign cluster.
+                log.warning("failed bootstrap's data directory kept at %s", inst.move_datadir_aside())
             self.dcs.clear_initialize(placeholder)
             self.dcs.release_leader(me)
             raise
@@ -350,6 +387,14 @@ class Agent:
         if ok:
             self.memory = replace(self.memory, last_renewal=sent)
         return ok
+
+    def _do_ClaimInitialize(self, a: m.ClaimInitialize, o: m.Observation) -> bool:
+        sysid = self.pg.system_identifier
+        if not sysid:
+            return False
+        won = self.dcs.initialize(sysid)
+        log.info("initialize key %s with system identifier %s", "claimed" if won else "already taken", sysid)
+        return won
 
     def _do_AcquireLeader(self, a: m.AcquireLeader, o: m.Observation) -> bool:
         return self._acquire()

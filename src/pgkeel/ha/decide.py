@@ -19,6 +19,7 @@ from pgkeel.ha.model import (
     AcquireLeader,
     Action,
     Bootstrap,
+    ClaimInitialize,
     ClearSwitchover,
     CloneFrom,
     EnsureSlots,
@@ -66,6 +67,8 @@ def decide(o: Observation) -> list[Action]:
         return [*actions, Refuse(reason=foreign)]
     if not o.pg.has_data:
         return _bootstrap(o, view)
+    if view.initialize is None and o.pg.system_identifier:
+        return [ClaimInitialize(reason="the store has no initialize key but this node holds data: claim it")]
     leader = view.leader
     if o.pg.running and o.pg.in_recovery is None:
         # Starting up or in crash recovery: its role is unknown, so change nothing but the lease.
@@ -212,6 +215,12 @@ def _follow(o: Observation, view: ClusterView, leader: str) -> list[Action]:
             ]
         return [
             StartPostgres(standby=True, leader=leader, reason=f"start as a replica of {leader}"),
+            _publish(o, "replica"),
+        ]
+    if o.memory.rewind_needed:
+        # Was a primary (fenced, released, switched over): its timeline may have diverged.
+        return [
+            StopPostgres(mode="fast", rewind_after=True, reason=f"rejoin {leader} through pg_rewind"),
             _publish(o, "replica"),
         ]
     actions: list[Action] = [_publish(o, "replica")]

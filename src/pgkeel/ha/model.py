@@ -106,6 +106,11 @@ class Bootstrap(Action):
 
 
 @dataclass(frozen=True)
+class ClaimInitialize(Action):
+    """The store lost its initialize key (wiped, restored): nodes with data claim it with their system id."""
+
+
+@dataclass(frozen=True)
 class CloneFrom(Action):
     leader: str = ""
 

@@ -1,0 +1,65 @@
+"""The reliability lab, short: one trial per fault (quorum) plus kill-primary in async mode.
+
+Asserts the safety properties only (timings are the benchmark's business, see docs/RELIABILITY.md):
+no lost acknowledged writes in quorum mode, no phantom ids, no split brain, every node rejoins.
+Needs root (network namespaces) and /usr/bin/etcd; about 2-3 minutes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+
+import pytest
+
+from pgkeel.lab.cluster import LabCluster
+from pgkeel.lab.faults import FAULTS
+from pgkeel.lab.netns import Network, lab_lock, leftovers
+from pgkeel.lab.trial import run_trial
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root"),
+    pytest.mark.skipif(shutil.which("etcd") is None or shutil.which("ip") is None, reason="needs etcd and iproute2"),
+]
+
+
+@pytest.fixture(scope="module")
+def quorum_lab() -> Iterator[LabCluster]:
+    with LabCluster("quorum") as lab:
+        yield lab
+    assert not lab.net.created
+
+
+def assert_safe(result: object, quorum: bool) -> None:
+    r = result.public()  # type: ignore[attr-defined]
+    assert r["error"] is None, r
+    assert r["rejoin_s"] is not None, r
+    assert r["phantoms"] == 0, r
+    assert r["split_brain_windows"] == 0, r
+    assert r["acked"] > 0, r
+    if quorum:
+        assert r["lost_acked"] == 0, r
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("fault", FAULTS)
+def test_lab_quorum_fault_is_safe(quorum_lab: LabCluster, fault: str) -> None:
+    assert_safe(run_trial(quorum_lab, fault), quorum=True)
+
+
+@pytest.mark.timeout(240)
+def test_lab_async_kill_primary_is_safe_and_rejoins() -> None:
+    with LabCluster("async") as lab:
+        assert_safe(run_trial(lab, "kill-primary"), quorum=False)
+
+
+def test_lab_network_is_removed_even_when_the_body_fails() -> None:
+    net = Network(2)
+    with lab_lock(), pytest.raises(RuntimeError), net:
+        net.partition(0)
+        net.heal(0)
+        raise RuntimeError("boom")
+    assert not net.created
+    assert not [n for n in leftovers() if net.tag in n]
