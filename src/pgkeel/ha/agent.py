@@ -23,7 +23,7 @@ from pgkeel.dcs import DCS, ClusterView, DCSError
 from pgkeel.ha import model as m
 from pgkeel.ha.config import AgentConfig
 from pgkeel.ha.decide import BOOTSTRAP_PLACEHOLDER, decide, sync_standby_names
-from pgkeel.instance import CommandError, Instance, format_lsn, slot_name_for
+from pgkeel.instance import CommandError, Instance, format_lsn, parse_lsn, slot_name_for
 from pgkeel.tls import SERVER_CERT, CertificateAuthority, ensure_server_certificate, inspect
 
 log = logging.getLogger("pgkeel.agent")
@@ -537,6 +537,12 @@ class Agent:
         return True
 
     def _do_Switchover(self, a: m.Switchover, o: m.Observation) -> bool:
+        """Planned handover with no lost commit and the shortest write outage PostgreSQL allows.
+
+        Checkpoint while still serving (so the shutdown checkpoint is short), renew the lease,
+        stop fast (walsenders ship all WAL up to the shutdown checkpoint), confirm on the target's
+        own postgres that it received that WAL, then hand the lease over atomically.
+        """
         view = self.view
         me = self.config.name
         target = a.target
@@ -546,19 +552,18 @@ class Agent:
             self.dcs.clear_switchover()
             return False
         inst = self.instance
-        inst.stop("fast")  # walsenders ship everything up to the shutdown checkpoint before exiting
+        with contextlib.suppress(psycopg.Error):
+            inst.checkpoint()
+        if not self._do_RenewLeader(m.RenewLeader(), o):
+            return False
+        inst.stop("fast")
         final = inst.control_data().checkpoint_lsn
-        deadline = time.monotonic() + 10.0
-        caught_up = False
-        while time.monotonic() < deadline:
-            probe = self._probe_peer(target, str(member.data.get("api_url")))
-            if probe is not None and (probe.lsn or 0) > final:
-                caught_up = True
-                break
-            time.sleep(0.02)
+        caught_up = self._wait_received(member.data, final, timeout=self.settings.fence_deadline)
         if not caught_up or not self.dcs.take_over_leader(me, target, self.settings.ttl):
             log.warning("switchover to %s aborted: target did not confirm WAL up to %s", target, format_lsn(final))
-            inst.configure(standby=False, leader=None, sync_standby_names=self._desired_sync_names())
+            # Back as a replica: if the lease is still ours the next loop promotes this node again;
+            # if it expired meanwhile, the election decides. Never restart as a primary here.
+            inst.configure(standby=True, leader=None, sync_standby_names=self._desired_sync_names())
             inst.start()
             self.dcs.clear_switchover()
             return False
@@ -568,6 +573,31 @@ class Agent:
             httpx.post(f"{member.data['api_url']}/wake", timeout=0.5)
         log.info("switchover: handed the lease to %s at %s", target, format_lsn(final))
         return True
+
+    def _wait_received(self, member: dict[str, Any], lsn: int, timeout: float) -> bool:
+        """Poll the target's own postgres until it has received WAL past `lsn`."""
+        deadline = time.monotonic() + timeout
+        try:
+            with psycopg.connect(
+                host=member["host"],
+                port=member["port"],
+                user=self.config.replication_user,
+                dbname="postgres",
+                passfile=str(self.config.passfile),
+                connect_timeout=2,
+                application_name=f"{self.config.name}-switchover",
+                autocommit=True,
+                **self._ssl_kwargs(),
+            ) as conn:
+                while time.monotonic() < deadline:
+                    row = conn.execute("SELECT pg_last_wal_receive_lsn()::text").fetchone()
+                    received = parse_lsn(row[0]) if row else None
+                    if received is not None and received > lsn:
+                        return True
+                    time.sleep(0.01)
+        except psycopg.Error as exc:
+            log.warning("cannot confirm the switchover target's position: %s", exc)
+        return False
 
     def _do_ClearSwitchover(self, a: m.ClearSwitchover, o: m.Observation) -> bool:
         self.dcs.clear_switchover()
