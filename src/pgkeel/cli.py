@@ -240,12 +240,29 @@ def down(
 
 
 @app.command()
-def agent(config: Annotated[Path, typer.Option("--config", help="Agent configuration (JSON).")]) -> None:
-    """Run one node agent in the foreground (what `pgkeel up` starts for each node)."""
+def agent(
+    config: Annotated[Path | None, typer.Option("--config", help="Agent configuration (JSON).")] = None,
+    kubernetes: Annotated[bool, typer.Option("--kubernetes", help="In a pod: configure from the environment.")] = False,
+) -> None:
+    """Run one node agent in the foreground (what `pgkeel up` starts for each node, or a pod's entrypoint)."""
     from pgkeel.ha.config import AgentConfig
     from pgkeel.ha.run import run_agent
 
-    cfg = AgentConfig.model_validate_json(config.read_text())
+    if kubernetes == (config is not None):
+        _fail(["give exactly one of --config FILE or --kubernetes"])
+    if kubernetes:
+        from pgkeel.instance import drop_privileges
+        from pgkeel.k8s.agent_env import config_from_env, write_passfile
+
+        drop_privileges()  # first, so the pgpass file belongs to the user postgres runs as
+        try:
+            cfg = config_from_env()
+            write_passfile(cfg)
+        except (ValueError, OSError, SpecError) as exc:
+            _fail([str(exc)], "cannot configure the agent from the pod's environment")
+    else:
+        assert config is not None
+        cfg = AgentConfig.model_validate_json(config.read_text())
     sys.exit(run_agent(cfg))
 
 

@@ -1,7 +1,8 @@
 """Where nodes agree: a leader lease, member records and cluster state behind one interface.
 
 ``open_dcs(url, scope)`` picks the backend from the URL, so configuration stays one string:
-``sqlite:///abs/path/file.db`` (one machine) or ``etcd://host:port[,host:port...]``.
+``sqlite:///abs/path/file.db`` (one machine), ``etcd://host:port[,host:port...]``, or
+``kubernetes://<namespace>[/<cluster>]`` (API server and credentials from the pod's environment).
 """
 
 from __future__ import annotations
@@ -29,4 +30,13 @@ def open_dcs(url: str, scope: str, timeout: float = 1.0) -> DCS:
 
         hosts = rest.split("/", 1)[0]
         return EtcdDCS(parse_endpoints(hosts), scope, timeout)
-    raise ValueError(f"unknown DCS URL (want sqlite:///path or etcd://host:port[,...]): {url!r}")
+    if scheme == "kubernetes":
+        from pgkeel.dcs.k8s_client import Endpoint
+        from pgkeel.dcs.kubernetes import KubernetesDCS
+
+        namespace, _, cluster = rest.strip("/").partition("/")
+        if not namespace or "/" in cluster or (cluster and cluster != scope):
+            raise ValueError(f"kubernetes URL must be kubernetes://<namespace>[/{scope}]: {url!r}")
+        return KubernetesDCS(Endpoint.from_env(), namespace, scope, timeout)
+    want = "sqlite:///path, etcd://host:port[,...] or kubernetes://namespace"
+    raise ValueError(f"unknown DCS URL (want {want}): {url!r}")

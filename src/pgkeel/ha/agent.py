@@ -49,6 +49,8 @@ class Agent:
         self.last_reason = ""
         self.long_action: str | None = None
         self.cert_not_after: str | None = None
+        self._bootstrap_failures = 0
+        self._bootstrap_retry_at = 0.0
         self._cert_checked: float | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -334,6 +336,8 @@ class Agent:
 
     def _do_Bootstrap(self, a: m.Bootstrap, o: m.Observation) -> bool:
         me = self.config.name
+        if time.monotonic() < self._bootstrap_retry_at:
+            return False  # a failed attempt backs off (1, 2, 4 … 60 s) instead of an initdb per loop
         placeholder = BOOTSTRAP_PLACEHOLDER + me
         if not self.dcs.initialize(placeholder):
             return False
@@ -356,6 +360,8 @@ class Agent:
                 log.warning("failed bootstrap's data directory kept at %s", inst.move_datadir_aside())
             self.dcs.clear_initialize(placeholder)
             self.dcs.release_leader(me)
+            self._bootstrap_failures += 1
+            self._bootstrap_retry_at = time.monotonic() + min(60.0, 2.0 ** (self._bootstrap_failures - 1))
             raise
         self.dcs.set_initialize(placeholder, sysid)
         log.info("bootstrapped cluster %s (system identifier %s)", self.config.scope, sysid)

@@ -50,7 +50,9 @@ CLUSTER_KEY = "cluster.yaml"
 SUPERUSER_PASSWORD_KEY = "superuser-password"
 REPLICATION_PASSWORD_KEY = "replication-password"
 API_TOKEN_KEY = "api-token"
-SECRET_KEYS = (SUPERUSER_PASSWORD_KEY, REPLICATION_PASSWORD_KEY, API_TOKEN_KEY)
+CA_CERT_KEY = "ca.crt"  # the cluster CA: each agent issues its own server certificate with it
+CA_KEY_KEY = "ca.key"
+SECRET_KEYS = (SUPERUSER_PASSWORD_KEY, REPLICATION_PASSWORD_KEY, API_TOKEN_KEY, CA_CERT_KEY, CA_KEY_KEY)
 
 # --- volumes -------------------------------------------------------------------------
 DATA_VOLUME = "data"

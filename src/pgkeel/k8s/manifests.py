@@ -26,9 +26,18 @@ Manifest = dict[str, Any]
 TERMINATION_GRACE_SECONDS = 120
 
 
-def generate_secrets() -> dict[str, str]:
-    """Fresh random passwords and API token (URL-safe: no quoting trouble in conninfo or headers)."""
-    return {key: secrets.token_urlsafe(32) for key in L.SECRET_KEYS}
+def generate_secrets(cluster_name: str = "pgkeel") -> dict[str, str]:
+    """Fresh random passwords and API token (URL-safe: no quoting trouble in conninfo or headers), and a cluster CA."""
+    from pgkeel.tls import create_ca
+
+    values = {
+        key: secrets.token_urlsafe(32)
+        for key in (L.SUPERUSER_PASSWORD_KEY, L.REPLICATION_PASSWORD_KEY, L.API_TOKEN_KEY)
+    }
+    ca = create_ca(cluster_name)
+    values[L.CA_CERT_KEY] = ca.cert_pem.decode()
+    values[L.CA_KEY_KEY] = ca.key_pem.decode()
+    return values
 
 
 def _labels(cluster: PostgresCluster) -> dict[str, str]:
@@ -97,9 +106,7 @@ def _service(cluster: PostgresCluster, name: str, selector: dict[str, str], **sp
 def services(cluster: PostgresCluster) -> list[Manifest]:
     """Headless (peer DNS, before readiness), read-write (the primary) and read-only (replicas)."""
     sel = L.selector_labels(cluster.name)
-    headless = _service(
-        cluster, L.headless_service(cluster.name), sel, clusterIP="None", publishNotReadyAddresses=True
-    )
+    headless = _service(cluster, L.headless_service(cluster.name), sel, clusterIP="None", publishNotReadyAddresses=True)
     headless["spec"]["ports"].append(
         {"name": L.API_PORT_NAME, "port": L.API_PORT, "targetPort": L.API_PORT_NAME, "protocol": "TCP"}
     )
@@ -333,7 +340,7 @@ def render_manifests(
     data = config_data(cluster)
     docs: list[Manifest] = [*rbac(cluster)]
     if include_secret:
-        docs.append(secret(cluster, secret_values or generate_secrets()))
+        docs.append(secret(cluster, secret_values or generate_secrets(cluster.name)))
     docs.append(config_map(cluster, data))
     docs += services(cluster)
     docs.append(pod_disruption_budget(cluster))

@@ -3,6 +3,7 @@
 Adding a backend = writing a class with `name`, `open(scope, timeout)` and `outage()`, a
 fixture returning it, and its name in BACKENDS. etcd runs for real (/usr/bin/etcd) on
 loopback with free ports and a temporary data dir, and is stopped by PID at teardown.
+kubernetes runs against the in-process fake API server (tests/fakes/kube_api.py), one per test.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import signal
 import socket
 import sqlite3
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,10 +26,19 @@ import pytest
 
 from pgkeel.dcs.base import DCS
 from pgkeel.dcs.etcd import EtcdDCS
+from pgkeel.dcs.k8s_client import Endpoint
+from pgkeel.dcs.kubernetes import KubernetesDCS
 from pgkeel.dcs.sqlite import SQLiteDCS
+from pgkeel.k8s import layout
+from pgkeel.k8s.rbac import AGENT_API_CALLS
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/, for the `fakes` package
+from fakes.kube_api import FakeKubeApi
 
 ETCD_BIN = "/usr/bin/etcd"
-BACKENDS = ["sqlite", "etcd"]
+BACKENDS = ["sqlite", "etcd", "kubernetes"]
+K8S_NAMESPACE = "pgkeel-test"
+K8S_MEMBERS = [*(f"n{i}" for i in range(8)), "m"]  # every member name the contract suite uses
 
 
 def free_port() -> int:
@@ -164,6 +175,37 @@ class EtcdBackend:
             self.server.resume()
 
 
+class KubernetesBackend:
+    """A fake API server per test; member pods exist up front, as a StatefulSet would create them.
+
+    Both clusters of the scope-isolation test share one namespace, so isolation is by lease names
+    and the pods' selector labels, as between two clusters in one real namespace.
+    """
+
+    name = "kubernetes"
+
+    def __init__(self, api: FakeKubeApi, token_file: Path) -> None:
+        self.api = api
+        self.endpoint = Endpoint(api.url, token_file)
+        self._scopes: set[str] = set()  # a plain set: forked children must not touch the fake's locks
+
+    def add_pods(self, scope: str) -> None:
+        if scope in self._scopes:
+            return
+        self._scopes.add(scope)
+        labels = {**layout.common_labels(scope), **layout.selector_labels(scope)}
+        for name in K8S_MEMBERS:
+            if self.api.pod(K8S_NAMESPACE, name) is None:
+                self.api.create_pod(K8S_NAMESPACE, name, labels)
+
+    def open(self, scope: str, timeout: float = 1.0) -> DCS:
+        self.add_pods(scope)
+        return KubernetesDCS(self.endpoint, K8S_NAMESPACE, scope, timeout)
+
+    def outage(self) -> AbstractContextManager[None]:
+        return self.api.outage("hang")
+
+
 @pytest.fixture(scope="session")
 def etcd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdServer]:
     server = EtcdServer(tmp_path_factory.mktemp("etcd"))
@@ -188,6 +230,26 @@ def sqlite_backend(tmp_path: Path) -> SQLiteBackend:
 @pytest.fixture
 def etcd_backend(etcd_server: EtcdServer) -> EtcdBackend:
     return EtcdBackend(etcd_server)
+
+
+@pytest.fixture
+def kube_api() -> Iterator[FakeKubeApi]:
+    api = FakeKubeApi().start()
+    try:
+        yield api
+    finally:
+        api.stop()
+
+
+@pytest.fixture
+def kubernetes_backend(kube_api: FakeKubeApi, tmp_path: Path, scope: str) -> Iterator[KubernetesBackend]:
+    token = tmp_path / "token"
+    token.write_text(kube_api.token + "\n")
+    backend = KubernetesBackend(kube_api, token)
+    backend.add_pods(scope)
+    yield backend
+    unexpected = kube_api.verbs() - set(AGENT_API_CALLS)
+    assert not unexpected, f"calls outside the agent's Role: {sorted(unexpected)}"
 
 
 @pytest.fixture(params=BACKENDS)

@@ -56,7 +56,8 @@ def workdir() -> Iterator[Path]:
     assert proc.returncode == 0, proc.stderr
     # ssl = on with ssl_cert_file = '../tls/server.crt': the node certificate beside the data directory
     owner = (pwd.getpwnam("postgres").pw_uid, pwd.getpwnam("postgres").pw_gid) if os.geteuid() == 0 else None
-    ensure_server_certificate(root / "tls", create_ca("pgconf-test"), "localhost", ["localhost", "127.0.0.1"], owner=owner)
+    ca = create_ca("pgconf-test")
+    ensure_server_certificate(root / "tls", ca, "localhost", ["localhost", "127.0.0.1"], owner=owner)
     yield root
     shutil.rmtree(root, ignore_errors=True)
 

@@ -264,9 +264,10 @@ def test_secrets_hold_the_passwords_and_nothing_else_does() -> None:
 def test_generated_secrets_are_random_and_can_be_left_out() -> None:
     a = one(render_manifests(cluster()), "Secret")["stringData"]
     b = one(render_manifests(cluster()), "Secret")["stringData"]
-    assert set(a) == {"superuser-password", "replication-password", "api-token"}
+    assert set(a) == {"superuser-password", "replication-password", "api-token", "ca.crt", "ca.key"}
     assert all(len(v) >= 32 for v in a.values())
-    assert len(set(a.values())) == 3
+    assert len(set(a.values())) == 5
+    assert a["ca.crt"].startswith("-----BEGIN CERTIFICATE-----")
     assert not set(a.values()) & set(b.values())
     assert by_kind(render_manifests(cluster(), include_secret=False), "Secret") == []
 

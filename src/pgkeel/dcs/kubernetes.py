@@ -1,0 +1,414 @@
+"""The Kubernetes store: a coordination.k8s.io Lease for the leader, pod annotations for members.
+
+Where things live (namespace from the URL `kubernetes://<namespace>[/<cluster>]`):
+- Lease `<cluster>-leader`: holderIdentity, leaseDurationSeconds (the TTL rounded up to whole
+  seconds), acquireTime/renewTime (MicroTime), leaseTransitions = the term, +1 per acquisition.
+  Release clears holderIdentity instead of deleting, so terms keep rising (and the Role needs no
+  delete).
+- Lease `<cluster>-state`: annotations for the cluster-wide values (initialize, sync with its
+  version, switchover). A second Lease, not a ConfigMap, so the Role covers only leases and pods,
+  and state writes never conflict with leader renewals.
+- Each member's own pod: annotation `pgkeel.dev/status` (JSON: data, ttl, renewTime) and, in the
+  same patch, label `pgkeel.dev/role` = primary | replica (removed for any other role), which the
+  `-rw`/`-ro` Services select on. A new primary also strips a stale `primary` label from other
+  pods (conditionally on their resourceVersion) so `-rw` cannot keep pointing at a dead one.
+
+Every write is a compare-and-swap on metadata.resourceVersion after a fresh read. A 409 means
+another writer got in between: the operation re-reads and re-judges, so a genuinely lost race
+returns False, while an outage (refused, reset, timed out, 5xx) raises DCSError; reads and
+surely-unapplied failures (connect errors, 429, 503) are retried inside the timeout, so a flaky API
+server costs a retry, not a demotion.
+
+Expiry is judged on this process's monotonic clock, never on remote wall clocks (as client-go's
+leader election does): a record is live until it has stayed unchanged, as observed here, for its
+duration. Our own writes count from just before the request was sent; other writers' changes from
+when we first saw them, which is never earlier than the server applied them. So an observer
+declares the lease expired no earlier than `duration` after the holder sent its last successful
+renewal; the holder self-fences by `fence_deadline < ttl <= duration` after sending it (measured by
+the agent, also monotonically): the old primary has stopped writing before anyone may take over.
+The price: a freshly started process must watch a lease for one full duration before it may
+treat it as expired, however old its renewTime is (renewTime is written for humans and tools).
+Member records expire the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pgkeel.dcs.base import (
+    DCS,
+    ClusterView,
+    DCSError,
+    Leader,
+    Member,
+    check_name,
+    check_timeout,
+    check_ttl,
+)
+from pgkeel.dcs.k8s_client import Conflict, Endpoint, KubeClient, NotFound
+from pgkeel.k8s import layout as L
+
+log = logging.getLogger("pgkeel.dcs.kubernetes")
+
+STATE_LEASE_SUFFIX = "-state"
+INITIALIZE_ANNOTATION = "pgkeel.dev/initialize"
+SYNC_ANNOTATION = "pgkeel.dev/sync"
+SWITCHOVER_ANNOTATION = "pgkeel.dev/switchover"
+LABELLED_ROLES = (L.ROLE_PRIMARY, L.ROLE_REPLICA)
+
+
+def micro_time() -> str:
+    """Now as a Kubernetes MicroTime: RFC 3339 with exactly six fractional digits."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def lease_seconds(ttl: float) -> int:
+    """leaseDurationSeconds is an integer: round up, so observers never wait less than asked."""
+    return max(1, math.ceil(check_ttl(ttl)))
+
+
+@dataclass(frozen=True)
+class _Lease:
+    """The leader Lease as read: the raw object (for the next PUT) and its parsed spec."""
+
+    obj: dict[str, Any]
+    holder: str | None
+    term: int
+    duration: int
+
+    @property
+    def fingerprint(self) -> tuple[Any, ...]:
+        spec = self.obj.get("spec") or {}
+        return (self.holder, self.term, self.duration, spec.get("renewTime"), spec.get("acquireTime"))
+
+    @classmethod
+    def parse(cls, obj: dict[str, Any]) -> _Lease:
+        spec = obj.get("spec") or {}
+        holder = spec.get("holderIdentity") or None
+        term = spec.get("leaseTransitions") or 0
+        duration = spec.get("leaseDurationSeconds") or 0
+        valid_holder = holder is None or isinstance(holder, str)
+        if not valid_holder or not isinstance(term, int) or not isinstance(duration, int):
+            raise DCSError(f"leader Lease has a malformed spec: {spec!r}")
+        return cls(obj, holder, term, duration)
+
+
+class _Clock:
+    """When this process first saw each record in its present form (client-go's observedTime)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[Any, float]] = {}
+        self._lock = threading.Lock()
+
+    def observe(self, key: str, fingerprint: Any, at: float) -> float:
+        with self._lock:
+            previous = self._seen.get(key)
+            if previous is None or previous[0] != fingerprint:
+                self._seen[key] = (fingerprint, at)
+                return at
+            return previous[1]
+
+    def wrote(self, key: str, fingerprint: Any, sent: float) -> None:
+        with self._lock:
+            self._seen[key] = (fingerprint, sent)
+
+    def forget_members(self, keep: set[str]) -> None:
+        with self._lock:
+            for key in [k for k in self._seen if k.startswith("member/") and k[7:] not in keep]:
+                del self._seen[key]
+
+
+class KubernetesDCS(DCS):
+    """One cluster (`scope`) in one namespace; see the module docstring for the layout and clocks."""
+
+    def __init__(self, endpoint: Endpoint, namespace: str, scope: str, timeout: float = 1.0) -> None:
+        self.scope = check_name("scope", scope)
+        self.namespace = check_name("namespace", namespace)
+        self.timeout = check_timeout(timeout)
+        self.leader_name = L.leader_lease(scope)
+        self.state_name = scope + STATE_LEASE_SUFFIX
+        self.selector = ",".join(f"{k}={v}" for k, v in L.selector_labels(scope).items())
+        self._client = KubeClient(endpoint, namespace)
+        self._clock = _Clock()
+        self._pods: dict[str, dict[str, Any]] = {}  # last listed metadata, for stale-label clean-up
+        self._leader: str | None = None  # holder in the last view()
+
+    # --- reading ---------------------------------------------------------------------------
+    def _deadline(self) -> float:
+        return time.monotonic() + self.timeout
+
+    def _get(self, name: str, deadline: float) -> dict[str, Any] | None:
+        try:
+            return self._client.get_lease(name, deadline)
+        except NotFound:
+            return None
+
+    def _read_leader(self, deadline: float) -> tuple[_Lease | None, bool]:
+        """The leader Lease and whether it is live by this process's clock."""
+        obj = self._get(self.leader_name, deadline)
+        if obj is None:
+            return None, False
+        lease = _Lease.parse(obj)
+        now = time.monotonic()
+        seen = self._clock.observe("leader", lease.fingerprint, now)
+        return lease, lease.holder is not None and now - seen < lease.duration
+
+    def view(self) -> ClusterView:
+        deadline = self._deadline()
+        lease, live = self._read_leader(deadline)
+        state = self._annotations(self._get(self.state_name, deadline))
+        pods = self._client.list_pods(self.selector, deadline)
+        now = time.monotonic()
+        leader = Leader(lease.holder, lease.term, float(lease.duration)) if lease and live and lease.holder else None
+        self._leader = leader.holder if leader else None
+        members: dict[str, Member] = {}
+        self._pods = {}
+        for pod in pods:
+            meta = pod.get("metadata") or {}
+            name = meta.get("name")
+            if not isinstance(name, str):
+                continue
+            self._pods[name] = meta
+            raw = (meta.get("annotations") or {}).get(L.STATUS_ANNOTATION)
+            if raw is None:
+                continue
+            try:
+                record = json.loads(raw)
+                data, ttl = record["data"], float(record["ttl"])
+            except (ValueError, KeyError, TypeError):
+                log.warning("pod %s has a malformed %s annotation; ignored", name, L.STATUS_ANNOTATION)
+                continue
+            if now - self._clock.observe("member/" + name, raw, now) < ttl:
+                members[name] = Member(name, data)
+        self._clock.forget_members(set(self._pods))
+        sync = _json(state.get(SYNC_ANNOTATION))
+        return ClusterView(
+            leader=leader,
+            members=members,
+            initialize=state.get(INITIALIZE_ANNOTATION),
+            sync=sync.get("value") if isinstance(sync, dict) else None,
+            sync_version=int(sync.get("version", 0)) if isinstance(sync, dict) else 0,
+            switchover=_json(state.get(SWITCHOVER_ANNOTATION)),
+        )
+
+    @staticmethod
+    def _annotations(obj: dict[str, Any] | None) -> dict[str, str]:
+        return dict(((obj or {}).get("metadata") or {}).get("annotations") or {})
+
+    # --- the leader lease ------------------------------------------------------------------
+    def _new_lease(self, name: str, spec: dict[str, Any], annotations: dict[str, str] | None = None) -> dict[str, Any]:
+        meta: dict[str, Any] = {"name": name, "namespace": self.namespace, "labels": L.common_labels(self.scope)}
+        if annotations:
+            meta["annotations"] = annotations
+        return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": meta, "spec": spec}
+
+    def _write_leader(self, lease: _Lease | None, spec: dict[str, Any], deadline: float) -> bool:
+        """Create or CAS-replace the leader Lease; False on a 409 (someone wrote since our read)."""
+        sent = time.monotonic()
+        try:
+            if lease is None:
+                answer = self._client.create_lease(self._new_lease(self.leader_name, spec), deadline)
+            else:
+                answer = self._client.replace_lease({**lease.obj, "spec": spec}, deadline)
+        except Conflict:
+            return False
+        except NotFound:  # deleted between our read and write
+            return False
+        self._clock.wrote("leader", _Lease.parse(answer).fingerprint, sent)
+        return True
+
+    def _leader_op(self, judge: Callable[[_Lease | None, bool], dict[str, Any] | None]) -> bool:
+        """Read, judge, write; after a 409 read and judge again, so only a real loss returns False."""
+        deadline = self._deadline()
+        while True:
+            lease, live = self._read_leader(deadline)
+            spec = judge(lease, live)
+            if spec is None:
+                return False
+            if self._write_leader(lease, spec, deadline):
+                return True
+
+    def _holder_spec(self, holder: str, ttl: float, term: int, acquired: bool, old: dict[str, Any]) -> dict[str, Any]:
+        now = micro_time()
+        return {
+            "holderIdentity": holder,
+            "leaseDurationSeconds": lease_seconds(ttl),
+            "acquireTime": now if acquired else old.get("acquireTime", now),
+            "renewTime": now,
+            "leaseTransitions": term,
+        }
+
+    def acquire_leader(self, name: str, ttl: float) -> bool:
+        check_name("member name", name)
+        lease_seconds(ttl)
+
+        def judge(lease: _Lease | None, live: bool) -> dict[str, Any] | None:
+            if live:
+                return None
+            term = (lease.term if lease else 0) + 1
+            return self._holder_spec(name, ttl, term, True, {})
+
+        return self._leader_op(judge)
+
+    def renew_leader(self, name: str, ttl: float) -> bool:
+        check_name("member name", name)
+        lease_seconds(ttl)
+
+        def judge(lease: _Lease | None, live: bool) -> dict[str, Any] | None:
+            if lease is None or not live or lease.holder != name:
+                return None
+            return self._holder_spec(name, ttl, lease.term, False, lease.obj.get("spec") or {})
+
+        return self._leader_op(judge)
+
+    def release_leader(self, name: str) -> bool:
+        check_name("member name", name)
+
+        def judge(lease: _Lease | None, live: bool) -> dict[str, Any] | None:
+            if lease is None or not live or lease.holder != name:
+                return None
+            spec = {k: v for k, v in (lease.obj.get("spec") or {}).items() if k != "holderIdentity"}
+            return {**spec, "renewTime": micro_time()}
+
+        return self._leader_op(judge)
+
+    def take_over_leader(self, from_name: str, to_name: str, ttl: float) -> bool:
+        check_name("member name", from_name)
+        check_name("member name", to_name)
+        lease_seconds(ttl)
+
+        def judge(lease: _Lease | None, live: bool) -> dict[str, Any] | None:
+            if lease is None or not live or lease.holder != from_name:
+                return None
+            return self._holder_spec(to_name, ttl, lease.term + 1, True, {})
+
+        return self._leader_op(judge)
+
+    # --- cluster-wide state (annotations on the state Lease) --------------------------------
+    def _state_op(self, change: Callable[[dict[str, str]], bool]) -> bool:
+        """Apply `change` to the state annotations by CAS; it returns False to leave them alone."""
+        deadline = self._deadline()
+        while True:
+            obj = self._get(self.state_name, deadline)
+            annotations = self._annotations(obj)
+            if not change(annotations):
+                return False
+            try:
+                if obj is None:
+                    self._client.create_lease(self._new_lease(self.state_name, {}, annotations), deadline)
+                else:
+                    meta = {**obj["metadata"], "annotations": annotations}
+                    self._client.replace_lease({**obj, "metadata": meta}, deadline)
+                return True
+            except (Conflict, NotFound):
+                continue  # someone else changed the state in between: judge again on a fresh read
+
+    def initialize(self, value: str) -> bool:
+        def change(a: dict[str, str]) -> bool:
+            if INITIALIZE_ANNOTATION in a:
+                return False
+            a[INITIALIZE_ANNOTATION] = value
+            return True
+
+        return self._state_op(change)
+
+    def set_initialize(self, expected: str, value: str) -> bool:
+        def change(a: dict[str, str]) -> bool:
+            if a.get(INITIALIZE_ANNOTATION) != expected:
+                return False
+            a[INITIALIZE_ANNOTATION] = value
+            return True
+
+        return self._state_op(change)
+
+    def clear_initialize(self, expected: str) -> bool:
+        def change(a: dict[str, str]) -> bool:
+            if a.get(INITIALIZE_ANNOTATION) != expected:
+                return False
+            del a[INITIALIZE_ANNOTATION]
+            return True
+
+        return self._state_op(change)
+
+    def set_sync(self, value: dict[str, Any], expected_version: int) -> bool:
+        def change(a: dict[str, str]) -> bool:
+            current = _json(a.get(SYNC_ANNOTATION))
+            version = int(current.get("version", 0)) if isinstance(current, dict) else 0
+            if version != expected_version:
+                return False
+            a[SYNC_ANNOTATION] = json.dumps({"value": value, "version": version + 1}, sort_keys=True)
+            return True
+
+        return self._state_op(change)
+
+    def set_switchover(self, value: dict[str, Any]) -> None:
+        def change(a: dict[str, str]) -> bool:
+            a[SWITCHOVER_ANNOTATION] = json.dumps(value, sort_keys=True)
+            return True
+
+        self._state_op(change)
+
+    def clear_switchover(self) -> None:
+        self._state_op(lambda a: a.pop(SWITCHOVER_ANNOTATION, None) is not None)
+
+    # --- members (annotations and the role label on their own pods) ---------------------------
+    def set_member(self, name: str, data: dict[str, Any], ttl: float) -> None:
+        check_name("member name", name)
+        check_ttl(ttl)
+        raw = json.dumps({"data": data, "ttl": ttl, "renewTime": micro_time()}, sort_keys=True)
+        role = data.get("role")
+        label = role if role in LABELLED_ROLES else None
+        patch = {"metadata": {"annotations": {L.STATUS_ANNOTATION: raw}, "labels": {L.ROLE_LABEL: label}}}
+        deadline = self._deadline()
+        sent = time.monotonic()
+        try:
+            self._client.patch_pod(name, patch, deadline)
+        except NotFound as exc:
+            raise DCSError(f"pod {name} not found: member records live on the member's own pod") from exc
+        except Conflict as exc:  # a merge patch without resourceVersion has no precondition to fail
+            raise DCSError(f"unexpected conflict patching pod {name}") from exc
+        self._clock.wrote("member/" + name, raw, sent)
+        if label == L.ROLE_PRIMARY and self._leader == name:
+            self._strip_stale_primaries(name, deadline)
+
+    def _strip_stale_primaries(self, me: str, deadline: float) -> None:
+        """Best effort: a dead old primary cannot remove its own label; only if its pod is unchanged."""
+        for name, meta in self._pods.items():
+            if name == me or (meta.get("labels") or {}).get(L.ROLE_LABEL) != L.ROLE_PRIMARY:
+                continue
+            patch = {"metadata": {"resourceVersion": meta.get("resourceVersion"), "labels": {L.ROLE_LABEL: None}}}
+            try:
+                self._client.patch_pod(name, patch, deadline)
+                log.info("removed the stale %s label from pod %s", L.ROLE_LABEL, name)
+            except (Conflict, NotFound, DCSError) as exc:
+                log.debug("could not strip the role label of %s: %s", name, exc)
+
+    def delete_member(self, name: str) -> None:
+        check_name("member name", name)
+        patch = {"metadata": {"annotations": {L.STATUS_ANNOTATION: None}, "labels": {L.ROLE_LABEL: None}}}
+        try:
+            self._client.patch_pod(name, patch, self._deadline())
+        except NotFound:
+            pass
+        except Conflict as exc:
+            raise DCSError(f"unexpected conflict patching pod {name}") from exc
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _json(raw: str | None) -> Any:
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise DCSError(f"malformed cluster state annotation: {raw[:100]!r}") from exc

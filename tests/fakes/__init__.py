@@ -1,0 +1,1 @@
+"""In-process stand-ins for services our machines cannot run (a Kubernetes API server)."""

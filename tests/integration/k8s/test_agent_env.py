@@ -1,0 +1,61 @@
+"""The in-pod agent's configuration comes from env and mounted files; passwords only reach the pgpass file."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pgkeel.k8s import layout as L
+from pgkeel.k8s.agent_env import EnvError, config_from_env, write_passfile
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture
+def mounts(tmp_path: Path) -> dict[str, str]:
+    doc = yaml.safe_load((ROOT / "examples" / "cluster.yaml").read_text())
+    doc["metadata"].update(name="pg", namespace="ns")
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "cluster.yaml").write_text(yaml.safe_dump(doc))
+    (tmp_path / "sec").mkdir()
+    (tmp_path / "sec" / L.SUPERUSER_PASSWORD_KEY).write_text("su:pa\\ss\n")
+    (tmp_path / "sec" / L.REPLICATION_PASSWORD_KEY).write_text("rep\n")
+    return {
+        L.ENV_POD_NAME: "pg-1",
+        L.ENV_POD_NAMESPACE: "ns",
+        L.ENV_POD_IP: "10.0.0.7",
+        L.ENV_CLUSTER: "pg",
+        L.ENV_PGDATA: str(tmp_path / "data" / "pgdata"),
+        "PGKEEL_CONFIG_DIR": str(tmp_path / "etc"),
+        "PGKEEL_SECRETS_DIR": str(tmp_path / "sec"),
+    }
+
+
+def test_defaults_follow_the_pod_contract(mounts: dict[str, str], tmp_path: Path) -> None:
+    cfg = config_from_env(mounts)
+    assert cfg.name == "pg-1" and cfg.scope == "pg" and cfg.members == ["pg-0", "pg-1", "pg-2"]
+    assert cfg.dcs_url == "kubernetes://ns/pg"
+    assert cfg.advertise_host == "pg-1.pg-hl.ns.svc"
+    assert (cfg.api_host, cfg.api_port, cfg.pg_host, cfg.pg_port) == ("10.0.0.7", 8008, "*", 5432)
+    assert cfg.socket_dir == Path(L.RUN_DIR)
+    assert cfg.config_file == tmp_path / "etc" / "postgresql.conf"
+    assert cfg.passfile == tmp_path / "data" / ".pgpass"
+    assert cfg.tls_dir == tmp_path / "data" / "tls" and "pg-rw.ns.svc" in cfg.tls_names
+    assert cfg.ttl == 3.0
+
+
+def test_passfile_is_private_and_escaped(mounts: dict[str, str]) -> None:
+    cfg = config_from_env(mounts)
+    write_passfile(cfg)
+    assert stat.S_IMODE(cfg.passfile.stat().st_mode) == 0o600
+    assert cfg.passfile.read_text() == "*:*:*:postgres:su\\:pa\\\\ss\n*:*:*:replicator:rep\n"
+
+
+def test_missing_identity_or_foreign_pod_is_refused(mounts: dict[str, str]) -> None:
+    with pytest.raises(EnvError, match=L.ENV_POD_NAME):
+        config_from_env({k: v for k, v in mounts.items() if k != L.ENV_POD_NAME})
+    with pytest.raises(EnvError, match="not a member"):
+        config_from_env({**mounts, L.ENV_POD_NAME: "pg-7"})
