@@ -18,8 +18,21 @@ SINGULAR = "postgrescluster"
 SHORT_NAMES = ["pgc"]
 
 # Keys of JSON schema that the CRD keeps as they are.
-_KEEP = ("type", "description", "enum", "minimum", "maximum", "minLength", "maxLength", "pattern", "format",
-         "minItems", "maxItems", "uniqueItems", "default")
+_KEEP = (
+    "type",
+    "description",
+    "enum",
+    "minimum",
+    "maximum",
+    "minLength",
+    "maxLength",
+    "pattern",
+    "format",
+    "minItems",
+    "maxItems",
+    "uniqueItems",
+    "default",
+)
 # Scalar unions (str | int | float | bool) cannot be typed structurally: keep them, unvalidated here.
 _PRESERVE = {"x-kubernetes-preserve-unknown-fields": True}
 
@@ -116,8 +129,13 @@ def crd_manifest() -> dict[str, Any]:
         "spec": {
             "group": GROUP,
             "scope": "Namespaced",
-            "names": {"kind": KIND, "listKind": f"{KIND}List", "plural": PLURAL, "singular": SINGULAR,
-                      "shortNames": list(SHORT_NAMES)},
+            "names": {
+                "kind": KIND,
+                "listKind": f"{KIND}List",
+                "plural": PLURAL,
+                "singular": SINGULAR,
+                "shortNames": list(SHORT_NAMES),
+            },
             "versions": [
                 {
                     "name": VERSION,
@@ -132,8 +150,16 @@ def crd_manifest() -> dict[str, Any]:
     }
 
 
-_ALLOWED = set(_KEEP) | {"properties", "required", "items", "additionalProperties", "nullable",
-                         "exclusiveMinimum", "exclusiveMaximum", "x-kubernetes-preserve-unknown-fields"}
+_ALLOWED = set(_KEEP) | {
+    "properties",
+    "required",
+    "items",
+    "additionalProperties",
+    "nullable",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "x-kubernetes-preserve-unknown-fields",
+}
 _TYPES = {"object", "array", "string", "integer", "number", "boolean"}
 
 
