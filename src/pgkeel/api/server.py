@@ -2,7 +2,7 @@
 
 Read-only endpoints answer from the agent's last snapshot (no SQL on the request path), so
 probes stay cheap and `/liveness` depends only on the agent loop, never on postgres.
-Mutating endpoints require the cluster's API token when one is configured.
+Mutating endpoints require the cluster's API token; a node without one refuses them (403).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import sys
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,7 +29,25 @@ class _Handler(BaseHTTPRequestHandler):
     token: ClassVar[str | None]
     server_version = "pgkeel"
     sys_version = ""
+    # Answer even a request line too broken to name its version with a status line and headers
+    # (the base class would fall back to HTTP/0.9: a bare body that no client can tell from data).
+    default_request_version = "HTTP/1.0"
     timeout = 10  # a slow client cannot hold a thread forever
+
+    def parse_request(self) -> bool:
+        if not super().parse_request():
+            return False
+        major, minor = (int(x) for x in self.request_version.split("/", 1)[1].split("."))
+        if (major, minor) < (1, 0):  # HTTP/0.9 answers carry no status line: refuse them in HTTP/1.0
+            self.request_version = self.default_request_version
+            self.send_error(HTTPStatus.HTTP_VERSION_NOT_SUPPORTED, "HTTP/1.0 or newer is required")
+            return False
+        return True
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        if self.request_version == "HTTP/0.9":  # set by the base parser for `… HTTP/0.9` request lines
+            self.request_version = self.default_request_version
+        super().send_error(code, message, explain)
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)
@@ -70,17 +89,23 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.OK, snap)
         elif path == "/metrics":
             self._send(HTTPStatus.OK, render_metrics(snap), "text/plain; version=0.0.4; charset=utf-8")
+        elif path == "/openapi.json":
+            from pgkeel.api.openapi import OPENAPI  # imports this module for MAX_BODY
+
+            self._send(HTTPStatus.OK, OPENAPI)
         else:
             self._send(HTTPStatus.NOT_FOUND, {"error": f"no such endpoint: {path}"})
 
     def _authorized(self) -> bool:
-        if self.token is None:
-            return True
+        if not self.token:  # no token, or an empty one: fail closed (see do_POST)
+            return False
         header = self.headers.get("Authorization", "")
         scheme, _, given = header.partition(" ")
         return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self.token.encode())
 
     def _body(self) -> dict[str, Any] | None:
+        if "Transfer-Encoding" in self.headers:  # not read here: acting on it would ignore what was sent
+            return None
         try:
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:
@@ -94,6 +119,12 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         return body if isinstance(body, dict) else None
 
+    def _too_long(self) -> bool:
+        try:
+            return int(self.headers.get("Content-Length") or 0) > MAX_BODY
+        except ValueError:
+            return False
+
     def do_POST(self) -> None:
         path = self.path.split("?", 1)[0]
         if path == "/wake":  # harmless: only shortens the wait before the next loop
@@ -103,8 +134,15 @@ class _Handler(BaseHTTPRequestHandler):
         if path not in ("/switchover", "/failover"):
             self._send(HTTPStatus.NOT_FOUND, {"error": f"no such endpoint: {path}"})
             return
+        if not self.token:
+            self._send(HTTPStatus.FORBIDDEN, {"error": "no API token is configured on this node: "
+                                              "switchover and failover through the API are disabled"})
+            return
         if not self._authorized():
             self._send(HTTPStatus.UNAUTHORIZED, {"error": "a valid 'Authorization: Bearer <token>' is required"})
+            return
+        if self._too_long():
+            self._send(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": f"body over {MAX_BODY} bytes; not read"})
             return
         body = self._body()
         if body is None:
@@ -129,13 +167,26 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(HTTPStatus.ACCEPTED, {"accepted": request})
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # Listen backlog (the base class's 5 drops a burst of connections into 1 s SYN retries, which
+    # would make probes miss their deadline while a few clients connect at once).
+    request_queue_size = 128
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, OSError):  # the client went away or stalled: one line, not a traceback per client
+            log.debug("API client %s: %s", client_address, exc)
+            return
+        log.exception("API request from %s failed", client_address)
+
+
 class ApiServer:
     """Serves the API in daemon threads beside the agent loop."""
 
     def __init__(self, agent: Agent, host: str, port: int, token: str | None = None) -> None:
         handler = type("Handler", (_Handler,), {"agent": agent, "token": token})
-        self.httpd = ThreadingHTTPServer((host, port), handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _Server((host, port), handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="pgkeel-api", daemon=True)
 
     def start(self) -> None:

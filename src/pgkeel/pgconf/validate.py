@@ -5,6 +5,7 @@ needs, and user hba rules. Every problem is reported at once with its field path
 from __future__ import annotations
 
 import re
+import reprlib
 
 from pgkeel.pgconf import policy, tuning
 from pgkeel.pgconf.catalogue import Guc, available_majors, closest_name, is_custom_name, load_catalogue
@@ -12,6 +13,7 @@ from pgkeel.pgconf.hba import validate_rules
 from pgkeel.pgconf.values import Parsed, human_bytes, parse_value
 from pgkeel.spec import PostgresCluster
 
+_PLAIN = re.compile(r"[A-Za-z0-9_.$-]+")
 _CUSTOM = re.compile(r"^[a-z_][a-z0-9_$]*(\.[a-z_][a-z0-9_$]*)+$")
 _PATH = "spec.postgres.parameters"
 MiB = 2**20
@@ -35,7 +37,7 @@ def check_parameters(cluster: PostgresCluster) -> tuple[dict[str, Parsed], list[
     parsed: dict[str, Parsed] = {}
     errors: list[str] = []
     for name, raw in cluster.spec.postgres.parameters.items():
-        path = f"{_PATH}.{name}"
+        path = f"{_PATH}.{name}" if _PLAIN.fullmatch(name) else f"{_PATH}[{reprlib.repr(name)}]"  # one line
         problem = _check_one(cluster, catalogue, name, raw, parsed)
         if problem:
             errors.append(f"{path}: {problem}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import reprlib
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,16 @@ class SpecError(Exception):
         self.errors = errors
 
 
+# Inputs echoed in errors are shortened: YAML aliases can make a 1 KiB document hold a structure
+# whose plain repr is gigabytes ("billion laughs"), and an error must stay a line a user can read.
+_INPUT = reprlib.Repr()
+_INPUT.maxlevel, _INPUT.maxlist, _INPUT.maxdict = 1, 4, 4
+_INPUT.maxstring, _INPUT.maxother, _INPUT.maxlong = 160, 160, 80
+
+
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_.$\[\]-]+")  # [key] is pydantic's mark for a bad dict key
+
+
 def _path(loc: tuple[Any, ...]) -> str:
     parts: list[str] = []
     for item in loc:
@@ -26,6 +38,8 @@ def _path(loc: tuple[Any, ...]) -> str:
             parts.append(f"[{item}]")
         elif item in ("function-after", "function-before") or str(item).startswith(("function-", "constrained")):
             continue
+        elif isinstance(item, str) and not _PLAIN_KEY.fullmatch(item):
+            parts.append(f"[{_INPUT.repr(item)}]")  # a key with blanks or line breaks stays on one line
         else:
             parts.append(("." if parts else "") + str(item))
     return "".join(parts) or "(document)"
@@ -40,11 +54,11 @@ def _message(err: dict[str, Any]) -> str:
         return "required field is missing"
     if kind == "literal_error":
         expected = err.get("ctx", {}).get("expected", "")
-        return f"must be one of {expected}; got {err.get('input')!r}"
+        return f"must be one of {expected}; got {_INPUT.repr(err.get('input'))}"
     if kind in ("value_error", "assertion_error"):
         msg = msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
     if "input" in err and kind not in ("value_error",) and not isinstance(err["input"], dict):
-        msg = f"{msg}; got {err['input']!r}"
+        msg = f"{msg}; got {_INPUT.repr(err['input'])}"
     return msg
 
 

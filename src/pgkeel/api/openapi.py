@@ -1,0 +1,157 @@
+"""OpenAPI 3 description of the node API (served at `GET /openapi.json`).
+
+It is the contract the fuzz tests hold the server to: every answer, to any request however
+malformed, has a status listed here. Read-only endpoints are open (probes, load balancers);
+mutating ones need `Authorization: Bearer <cluster API token>`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pgkeel.api.server import MAX_BODY
+
+# Probes: 200 when the node is what the path asks, 503 otherwise.
+PROBES = {
+    "/health": "PostgreSQL is running on this node.",
+    "/primary": "This node is the leader and its PostgreSQL accepts writes.",
+    "/master": "Alias of /primary.",
+    "/read-write": "Alias of /primary.",
+    "/replica": "This node runs a replica that is not refused by the cluster.",
+    "/read-only": "Alias of /replica.",
+    "/readiness": "A primary, or a replica that streams from it.",
+    "/liveness": "The agent loop is alive (does not depend on PostgreSQL).",
+}
+MUTATING = ("/switchover", "/failover")
+
+# What the HTTP layer itself may answer to any request it cannot parse, before routing:
+# bad request line or headers, URI over 64 KiB, more than 100 headers, unknown method,
+# unsupported HTTP version.
+TRANSPORT_STATUSES = frozenset({400, 414, 431, 501, 505})
+# A known method on an unknown path.
+UNROUTED_STATUSES = frozenset({404})
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _probe(summary: str) -> dict[str, Any]:
+    probe = {"$ref": "#/components/schemas/Probe"}
+    return _read(summary, {"200": _json(probe, "Yes."), "503": _json(probe, "No.")})
+
+
+def _read(summary: str, responses: dict[str, Any]) -> dict[str, Any]:
+    """An open, read-only endpoint: GET, and HEAD with the same status and headers but no body."""
+    op = {"summary": summary, "security": [], "responses": responses}
+    return {"get": op, "head": op}
+
+
+def _mutating(summary: str, body_schema: str) -> dict[str, Any]:
+    return {
+        "post": {
+            "summary": summary,
+            "security": [{"bearer": []}],
+            "requestBody": {
+                "required": False,
+                "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{body_schema}"}}},
+            },
+            "responses": {
+                "202": _json({"$ref": "#/components/schemas/Accepted"}, "Request recorded in the coordination store."),
+                "400": _json(_ERROR, f"Body is not a JSON object of at most {MAX_BODY} bytes, or has wrong types."),
+                "401": _json(_ERROR, "Missing or wrong bearer token."),
+                "403": _json(_ERROR, "No API token is configured on this node: mutating endpoints are disabled."),
+                "409": _json(_ERROR, "Refused: unknown member, already the leader, or no leader without force."),
+                "413": _json(_ERROR, f"Body larger than {MAX_BODY} bytes (it is not read)."),
+                "503": _json(_ERROR, "The coordination store is unreachable."),
+            },
+        }
+    }
+
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.0.3",
+    "info": {
+        "title": "pgkeel node API",
+        "version": "1",
+        "description": "Probes, status and metrics (open, read-only, answered from the agent's last snapshot) "
+        "and switchover/failover requests (bearer token).",
+    },
+    "paths": {
+        **{path: _probe(summary) for path, summary in PROBES.items()},
+        "/status": _read(
+            "The agent's last snapshot: role, leader, PostgreSQL state, replication, actions.",
+            {"200": _json({"$ref": "#/components/schemas/Status"}, "Snapshot.")},
+        ),
+        "/metrics": _read(
+            "Prometheus exposition of the snapshot.",
+            {"200": {"description": "Metrics.", "content": {"text/plain": {"schema": {"type": "string"}}}}},
+        ),
+        "/openapi.json": _read("This document.", {"200": _json({"type": "object"}, "OpenAPI 3 description.")}),
+        "/wake": {
+            "post": {
+                "summary": "Run the agent loop now instead of after loop_wait (changes no state).",
+                "security": [],
+                "responses": {"200": _json({"type": "object"}, "Woken.")},
+            }
+        },
+        "/switchover": _mutating("Hand leadership to a healthy replica (`to`, or the best one).", "SwitchoverRequest"),
+        "/failover": _mutating("Promote `to`; with force also when no leader holds the lease.", "FailoverRequest"),
+    },
+    "components": {
+        "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer", "description": "The cluster's API token."}
+        },
+        "schemas": {
+            "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+            "Probe": {
+                "type": "object",
+                "required": ["ok"],
+                "properties": {"ok": {"type": "boolean"}, "role": {"type": "string", "nullable": True}},
+            },
+            "Status": {"type": "object", "additionalProperties": True},
+            "SwitchoverRequest": {
+                "type": "object",
+                "properties": {
+                    "to": {"type": "string", "nullable": True, "description": "Member to hand over to."},
+                    "force": {"type": "boolean", "default": False, "description": "Ignored by /switchover."},
+                },
+            },
+            "FailoverRequest": {
+                "type": "object",
+                "required": ["to"],
+                "properties": {
+                    "to": {"type": "string", "minLength": 1},
+                    "force": {"type": "boolean", "default": False},
+                },
+            },
+            "Accepted": {
+                "type": "object",
+                "required": ["accepted"],
+                "properties": {"accepted": {"type": "object"}},
+            },
+        },
+    },
+}
+
+
+def operation(method: str, path: str) -> dict[str, Any] | None:
+    """The described operation for a request line, routed as the server routes it.
+
+    Methods are case-sensitive; the query string is ignored; leading slashes collapse to one.
+    """
+    if method not in ("GET", "HEAD", "POST"):
+        return None
+    route = path.split("?", 1)[0]
+    if route.startswith("//"):
+        route = "/" + route.lstrip("/")
+    return OPENAPI["paths"].get(route, {}).get(method.lower())
+
+
+def documented_statuses(method: str, path: str) -> frozenset[int]:
+    """Every status the server may answer to this request line."""
+    op = operation(method, path)
+    routed = frozenset(int(code) for code in op["responses"]) if op else UNROUTED_STATUSES
+    return routed | TRANSPORT_STATUSES

@@ -1,0 +1,76 @@
+"""A real ApiServer on 127.0.0.1 in front of a fake agent that records what the HTTP layer asks of it."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import httpx
+
+from pgkeel.api.server import ApiServer
+
+TOKEN = "t0ken-Of-The-Cluster_0123456789abcdef"
+MEMBERS = ("n-0", "n-1", "n-2")
+
+
+class FakeAgent:
+    """Just enough of `Agent` for the server: a snapshot, liveness, wake and switchover requests."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.switchovers: list[tuple[Any, bool]] = []
+        self.wakes = 0
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "name": "n-0",
+            "role": "primary",
+            "leader": "n-0",
+            "is_leader": True,
+            "dcs_ok": True,
+            "postgres": {"running": True, "in_recovery": False, "timeline": 1, "lsn": 1234, "streaming": None},
+            "lag_bytes": None,
+            "replication": [],
+            "actions": [],
+            "refused": None,
+            "loop_duration_s": 0.01,
+        }
+
+    def loop_alive(self) -> bool:
+        return True
+
+    def wake(self) -> None:
+        with self.lock:
+            self.wakes += 1
+
+    def request_switchover(self, to: str | None, force: bool = False) -> dict[str, Any]:
+        with self.lock:
+            self.switchovers.append((to, force))
+        if to is not None and to not in MEMBERS:
+            raise ValueError(f"unknown member {to!r}")
+        if to == "n-0":
+            raise ValueError("n-0 is already the leader")
+        return {"from": "n-0", "to": to, "force": force}
+
+    def calls(self) -> list[tuple[Any, bool]]:
+        with self.lock:
+            return list(self.switchovers)
+
+    def reset(self) -> None:
+        with self.lock:
+            self.switchovers.clear()
+            self.wakes = 0
+
+
+class Running:
+    def __init__(self, token: str | None) -> None:
+        self.agent = FakeAgent()
+        self.api = ApiServer(self.agent, "127.0.0.1", 0, token)  # type: ignore[arg-type]
+        self.port = int(self.api.httpd.server_address[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.http = httpx.Client(base_url=self.url, timeout=5.0)
+        self.api.start()
+
+    def stop(self) -> None:
+        self.http.close()
+        self.api.stop()
