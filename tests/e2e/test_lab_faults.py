@@ -47,4 +47,15 @@ def assert_safe(result: object, quorum: bool) -> None:
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("fault", FAULTS)
 def test_lab_quorum_fault_is_safe(quorum_lab: LabCluster, fault: str) -> None:
-    assert_safe(run_trial(quorum_lab, fault), quorum=True)
+    try:
+        assert_safe(run_trial(quorum_lab, fault), quorum=True)
+    except BaseException:
+        print_agent_logs(quorum_lab)
+        raise
+
+
+def print_agent_logs(lab: LabCluster, lines: int = 80) -> None:
+    """The agents' own account of a failed trial (the lab directory is removed afterwards)."""
+    for log in sorted(lab.root.glob("nodes/*/agent.log")):
+        print(f"\n----- {log.parent.name}/agent.log (last {lines} lines)")
+        print("\n".join(log.read_text(errors="replace").splitlines()[-lines:]))

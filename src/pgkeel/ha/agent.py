@@ -227,6 +227,9 @@ class Agent:
         # One deadline for the whole round: libpq rounds connect_timeout up to 2 s, and a paused or
         # partitioned old leader must not hold the election up for that long.
         deadline = max(1.0, 2 * self.settings.dcs_timeout)
+        # The old leader's postgres gets longer: answering late must not read as "gone" on a busy
+        # machine, or a primary whose agent died would be replaced while it still takes writes.
+        alive_deadline = max(2.0, deadline)
         started = time.monotonic()
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=len(targets) + 1)
         try:
@@ -240,7 +243,7 @@ class Agent:
             except concurrent.futures.TimeoutError:
                 pass
             try:
-                alive = alive_future.result(timeout=max(0.05, deadline - (time.monotonic() - started)))
+                alive = alive_future.result(timeout=max(0.05, alive_deadline - (time.monotonic() - started)))
             except concurrent.futures.TimeoutError:
                 alive = False  # no answer in time: a live agent would have fenced it anyway
         finally:

@@ -51,6 +51,10 @@ class EtcdCluster:
                 f"--initial-cluster={initial}",
                 f"--initial-cluster-token=pklab-{net.tag}",
                 "--initial-cluster-state=new",
+                # Without pre-vote (off by default in 3.4) a member cut off by a partition keeps
+                # raising its term and, when the link heals, forces a new election: seconds without
+                # a leader, which fences a healthy primary.
+                "--pre-vote",
                 "--log-level=warn",
             ]
             self.procs.append(spawn(argv, self.base / f"{self.name(i)}.log"))
