@@ -178,3 +178,29 @@ def test_quorum_waits_without_proof_and_forced_failover_overrides(make_cluster) 
     )
     with psycopg.connect(cluster.node_dsn(survivor["name"]), autocommit=True) as conn:
         assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (False,)
+
+
+def test_config_change_is_reloaded_and_restart_only_parameters_are_reported(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    import yaml
+
+    cluster = make_cluster()
+    doc = yaml.safe_load(cluster.layout.document.read_text())
+    doc["spec"]["postgres"]["parameters"] = {"work_mem": "7MB", "shared_buffers": "96MB"}
+    changed = cluster.layout.root.parent / "changed.yaml"
+    changed.write_text(yaml.safe_dump(doc))
+    cluster.up(changed, timeout=60)  # every agent runs: this only rewrites the shared config files
+    names = cluster.cluster().member_names()
+
+    def reloaded() -> bool:
+        for name in names:
+            with psycopg.connect(cluster.node_dsn(name), autocommit=True) as conn:
+                if conn.execute("SHOW work_mem").fetchone() != ("7MB",):
+                    return False
+        return True
+
+    wait_for(reloaded, what="work_mem reloaded on every node")
+    wait_for(
+        lambda: all("shared_buffers" in ((cluster.fetch(n) or {}).get("pending_restart") or []) for n in names),
+        what="shared_buffers reported as needing a restart",
+    )
+    assert cluster.status()["leader"] is not None

@@ -50,6 +50,9 @@ class Agent:
         self.long_action: str | None = None
         self.cert_not_after: str | None = None
         self._bootstrap_failures = 0
+        self._config_seen: tuple[float, ...] | None = None
+        self._check_pending_restart: float | None = None
+        self.pending_restart: list[str] = []
         self._bootstrap_retry_at = 0.0
         self._cert_checked: float | None = None
         self._stop = threading.Event()
@@ -81,6 +84,7 @@ class Agent:
     def run_once(self) -> list[m.Action]:
         self._fence_if_overdue()
         self.maintain_certificate()
+        self.follow_config_changes()
         observation = self.observe()
         actions = decide(observation)
         self.execute(actions, observation)
@@ -105,6 +109,37 @@ class Agent:
             log.warning("last lease renewal %.1fs ago (limit %.1fs): fencing before anything else", overdue, limit)
             self._do_Fence(m.Fence(reason="lease renewal overdue"), None)  # type: ignore[arg-type]
             self.pg = m.PgState(has_data=True, running=True, in_recovery=True)
+
+    def _config_fingerprint(self) -> tuple[float, ...]:
+        files = [self.config.config_file, self.config.config_file.parent / "pg_hba.conf"]
+        stamps = []
+        for path in files:
+            try:
+                stat = path.stat()
+                stamps += [stat.st_mtime, float(stat.st_size), float(stat.st_ino)]
+            except OSError:
+                stamps += [0.0, 0.0, 0.0]
+        return tuple(stamps)
+
+    def follow_config_changes(self) -> None:
+        """A changed postgresql.conf / pg_hba.conf (e.g. a ConfigMap update) is reloaded at once;
+        parameters that need a restart are reported in /status rather than restarting behind anyone's back."""
+        fingerprint = self._config_fingerprint()
+        if self._config_seen is None:
+            self._config_seen = fingerprint
+            return
+        if fingerprint != self._config_seen and self.instance.is_running():
+            self._config_seen = fingerprint
+            log.info("configuration files changed: reloading postgres")
+            self.instance.reload()
+            self._check_pending_restart = time.monotonic() + 1.0  # the reload is asynchronous
+        if self._check_pending_restart is not None and time.monotonic() >= self._check_pending_restart:
+            self._check_pending_restart = None
+            with contextlib.suppress(psycopg.Error):
+                rows = self.instance.query("SELECT name FROM pg_settings WHERE pending_restart ORDER BY name")
+                self.pending_restart = [r[0] for r in rows]
+                if self.pending_restart:
+                    log.warning("changed parameters need a restart: %s", ", ".join(self.pending_restart))
 
     def maintain_certificate(self, every: float = 60.0) -> None:
         """Issue this node's certificate before postgres first starts; renew it before expiry, then reload."""
@@ -682,6 +717,7 @@ class Agent:
             "actions": [{"kind": a.kind, "reason": a.reason} for a in actions if not isinstance(a, m.Publish)],
             "refused": self.memory.refused,
             "tls": {"enabled": self.config.tls_enabled, "certificate_not_after": self.cert_not_after},
+            "pending_restart": self.pending_restart,
             "loop_duration_s": self.loop_duration,
             "agent_pid": os.getpid(),
         }
