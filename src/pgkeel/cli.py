@@ -148,7 +148,8 @@ def up(
     _print_status(status)
     console.print("\n[bold]write:[/]", status["dsn_rw"], highlight=False, soft_wrap=True)
     console.print("[bold]read:[/] ", status["dsn_ro"], highlight=False, soft_wrap=True)
-    console.print(f"\npsql: [cyan]pgkeel psql --dir {directory}[/]   stop: [cyan]pgkeel down --dir {directory}[/]")
+    me = sys.argv[0] if sys.argv and sys.argv[0].endswith("pgkeel") else "pgkeel"
+    console.print(f"\npsql: [cyan]{me} psql --dir {directory}[/]   stop: [cyan]{me} down --dir {directory}[/]")
 
 
 def _print_status(status: dict) -> None:  # type: ignore[type-arg]
