@@ -33,6 +33,26 @@ def test_row_written_on_primary_is_read_on_every_replica(make_cluster) -> None: 
                 )
 
 
+def test_every_member_keeps_a_slot_for_every_other_member(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    cluster = make_cluster()
+    names = cluster.cluster().member_names()
+    with psycopg.connect(cluster.dsn(True), autocommit=True) as conn:
+        conn.execute("CREATE TABLE churn AS SELECT generate_series(1, 20000) AS i")  # some WAL to move slots
+
+    def slots_ready() -> bool:
+        for name in names:
+            with psycopg.connect(cluster.node_dsn(name), autocommit=True) as conn:
+                rows = dict(
+                    conn.execute("SELECT slot_name, restart_lsn IS NOT NULL FROM pg_replication_slots").fetchall()
+                )
+            wanted = {n.replace("-", "_") for n in names if n != name}
+            if set(rows) != wanted or not all(rows.values()):
+                return False
+        return True
+
+    wait_for(slots_ready, what="a physical slot per other member on every member, holding a position")
+
+
 def test_kill_primary_fails_over_and_old_primary_rejoins_with_pg_rewind(make_cluster) -> None:  # type: ignore[no-untyped-def]
     cluster = make_cluster()
     writer = Writer(cluster.dsn(True)).start()
