@@ -11,6 +11,7 @@ from pathlib import Path
 
 import psycopg
 
+from pgkeel.lab.procs import signal_tree
 from pgkeel.local import LocalCluster
 
 SYNC_CANCEL_WARNING = "might not have been replicated"
@@ -87,9 +88,10 @@ def leader_member(cluster: LocalCluster) -> dict:
 
 
 def kill_postgres(pid: int) -> None:
-    """SIGKILL the postmaster's whole process group: a lone postmaster kill leaves backends acking."""
-    os.killpg(os.getpgid(pid), signal.SIGKILL)
-    _wait_gone(pid)
+    """SIGKILL the postmaster's whole process tree: a lone postmaster kill leaves backends acking,
+    and backends call setsid(), so signalling the process group would miss them."""
+    for victim in signal_tree(pid, signal.SIGKILL):
+        _wait_gone(victim)
 
 
 def kill_agent(pid: int) -> None:
