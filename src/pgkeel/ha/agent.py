@@ -243,7 +243,7 @@ class Agent:
         # Only a replica that has a leader to stream from can be "stalled"; during an election
         # nobody streams, and that must not count against the next leader.
         following_leader = view is not None and view.leader is not None and not leading
-        replica_stalled = following_leader and pg.running and pg.in_recovery and not pg.streaming
+        replica_stalled = following_leader and pg.running and pg.in_recovery is not False and not pg.streaming
         not_streaming_since = (mem.not_streaming_since or now) if replica_stalled else None
         self.memory = replace(mem, pg_down_since=pg_down_since, not_streaming_since=not_streaming_since)
 
@@ -480,10 +480,15 @@ class Agent:
 
     def _do_Fence(self, a: m.Fence, o: m.Observation) -> bool:
         inst = self.instance
-        inst.stop("immediate")
+        inst.stop("immediate", timeout=5.0)  # then SIGKILL: fencing must not wait on a stuck child
         self.memory = replace(self.memory, rewind_needed=True, last_renewal=None)
         inst.configure(standby=True, leader=None, sync_standby_names=self._desired_sync_names())
-        inst.start()
+        try:
+            inst.start(timeout=5.0)
+        except TimeoutError:
+            # a crashed primary restarted as a standby without a WAL source may never become
+            # consistent; it serves no writes either way, and the loop rejoins it to the leader
+            log.info("fenced postgres is read-only and still recovering")
         return True
 
     def _do_Promote(self, a: m.Promote, o: m.Observation) -> bool:

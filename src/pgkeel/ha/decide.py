@@ -71,14 +71,37 @@ def decide(o: Observation) -> list[Action]:
         return [ClaimInitialize(reason="the store has no initialize key but this node holds data: claim it")]
     leader = view.leader
     if o.pg.running and o.pg.in_recovery is None:
-        # Starting up or in crash recovery: its role is unknown, so change nothing but the lease.
-        keep = [RenewLeader()] if leader is not None and leader.holder == o.me else []
-        return [*keep, _publish(o, "starting"), Wait(reason="postgres is running but not answering yet")]
+        return _not_answering(o, view)
     if leader is not None and leader.holder == o.me:
         return _lead(o, view)
     if leader is not None:
         return _follow(o, view, leader.holder)
     return _elect(o, view)
+
+
+def _not_answering(o: Observation, view: ClusterView) -> list[Action]:
+    """Starting up or in recovery: its role is unknown, so only steps that need no SQL.
+
+    A standby with no WAL source (fenced, or started during an election) may never become
+    consistent, so it never answers: point it at the leader (a reload needs no SQL), and if it
+    still does not come up, rewind it.
+    """
+    leader = view.leader
+    if leader is not None and leader.holder == o.me:
+        return [RenewLeader(), _publish(o, "starting"), Wait(reason="postgres is running but not answering yet")]
+    if leader is not None:
+        member = view.members.get(leader.holder)
+        stalled = o.memory.not_streaming_since
+        if o.memory.rewind_needed or (stalled is not None and o.now - stalled > o.settings.stream_failure_timeout):
+            return [
+                StopPostgres(mode="fast", rewind_after=True, reason=f"not answering: rejoin {leader.holder}"),
+                _publish(o, "replica"),
+            ]
+        if member is not None and "host" in member.data:
+            address = f"{member.data['host']}:{member.data['port']}"
+            if o.pg.following != address:
+                return [_publish(o, "replica"), Follow(leader=leader.holder, reason="stream from the leader")]
+    return [_publish(o, "starting"), Wait(reason="postgres is running but not answering yet")]
 
 
 def _foreign_data(o: Observation, view: ClusterView) -> str | None:
