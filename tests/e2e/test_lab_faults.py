@@ -1,10 +1,10 @@
-"""The reliability lab, short: one trial per fault in quorum mode on one shared lab cluster.
+"""The reliability lab, short: one trial per fault in quorum mode, each on a fresh lab cluster.
 
 Asserts the safety properties only (timings are the benchmark's business, see docs/RELIABILITY.md):
 no lost acknowledged writes in quorum mode, no phantom ids, no split brain, every node rejoins.
-Needs root (network namespaces) and /usr/bin/etcd; about 1-2 minutes. The async trial and the
-network-cleanup test live in test_lab_async.py: only one lab network may exist at a time (they
-share 198.18.0.0/24), and this module's cluster holds the lab lock until the module ends.
+Needs root (network namespaces) and /usr/bin/etcd; about 1.5 minutes. The async trial and the
+network-cleanup test live in test_lab_async.py (only one lab network may exist at a time: they
+share 198.18.0.0/24).
 """
 
 from __future__ import annotations
@@ -26,8 +26,10 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def quorum_lab() -> Iterator[LabCluster]:
+    """A fresh lab cluster per fault, as the issue asks ("on a fresh local cluster"): a trial's
+    leftovers cannot decide the next trial's outcome."""
     with LabCluster("quorum") as lab:
         yield lab
     assert not lab.net.created
