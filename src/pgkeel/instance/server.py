@@ -227,10 +227,30 @@ class Instance:
         os.chmod(d, 0o700)
         self.run_as.chown(d)
 
+    def _clear_stale_pidfile(self) -> None:
+        """Remove a postmaster.pid whose process is gone or a zombie.
+
+        PostgreSQL refuses to start while the PID in its lock file exists, and an orphaned
+        postmaster killed with SIGKILL stays a zombie until init reaps it, which on some machines
+        takes a while. Only called when no live postmaster owns the data directory.
+        """
+        pidfile = self.config.datadir / "postmaster.pid"
+        try:
+            pid = int(pidfile.read_text().splitlines()[0])
+        except (OSError, ValueError, IndexError):
+            return
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            state = "gone"
+        if state in ("gone", "Z"):
+            pidfile.unlink(missing_ok=True)
+
     def start(self, timeout: float = 60.0) -> None:
         """Start postgres with the shared config file; return once it accepts connections."""
         if self.is_running():
             return
+        self._clear_stale_pidfile()
         c = self.config
         c.socket_dir.mkdir(parents=True, exist_ok=True)
         self.run_as.chown(c.socket_dir)
