@@ -285,6 +285,21 @@ class Agent:
             pool.shutdown(wait=False, cancel_futures=True)
         return probes, alive
 
+    def _connect_peer(self, member: dict[str, Any], purpose: str, timeout: int) -> psycopg.Connection[Any]:
+        """A connection to a peer's postgres as the replication role (TLS-verified when enabled)."""
+        return psycopg.connect(
+            host=member["host"],
+            port=member["port"],
+            user=self.config.replication_user,
+            dbname="postgres",
+            passfile=str(self.config.passfile),
+            connect_timeout=timeout,
+            application_name=f"{self.config.name}-{purpose}",
+            autocommit=True,
+            options="-c statement_timeout=1000",
+            **self._ssl_kwargs(),
+        )
+
     def _ssl_kwargs(self) -> dict[str, str]:
         c = self.config
         if c.tls_enabled and c.ca_file is not None:
@@ -319,17 +334,7 @@ class Agent:
         if member is None or "host" not in member.data:
             return False
         try:
-            with psycopg.connect(
-                host=member.data["host"],
-                port=member.data["port"],
-                user=self.config.replication_user,
-                dbname="postgres",
-                passfile=str(self.config.passfile),
-                connect_timeout=1,
-                application_name=f"{self.config.name}-probe",
-                **self._ssl_kwargs(),
-                options="-c statement_timeout=1000",
-            ) as conn:
+            with self._connect_peer(member.data, "probe", timeout=1) as conn:
                 row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
                 return row is not None and row[0] is False
         except psycopg.Error:
@@ -511,14 +516,8 @@ class Agent:
 
     def _checkpoint(self) -> None:
         try:
-            with psycopg.connect(
-                host=str(self.config.socket_dir),
-                port=self.config.pg_port,
-                user=self.config.superuser,
-                dbname="postgres",
-                connect_timeout=2,
-                autocommit=True,
-            ) as conn:
+            with self.instance.new_connection() as conn:  # own connection: Instance's is the loop's
+                conn.execute("SET statement_timeout = 0")  # a checkpoint may take longer than 5 s
                 conn.execute("CHECKPOINT")
         except psycopg.Error as exc:
             log.warning("checkpoint after promotion failed: %s", exc)
@@ -627,17 +626,7 @@ class Agent:
         """Poll the target's own postgres until it has received WAL past `lsn`."""
         deadline = time.monotonic() + timeout
         try:
-            with psycopg.connect(
-                host=member["host"],
-                port=member["port"],
-                user=self.config.replication_user,
-                dbname="postgres",
-                passfile=str(self.config.passfile),
-                connect_timeout=2,
-                application_name=f"{self.config.name}-switchover",
-                autocommit=True,
-                **self._ssl_kwargs(),
-            ) as conn:
+            with self._connect_peer(member, "switchover", timeout=2) as conn:
                 while time.monotonic() < deadline:
                     row = conn.execute("SELECT pg_last_wal_receive_lsn()::text").fetchone()
                     received = parse_lsn(row[0]) if row else None

@@ -324,7 +324,12 @@ class Instance:
         """A cached autocommit connection over the unix socket as the superuser (peer auth)."""
         if self._conn is not None and not self._conn.closed:
             return self._conn
-        self._conn = psycopg.connect(
+        self._conn = self.new_connection()
+        return self._conn
+
+    def new_connection(self) -> psycopg.Connection[Any]:
+        """A fresh autocommit superuser connection over the unix socket (peer auth)."""
+        return psycopg.connect(
             host=str(self.config.socket_dir),
             port=self.config.port,
             user=self.config.superuser,
@@ -334,7 +339,6 @@ class Instance:
             application_name="pgkeel-agent",
             options="-c statement_timeout=5000",
         )
-        return self._conn
 
     def close_connection(self) -> None:
         if self._conn is not None:

@@ -223,8 +223,11 @@ class LocalCluster:
         state = self.layout.load_state()
         members: list[dict[str, Any]] = []
         leader = None
-        for name in cluster.member_names():
-            snap = self.fetch(name) if self.agent_pid(name) else None
+        # one /status per node; sync states come from the primary's view of its peers
+        snaps = {n: (self.fetch(n) if self.agent_pid(n) else None) for n in cluster.member_names()}
+        primary = next((s for s in snaps.values() if s and s.get("role") == "primary"), None) or {}
+        sync_of = {r["name"]: r["sync_state"] for r in primary.get("replication", [])}
+        for name, snap in snaps.items():
             pg = (snap or {}).get("postgres") or {}
             role = (snap or {}).get("role") or "stopped"
             if snap and snap.get("refused"):
@@ -238,9 +241,6 @@ class LocalCluster:
                 )
             if snap and snap.get("leader"):
                 leader = leader or snap["leader"]
-            sync = next(
-                (r["sync_state"] for s in [snap or {}] for r in s.get("replication", []) if r["name"] == name), None
-            )
             members.append(
                 {
                     "name": name,
@@ -249,7 +249,7 @@ class LocalCluster:
                     "timeline": pg.get("timeline"),
                     "lsn": pg.get("lsn"),
                     "lag_bytes": (snap or {}).get("lag_bytes"),
-                    "sync": sync,
+                    "sync": sync_of.get(name),
                     "api_url": self.api_url(name),
                     "postgres_pid": self.postgres_pid(name),
                     "agent_pid": self.agent_pid(name),
@@ -257,12 +257,6 @@ class LocalCluster:
                     "cert_not_after": ((snap or {}).get("tls") or {}).get("certificate_not_after"),
                 }
             )
-        # sync state is reported by the primary about its peers
-        primary_snap = next((self.fetch(m["name"]) for m in members if m["role"] == "primary"), None)
-        if primary_snap:
-            by_name = {r["name"]: r["sync_state"] for r in primary_snap.get("replication", [])}
-            for m in members:
-                m["sync"] = by_name.get(m["name"], m["sync"])
         return {"leader": leader, "dsn_rw": self.dsn(True), "dsn_ro": self.dsn(False), "members": members}
 
     # --- control ----------------------------------------------------------------------------------
