@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pgkeel.spec import SpecError, load_cluster
+from pgkeel.document import SpecError, load_cluster
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Highly available PostgreSQL, anywhere.")
 render_app = typer.Typer(no_args_is_help=True, help="Render configuration or manifests from a cluster document.")
@@ -324,7 +324,7 @@ def bench_bootstrap(
 ) -> None:
     """Time to clone a replica vs `cp -a` of the same data directory (the physical limit), as a ratio."""
     from pgkeel.lab.bootstrap import run_bootstrap
-    from pgkeel.spec.quantity import parse_bytes
+    from pgkeel.document.quantity import parse_bytes
 
     result = run_bootstrap(parse_bytes(size.removesuffix("B")), progress=lambda text: console.print(text))
     console.print(

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pgkeel.ha.model import HASettings
 from pgkeel.instance import InstanceConfig
-from pgkeel.spec import PostgresCluster
+from pgkeel.document import PostgresCluster
 
 
 class AgentConfig(BaseModel):

@@ -4,7 +4,7 @@ Safety rules it enforces (property-tested in tests/unit/ha):
 - Only the lease holder runs as a writable primary; promotion is always preceded by
   AcquireLeader in the same action list, so a lost race stops the list before Promote.
 - A primary that cannot renew stops writes once `fence_deadline` has passed since its last
-  successful renewal began (fence_deadline < ttl, see `pgkeel.spec.Failover`).
+  successful renewal began (fence_deadline < ttl, see `pgkeel.document.Failover`).
 - Quorum mode: a candidate is promoted only if it has heard from enough members of the
   last leader's synchronous set to prove it holds every acknowledged commit, and no other
   responder is ahead of it. Otherwise the cluster waits rather than lose data.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pgkeel.spec.model import API_VERSION, KIND, schema_for_crd
+from pgkeel.document.model import API_VERSION, KIND, schema_for_crd
 
 GROUP, VERSION = API_VERSION.split("/")
 PLURAL = "postgresclusters"

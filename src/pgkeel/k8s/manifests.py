@@ -17,7 +17,7 @@ import yaml
 from pgkeel.k8s import layout as L
 from pgkeel.k8s.rbac import role_rules
 from pgkeel.pgconf import render_config
-from pgkeel.spec import PostgresCluster
+from pgkeel.document import PostgresCluster
 
 Manifest = dict[str, Any]
 

@@ -23,7 +23,7 @@ from pgkeel.ha.config import AgentConfig
 from pgkeel.instance.files import atomic_write
 from pgkeel.local.layout import Layout, chown_for_postgres
 from pgkeel.pgconf import render_config
-from pgkeel.spec import PostgresCluster, load_cluster
+from pgkeel.document import PostgresCluster, load_cluster
 
 HOST = "127.0.0.1"
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pgkeel.pgconf.values import Parsed
-from pgkeel.spec import PostgresCluster
+from pgkeel.document import PostgresCluster
 
 # Set at run time by the agent (postgresql.auto.conf or -c), so a value in the document would fight it.
 AGENT_MANAGED = frozenset({

@@ -13,7 +13,7 @@ from pgkeel.pgconf.errors import ConfigError
 from pgkeel.pgconf.hba import render_hba, validate_rules
 from pgkeel.pgconf.validate import check_parameters, check_version, ssl_enabled
 from pgkeel.pgconf.values import MEMORY_UNITS, Parsed, conf_token
-from pgkeel.spec import PostgresCluster
+from pgkeel.document import PostgresCluster
 
 SOURCES = ("required", "tuned", "default", "user")
 _SECTIONS = {

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 
 from pgkeel.pgconf.values import format_bytes_for, human_bytes
-from pgkeel.spec import PostgresCluster
+from pgkeel.document import PostgresCluster
 
 MiB = 2**20
 GiB = 2**30

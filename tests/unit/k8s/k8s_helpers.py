@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pgkeel.spec import PostgresCluster, parse_cluster
+from pgkeel.document import PostgresCluster, parse_cluster
 
 PASSWORDS = {
     "superuser-password": "su-Secret-0123456789abcdef",

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from pgkeel.k8s.crd import crd_manifest, openapi_schema, spec_schema, structural_problems
-from pgkeel.spec.model import ClusterSpec
+from pgkeel.document.model import ClusterSpec
 
 ROOT = Path(__file__).resolve().parents[3]
 VERSIONS = ["1.29", kubernetes_validate.latest_version()]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pgkeel.spec import SpecError, load_cluster, parse_bytes, parse_cluster, parse_cpu_millis
+from pgkeel.document import SpecError, load_cluster, parse_bytes, parse_cluster, parse_cpu_millis
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from pgkeel.spec.model import PostgresCluster
+from pgkeel.document.model import PostgresCluster
 
 
 class SpecError(Exception):

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from pgkeel.spec.quantity import QuantityError, parse_bytes, parse_cpu_millis
+from pgkeel.document.quantity import QuantityError, parse_bytes, parse_cpu_millis
 
 API_VERSION = "pgkeel.dev/v1alpha1"
 KIND = "PostgresCluster"

@@ -1,7 +1,7 @@
 """The PostgresCluster document: models, quantities, loading with field-path errors."""
 
-from pgkeel.spec.load import SpecError, load_cluster, load_cluster_text, parse_cluster
-from pgkeel.spec.model import (
+from pgkeel.document.load import SpecError, load_cluster, load_cluster_text, parse_cluster
+from pgkeel.document.model import (
     ClusterSpec,
     Failover,
     Network,
@@ -12,7 +12,7 @@ from pgkeel.spec.model import (
     Storage,
     Users,
 )
-from pgkeel.spec.quantity import QuantityError, format_bytes, parse_bytes, parse_cpu_millis
+from pgkeel.document.quantity import QuantityError, format_bytes, parse_bytes, parse_cpu_millis
 
 __all__ = [
     "ClusterSpec",
