@@ -323,8 +323,8 @@ def bench_bootstrap(
     json_file: Annotated[Path | None, typer.Option("--json")] = None,
 ) -> None:
     """Time to clone a replica vs `cp -a` of the same data directory (the physical limit), as a ratio."""
-    from pgkeel.lab.bootstrap import run_bootstrap
     from pgkeel.document.quantity import parse_bytes
+    from pgkeel.lab.bootstrap import run_bootstrap
 
     result = run_bootstrap(parse_bytes(size.removesuffix("B")), progress=lambda text: console.print(text))
     console.print(

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pgkeel.document import PostgresCluster
 from pgkeel.ha.model import HASettings
 from pgkeel.instance import InstanceConfig
-from pgkeel.document import PostgresCluster
 
 
 class AgentConfig(BaseModel):

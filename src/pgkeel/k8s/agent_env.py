@@ -13,10 +13,10 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from pgkeel.document import load_cluster
 from pgkeel.ha.config import AgentConfig
 from pgkeel.instance.files import atomic_write
 from pgkeel.k8s import layout as L
-from pgkeel.document import load_cluster
 
 # Secret keys of the cluster CA (not yet in layout.py; the manifests must mount them with the others).
 CA_CERT_KEY = getattr(L, "CA_CERT_KEY", "ca.crt")

@@ -14,10 +14,10 @@ from typing import Any
 
 import yaml
 
+from pgkeel.document import PostgresCluster
 from pgkeel.k8s import layout as L
 from pgkeel.k8s.rbac import role_rules
 from pgkeel.pgconf import render_config
-from pgkeel.document import PostgresCluster
 
 Manifest = dict[str, Any]
 

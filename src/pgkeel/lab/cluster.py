@@ -21,6 +21,8 @@ from typing import Any
 import httpx
 import yaml
 
+from pgkeel.document import PostgresCluster, load_cluster
+from pgkeel.document.model import ClusterSpec
 from pgkeel.ha.config import AgentConfig
 from pgkeel.instance.files import atomic_write
 from pgkeel.lab.etcd import EtcdCluster
@@ -28,8 +30,6 @@ from pgkeel.lab.netns import HOST_ADDRESS, SUBNET_PREFIX, Network, lab_lock
 from pgkeel.lab.procs import alive, signal_group, signal_tree, spawn, stop
 from pgkeel.local.layout import Layout, chown_for_postgres
 from pgkeel.pgconf import render_config
-from pgkeel.document import PostgresCluster, load_cluster
-from pgkeel.document.model import ClusterSpec
 
 PG_PORT = 5432
 API_PORT = 8008

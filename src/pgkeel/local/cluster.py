@@ -19,11 +19,11 @@ from typing import Any
 
 import httpx
 
+from pgkeel.document import PostgresCluster, load_cluster
 from pgkeel.ha.config import AgentConfig
 from pgkeel.instance.files import atomic_write
 from pgkeel.local.layout import Layout, chown_for_postgres
 from pgkeel.pgconf import render_config
-from pgkeel.document import PostgresCluster, load_cluster
 
 HOST = "127.0.0.1"
 

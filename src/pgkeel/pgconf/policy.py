@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pgkeel.pgconf.values import Parsed
 from pgkeel.document import PostgresCluster
+from pgkeel.pgconf.values import Parsed
 
 # Set at run time by the agent (postgresql.auto.conf or -c), so a value in the document would fight it.
 AGENT_MANAGED = frozenset({

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from pgkeel.document import PostgresCluster
 from pgkeel.pgconf import policy, tuning
 from pgkeel.pgconf.catalogue import classify_change, load_catalogue
 from pgkeel.pgconf.errors import ConfigError
 from pgkeel.pgconf.hba import render_hba, validate_rules
 from pgkeel.pgconf.validate import check_parameters, check_version, ssl_enabled
 from pgkeel.pgconf.values import MEMORY_UNITS, Parsed, conf_token
-from pgkeel.document import PostgresCluster
 
 SOURCES = ("required", "tuned", "default", "user")
 _SECTIONS = {

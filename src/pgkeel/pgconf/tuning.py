@@ -14,8 +14,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from pgkeel.pgconf.values import format_bytes_for, human_bytes
 from pgkeel.document import PostgresCluster
+from pgkeel.pgconf.values import format_bytes_for, human_bytes
 
 MiB = 2**20
 GiB = 2**30

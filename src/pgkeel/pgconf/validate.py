@@ -7,11 +7,11 @@ from __future__ import annotations
 import re
 import reprlib
 
+from pgkeel.document import PostgresCluster
 from pgkeel.pgconf import policy, tuning
 from pgkeel.pgconf.catalogue import Guc, available_majors, closest_name, is_custom_name, load_catalogue
 from pgkeel.pgconf.hba import validate_rules
 from pgkeel.pgconf.values import Parsed, human_bytes, parse_value
-from pgkeel.document import PostgresCluster
 
 _PLAIN = re.compile(r"[A-Za-z0-9_.$-]+")
 _CUSTOM = re.compile(r"^[a-z_][a-z0-9_$]*(\.[a-z_][a-z0-9_$]*)+$")

@@ -25,10 +25,10 @@ import httpx
 import pytest
 import yaml
 
+from pgkeel.document import PostgresCluster, load_cluster
 from pgkeel.k8s import layout as L
 from pgkeel.local.layout import chown_for_postgres, free_port
 from pgkeel.pgconf import render_config
-from pgkeel.document import PostgresCluster, load_cluster
 from pgkeel.tls import create_ca
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/, for the `fakes` package

@@ -11,8 +11,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from pgkeel.k8s.crd import crd_manifest, openapi_schema, spec_schema, structural_problems
 from pgkeel.document.model import ClusterSpec
+from pgkeel.k8s.crd import crd_manifest, openapi_schema, spec_schema, structural_problems
 
 ROOT = Path(__file__).resolve().parents[3]
 VERSIONS = ["1.29", kubernetes_validate.latest_version()]

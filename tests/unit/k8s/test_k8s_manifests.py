@@ -9,11 +9,11 @@ import pytest
 import yaml
 from k8s_helpers import PASSWORDS, by_kind, cluster, matches, one
 
+from pgkeel.document import parse_cluster
 from pgkeel.k8s import layout as L
 from pgkeel.k8s.manifests import config_data, config_hash, dump_yaml, render_manifests
 from pgkeel.k8s.rbac import AGENT_API_CALLS, granted
 from pgkeel.pgconf import render_config
-from pgkeel.document import parse_cluster
 
 VERSIONS = ["1.29", kubernetes_validate.latest_version()]
 INSTANCES = [1, 3, 5]

@@ -19,9 +19,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pgkeel.document import PostgresCluster, SpecError, load_cluster_text, parse_cluster
 from pgkeel.pgconf import ConfigError, RenderedConfig, load_catalogue, policy, render_config, tuning, validate_cluster
 from pgkeel.pgconf.hba import default_rules, parse_rule
-from pgkeel.document import PostgresCluster, SpecError, load_cluster_text, parse_cluster
 
 ROOT = Path(__file__).resolve().parents[3]
 BASE: dict[str, Any] = yaml.safe_load((ROOT / "examples" / "cluster.yaml").read_text())
