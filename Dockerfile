@@ -19,6 +19,16 @@ RUN python3 -m venv /opt/pgkeel \
  && /opt/pgkeel/bin/pip install --no-cache-dir --disable-pip-version-check . \
  && /opt/pgkeel/bin/python -m compileall -q /opt/pgkeel
 
+# pgkeel_fence: the leader lease enforced inside postgres (ext/pgkeel_fence), built with PGXS
+# against the same Debian PostgreSQL 15 headers as the runtime packages below.
+FROM debian:${DEBIAN} AS fence
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends postgresql-server-dev-15 make gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
+COPY ext/pgkeel_fence /src/pgkeel_fence
+RUN make -C /src/pgkeel_fence PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config with_llvm=no \
+ && make -C /src/pgkeel_fence PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config with_llvm=no install DESTDIR=/out
+
 FROM debian:${DEBIAN}
 # Debian's postgresql-common creates the postgres user with the next free system uid; create it
 # first with 999 so the uid is fixed and matches runAsUser/fsGroup in the StatefulSet.
@@ -36,6 +46,8 @@ RUN groupadd --system --gid 999 postgres \
  && test "$(id -u postgres):$(id -g postgres)" = "999:999"
 
 COPY --from=build /opt/pgkeel /opt/pgkeel
+COPY --from=fence /out/usr/lib/postgresql/15/lib/pgkeel_fence.so /usr/lib/postgresql/15/lib/
+COPY --from=fence /out/usr/share/postgresql/15/extension/pgkeel_fence* /usr/share/postgresql/15/extension/
 
 ENV PATH=/opt/pgkeel/bin:/usr/lib/postgresql/15/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     PGDATA=/var/lib/postgresql/data/pgdata \

@@ -20,6 +20,7 @@ if ((${#missing[@]})); then
   fi
   $SUDO systemctl disable --now etcd 2>/dev/null || true
 fi
+bash scripts/build_fence.sh  # the pgkeel_fence library (ext/pgkeel_fence), built with PGXS when missing or stale
 
 # Debian's python3 first: it has sqlite3 (the embedded coordination store); some other
 # builds on PATH (pyenv without libsqlite3) do not.
