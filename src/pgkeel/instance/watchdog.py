@@ -91,6 +91,7 @@ def watch(deadline_file: Path, datadir: Path, interval: float = POLL_INTERVAL) -
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    print(f"pgkeel-watchdog: watching {deadline_file} for {datadir}", file=sys.stderr, flush=True)
     while not stopping:
         verdict = must_kill(deadline_file)
         if verdict is None:
