@@ -13,6 +13,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 POSTGRES_OS_USER = "postgres"
 
@@ -27,6 +28,14 @@ class CommandError(RuntimeError):
         self.output = output
 
 
+class UserKwargs(TypedDict, total=False):
+    """subprocess keyword arguments that switch the child to another OS user."""
+
+    user: int
+    group: int
+    extra_groups: list[int]
+
+
 @dataclass(frozen=True)
 class RunAs:
     """Who PostgreSQL processes run as: None = the current user (already non-root)."""
@@ -37,7 +46,7 @@ class RunAs:
     def for_current_process(cls, user: str = POSTGRES_OS_USER) -> RunAs:
         return cls(user if os.geteuid() == 0 else None)
 
-    def kwargs(self) -> dict[str, object]:
+    def kwargs(self) -> UserKwargs:
         if self.user is None:
             return {}
         entry = pwd.getpwnam(self.user)
@@ -84,7 +93,7 @@ def run(
         text=True,
         timeout=timeout,
         check=False,
-        **run_as.kwargs(),  # type: ignore[arg-type]
+        **run_as.kwargs(),
     )
     output = (proc.stdout or "") + (proc.stderr or "")
     if proc.returncode != 0:

@@ -11,115 +11,31 @@ import os
 import signal
 import subprocess
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
+from pgkeel.instance import aside, logs, recovery, roles, space, status
+from pgkeel.instance.aside import AsideInfo, AsideOccupied
 from pgkeel.instance.files import read_auto_conf, set_standby_signal, write_auto_conf
 from pgkeel.instance.lsn import parse_lsn
+from pgkeel.instance.model import ControlData, InstanceConfig, ReplicaPeer, ServerStatus, SlotState, slot_name_for
 from pgkeel.instance.process import CommandError, RunAs, run
-
-# What pg_rewind needs from its source when it connects as a non-superuser (PostgreSQL docs,
-# pg_rewind "Notes"): granted explicitly to the replication role, nothing more.
-REWIND_GRANTS = (
-    "pg_catalog.pg_ls_dir(text, boolean, boolean)",
-    "pg_catalog.pg_stat_file(text, boolean)",
-    "pg_catalog.pg_read_binary_file(text)",
-    "pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean)",
-)
+from pgkeel.instance.rewind import RewindOutcome, RewindResult, rewind_marker
+from pgkeel.instance.roles import REWIND_GRANTS
 
 
-@dataclass(frozen=True)
-class InstanceConfig:
-    """Where one node's server lives and how it is reached."""
+class RewindError(CommandError):
+    """`Instance.rewind` (the bool API) failed; `.result` says how (see RewindOutcome)."""
 
-    name: str
-    bindir: Path
-    datadir: Path
-    config_file: Path
-    host: str
-    port: int
-    socket_dir: Path
-    log_file: Path
-    superuser: str
-    replication_user: str
-    passfile: Path
-    superuser_password_file: Path | None = None
-    replication_password_file: Path | None = None
-    ssl_root_cert: Path | None = None  # cluster CA: peers are verified with sslmode=verify-full
-    extra_options: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def ssl_options(self) -> str:
-        if self.ssl_root_cert is None:
-            return "sslmode=prefer"
-        return f"sslmode=verify-full sslrootcert={self.ssl_root_cert}"
-
-    @property
-    def slot_name(self) -> str:
-        return slot_name_for(self.name)
+    def __init__(self, result: RewindResult) -> None:
+        super().__init__(["pg_rewind"], result.returncode or -1, f"{result.outcome}: {result.reason}\n{result.output}")
+        self.result = result
 
 
-def slot_name_for(member: str) -> str:
-    """Slot names allow [a-z0-9_] only; member names are DNS labels with '-'."""
-    return member.replace("-", "_").replace(".", "_").lower()
-
-
-@dataclass(frozen=True)
-class ControlData:
-    """What pg_controldata says about a stopped (or running) data directory."""
-
-    system_identifier: str
-    state: str
-    timeline: int
-    checkpoint_lsn: int
-
-    @property
-    def clean_shutdown(self) -> bool:
-        return self.state in ("shut down", "shut down in recovery")
-
-
-@dataclass(frozen=True)
-class ReplicaPeer:
-    name: str
-    state: str
-    sync_state: str
-    flush_lsn: int | None
-    replay_lsn: int | None
-
-
-@dataclass(frozen=True)
-class ServerStatus:
-    """A running server as seen over SQL in one round trip."""
-
-    in_recovery: bool
-    timeline: int
-    lsn: int  # primary: flushed WAL end; replica: max(received, replayed)
-    replay_lsn: int | None
-    receiver_status: str | None  # 'streaming' etc. on a replica with a WAL receiver
-    receiver_host: str | None
-    receiver_port: int | None
-    peers: tuple[ReplicaPeer, ...]
-    system_identifier: str
-    sync_standby_names: str
-
-
-_STATUS_SQL = """
-SELECT pg_is_in_recovery(),
-       CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_flush_lsn()::text END,
-       CASE WHEN pg_is_in_recovery() THEN NULL
-            ELSE ('x' || substr(pg_walfile_name(pg_current_wal_flush_lsn()), 1, 8))::bit(32)::int END,
-       pg_last_wal_receive_lsn()::text,
-       pg_last_wal_replay_lsn()::text,
-       (SELECT timeline_id FROM pg_control_checkpoint()),
-       (SELECT system_identifier::text FROM pg_control_system()),
-       current_setting('synchronous_standby_names')
-"""
-_RECEIVER_SQL = "SELECT status, sender_host, sender_port, received_tli FROM pg_stat_wal_receiver"
-_PEERS_SQL = "SELECT application_name, state, sync_state, flush_lsn::text, replay_lsn::text FROM pg_stat_replication"
+class RewindIncomplete(RuntimeError):
+    """A pg_rewind died after it began writing: this data directory must be re-cloned, not started."""
 
 
 class Instance:
@@ -177,14 +93,20 @@ class Instance:
             pass
         if self._child is not None and self._child.pid == pid:
             return pid
-        # Not our child: make sure the pid is really a postmaster of this data directory.
+        return pid if self._owns_datadir(pid) else None
+
+    def _owns_datadir(self, pid: int) -> bool:
+        """A postgres process whose working directory is this data directory (the postmaster chdirs to
+        PGDATA before it writes postmaster.pid). A stale pidfile whose PID now belongs to another
+        node's postmaster on this host fails the check, so stop() and fencing never signal it."""
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            cwd = os.readlink(f"/proc/{pid}/cwd")
         except OSError:
-            return None
+            return False  # gone, or not ours to inspect: not provably this node's postmaster
         if not cmdline or not cmdline[0].endswith(b"postgres"):
-            return None
-        return pid
+            return False
+        return Path(cwd) == self.config.datadir.resolve()
 
     def is_running(self) -> bool:
         return self.postmaster_pid() is not None
@@ -243,15 +165,23 @@ class Instance:
             state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
         except (OSError, IndexError):
             state = "gone"
-        if state in ("gone", "Z"):
+        # A live process that is not a postgres of this directory (a reused PID) would make
+        # postgres refuse to start ("lock file already exists") for as long as it lives.
+        if state in ("gone", "Z") or not self._owns_datadir(pid):
             pidfile.unlink(missing_ok=True)
 
     def start(self, timeout: float = 60.0) -> None:
         """Start postgres with the shared config file; return once it accepts connections."""
         if self.is_running():
             return
+        if self.rewind_incomplete():
+            raise RewindIncomplete(
+                f"{self.config.datadir} was left half-rewound by an interrupted pg_rewind "
+                f"({rewind_marker(self.config.datadir)}): it must be re-cloned, not started"
+            )
         self._clear_stale_pidfile()
         c = self.config
+        logs.rotate_at_start(c.log_file, c.log_max_bytes)  # nothing holds it open now
         c.socket_dir.mkdir(parents=True, exist_ok=True)
         self.run_as.chown(c.socket_dir)
         options = {
@@ -266,7 +196,7 @@ class Instance:
             argv += ["-c", f"{name}={value}"]
         log = open(c.log_file, "ab")  # noqa: SIM115 - handed to the child
         try:
-            self._child = subprocess.Popen(  # type: ignore[call-overload]
+            self._child = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -314,6 +244,11 @@ class Instance:
                 deadline = time.monotonic() + timeout
             time.sleep(0.02)
 
+    def rotate_log(self) -> bool:
+        """Bound postgres.log while postgres runs (copy to <log>.1, truncate); True when rotated.
+        start() rotates by rename; a long-running server needs this called now and then."""
+        return logs.rotate_running(self.config.log_file, self.config.log_max_bytes)
+
     def reload(self) -> None:
         pid = self.postmaster_pid()
         if pid is not None:
@@ -349,40 +284,14 @@ class Instance:
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         try:
             with self.connection().cursor() as cur:
-                cur.execute(sql, params)  # type: ignore[arg-type]
+                cur.execute(sql, params)
                 return cur.fetchall() if cur.description else []
         except psycopg.OperationalError:
             self.close_connection()
             raise
 
     def status(self) -> ServerStatus:
-        (row,) = self.query(_STATUS_SQL)
-        in_recovery, primary_lsn, primary_tli, recv, replay, ckpt_tli, sysid, ssn = row
-        receiver = self.query(_RECEIVER_SQL) if in_recovery else []
-        peers = tuple(
-            ReplicaPeer(name, state, sync_state, parse_lsn(flush), parse_lsn(rep))
-            for name, state, sync_state, flush, rep in self.query(_PEERS_SQL)
-        )
-        if in_recovery:
-            recv_lsn, replay_lsn = parse_lsn(recv), parse_lsn(replay)
-            lsn = max(recv_lsn or 0, replay_lsn or 0)
-            timeline = int(receiver[0][3]) if receiver and receiver[0][3] else int(ckpt_tli)
-        else:
-            lsn, replay_lsn = parse_lsn(primary_lsn) or 0, None
-            timeline = int(primary_tli)
-        r = receiver[0] if receiver else (None, None, None, None)
-        return ServerStatus(
-            in_recovery=bool(in_recovery),
-            timeline=timeline,
-            lsn=lsn,
-            replay_lsn=replay_lsn,
-            receiver_status=r[0],
-            receiver_host=r[1],
-            receiver_port=r[2],
-            peers=peers,
-            system_identifier=str(sysid),
-            sync_standby_names=ssn,
-        )
+        return status.read_status(self)
 
     def promote(self, timeout: int = 30) -> None:
         (row,) = self.query("SELECT pg_promote(true, %s)", (timeout,))
@@ -396,28 +305,19 @@ class Instance:
     # --- roles and slots -----------------------------------------------------------------
     def create_replication_role(self) -> None:
         """REPLICATION LOGIN with a SCRAM verifier computed client-side (no cleartext in logs)."""
-        c = self.config
-        if c.replication_password_file is None:
-            raise ValueError("the replication password file is needed to create the replication role")
-        password = c.replication_password_file.read_text().strip()
-        conn = self.connection()
-        verifier = conn.pgconn.encrypt_password(
-            password.encode(), c.replication_user.encode(), b"scram-sha-256"
-        ).decode()
-        ident = sql.Identifier(c.replication_user)
-        exists = self.query("SELECT 1 FROM pg_roles WHERE rolname = %s", (c.replication_user,))
-        verb = "ALTER" if exists else "CREATE"
-        stmt = sql.SQL(verb + " ROLE {} WITH LOGIN REPLICATION NOSUPERUSER PASSWORD {}").format(
-            ident, sql.Literal(verifier)
-        )
-        with conn.cursor() as cur:
-            cur.execute(stmt)
-            for fn in REWIND_GRANTS:
-                cur.execute(sql.SQL("GRANT EXECUTE ON FUNCTION " + fn + " TO {}").format(ident))
+        roles.create_replication_role(self)
+
+    def slot_states(self) -> dict[str, SlotState]:
+        """Physical slots with wal_status, so the agent can see a member whose WAL is gone (F13)."""
+        return status.read_slot_states(self)
 
     def slots(self) -> dict[str, int | None]:
         rows = self.query("SELECT slot_name, restart_lsn::text FROM pg_replication_slots WHERE slot_type = 'physical'")
         return {name: parse_lsn(lsn) for name, lsn in rows}
+
+    def wal_source_lost(self) -> bool:
+        """This standby's leader no longer has the WAL it needs (see recovery.wal_source_lost)."""
+        return recovery.wal_source_lost(self)
 
     def create_slot(self, name: str) -> None:
         self.query(
@@ -487,35 +387,49 @@ class Instance:
             argv += ["-S", self.config.slot_name]
         run(argv, run_as=self.run_as, env=self._env(), timeout=3600)
 
-    def rewind(self, host: str, port: int) -> bool:
-        """pg_rewind against the leader; True when blocks were rewound, False when none were needed."""
-        c = self.config
-        # pg_rewind may run crash recovery in single-user mode first, which refuses standby mode.
-        set_standby_signal(c.datadir, False)
-        source = (
-            f"host={host} port={port} user={c.replication_user} dbname=postgres "
-            f"application_name={c.name}-rewind {c.ssl_options}"
-        )
-        out = run(
-            [
-                self._tool("pg_rewind"),
-                "-D",
-                str(c.datadir),
-                f"--source-server={source}",
-                f"--config-file={c.config_file}",
-            ],
-            run_as=self.run_as,
-            env=self._env(),
-            timeout=3600,
-        )
-        return "no rewind required" not in out
+    def try_rewind(self, host: str, port: int, major: int | None = None) -> RewindResult:
+        """pg_rewind against the leader (postgres stopped), classified; never raises for pg_rewind's own
+        failures. Retry on UNREACHABLE; re-clone only when `result.outcome.needs_reclone`."""
+        return recovery.try_rewind(self, host, port, major)
 
-    def move_datadir_aside(self) -> Path:
-        """Keep the old data (never delete it): rename to <datadir>.old-<timestamp>."""
+    def rewind(self, host: str, port: int) -> bool:
+        """The older API: True when rewound, False when not needed, RewindError (a CommandError) otherwise."""
+        result = self.try_rewind(host, port)
+        if not result.ok:
+            raise RewindError(result)
+        return result.outcome is RewindOutcome.REWOUND
+
+    def rewind_incomplete(self) -> bool:
+        """An interrupted pg_rewind left this directory unusable (start() refuses it)."""
+        return rewind_marker(self.config.datadir).exists()
+
+    def move_datadir_aside(self, reason: str = "unspecified") -> Path:
+        """Keep the old data (never delete it) in the node's single aside slot, <datadir>.aside.
+
+        Raises AsideOccupied (nothing moved) when a copy is already kept there or in a legacy
+        <datadir>.old-* directory: the caller must alarm instead of cloning.
+        """
         d = self.config.datadir
-        target = d.with_name(f"{d.name}.old-{time.strftime('%Y%m%dT%H%M%S')}")
-        d.rename(target)
+        target = aside.move_aside(d, reason)
+        self.run_as.chown(target / aside.MARKER)
+        marker = rewind_marker(d)
+        if marker.exists():  # it described the directory just moved, not the clone to come
+            marker.replace(target / marker.name)
         return target
+
+    def asides(self) -> list[AsideInfo]:
+        """Kept copies of this node's data directory (for /status and /metrics)."""
+        return aside.list_asides(self.config.datadir)
+
+    def free_bytes(self) -> int:
+        """Free bytes on the data directory's filesystem."""
+        return space.free_bytes(self.config.datadir)
+
+    def clone_space(self, host: str, port: int) -> space.CloneSpace:
+        """Would a clone of host:port fit here? Asks the source over the replication role's login
+        (raises psycopg.Error when it cannot be reached). See CloneSpace.fits / .explain()."""
+        size, skipped = recovery.source_bytes(self, host, port)
+        return space.clone_space(size, self.free_bytes(), skipped)
 
     def remove_empty_datadir(self) -> None:
         """Remove the data directory only when it holds nothing (a failed clone's leftovers are moved aside)."""
@@ -524,4 +438,18 @@ class Instance:
             d.rmdir()
 
 
-__all__ = ["CommandError", "ControlData", "Instance", "InstanceConfig", "ServerStatus"]
+__all__ = [
+    "REWIND_GRANTS",
+    "AsideInfo",
+    "AsideOccupied",
+    "CommandError",
+    "ControlData",
+    "Instance",
+    "InstanceConfig",
+    "ReplicaPeer",
+    "RewindError",
+    "RewindIncomplete",
+    "ServerStatus",
+    "SlotState",
+    "slot_name_for",
+]
