@@ -51,7 +51,23 @@ def _load_valid(path: Path):  # type: ignore[no-untyped-def]
 def validate(file: FileOpt) -> None:
     """Check a cluster document; exit 0 when valid, 1 with every error listed."""
     cluster = _load_valid(file)
+    for warning in cluster.spec.warnings():
+        err.print(f"[yellow]warning[/] {warning}", highlight=False)
     console.print(f"{file}: valid ({cluster.name}, {cluster.spec.instances} instances)")
+
+
+@app.command()
+def rules(markdown: Annotated[bool, typer.Option("--markdown", help="Print docs/HA-RULES.md.")] = False) -> None:
+    """Print the HA rule table: the order in which the agent's decisions are tried (first match wins)."""
+    from pgkeel.ha.rules import rules_markdown, table
+
+    if markdown:
+        sys.stdout.write(rules_markdown())
+        return
+    grid = Table("rule", "why", show_lines=False)
+    for name, why in table():
+        grid.add_row(name, why)
+    console.print(grid)
 
 
 @render_app.command("config")
@@ -87,7 +103,7 @@ def render_k8s_cmd(
     network_policy: Annotated[bool, typer.Option("--network-policy/--no-network-policy")] = True,
 ) -> None:
     """Kubernetes manifests for `kubectl apply -f -` (after bootstrap, re-render with --no-secrets)."""
-    from pgkeel.k8s import dump_yaml, render_manifests
+    from pgkeel.k8s.manifests import dump_yaml, render_manifests
 
     cluster = _load_valid(file)
     docs = render_manifests(cluster, image, include_secret=with_secrets, include_network_policy=network_policy)
@@ -100,7 +116,8 @@ def render_k8s_cmd(
 @render_app.command("crd")
 def render_crd_cmd(output: OutOpt = None) -> None:
     """The PostgresCluster CustomResourceDefinition, its schema generated from the model."""
-    from pgkeel.k8s import crd_manifest, dump_yaml
+    from pgkeel.k8s.crd import crd_manifest
+    from pgkeel.k8s.manifests import dump_yaml
 
     _write_or_print(dump_yaml([crd_manifest()]), output)
 
@@ -138,7 +155,8 @@ def up(
     """Start every node of the document on this machine; start only missing ones on an existing dir."""
     from pgkeel.local import LocalCluster
 
-    _load_valid(file)
+    for warning in _load_valid(file).spec.warnings():
+        err.print(f"[yellow]warning[/] {warning}", highlight=False)
     local = LocalCluster(directory)
     try:
         with console.status("starting…") as spinner:
@@ -246,8 +264,8 @@ def agent(
     kubernetes: Annotated[bool, typer.Option("--kubernetes", help="In a pod: configure from the environment.")] = False,
 ) -> None:
     """Run one node agent in the foreground (what `pgkeel up` starts for each node, or a pod's entrypoint)."""
+    from pgkeel.agent.run import run_agent
     from pgkeel.ha.config import AgentConfig
-    from pgkeel.ha.run import run_agent
 
     if kubernetes == (config is not None):
         _fail(["give exactly one of --config FILE or --kubernetes"])

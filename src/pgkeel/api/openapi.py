@@ -9,7 +9,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from pgkeel.api.server import MAX_BODY
+from pgkeel.ha.status import NodeStatus
+
+MAX_BODY = 16 * 1024  # the largest request body the server reads
+
+
+def _status_schema() -> tuple[dict[str, Any], dict[str, Any]]:
+    """NodeStatus as OpenAPI components: the /status contract is generated, never hand-kept."""
+    schema = NodeStatus.model_json_schema(ref_template="#/components/schemas/{model}")
+    definitions = schema.pop("$defs", {})
+    return schema, definitions
+
+
+_STATUS, _STATUS_DEFS = _status_schema()
 
 # Probes: 200 when the node is what the path asks, 503 otherwise.
 PROBES = {
@@ -111,7 +123,8 @@ OPENAPI: dict[str, Any] = {
                 "required": ["ok"],
                 "properties": {"ok": {"type": "boolean"}, "role": {"type": "string", "nullable": True}},
             },
-            "Status": {"type": "object", "additionalProperties": True},
+            "Status": _STATUS,
+            **_STATUS_DEFS,
             "SwitchoverRequest": {
                 "type": "object",
                 "properties": {
@@ -147,7 +160,8 @@ def operation(method: str, path: str) -> dict[str, Any] | None:
     route = path.split("?", 1)[0]
     if route.startswith("//"):
         route = "/" + route.lstrip("/")
-    return OPENAPI["paths"].get(route, {}).get(method.lower())
+    op: dict[str, Any] | None = OPENAPI["paths"].get(route, {}).get(method.lower())
+    return op
 
 
 def documented_statuses(method: str, path: str) -> frozenset[int]:

@@ -14,18 +14,30 @@ import sys
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from pgkeel.api.metrics import render_metrics
+from pgkeel.api.openapi import MAX_BODY, OPENAPI
 from pgkeel.dcs import DCSError
-from pgkeel.ha.agent import Agent
+from pgkeel.ha.status import NodeStatus
 
 log = logging.getLogger("pgkeel.api")
-MAX_BODY = 16 * 1024
+
+
+class Node(Protocol):
+    """What the API needs of the node it fronts (the agent loop implements it)."""
+
+    def status(self) -> NodeStatus: ...
+
+    def loop_alive(self) -> bool: ...
+
+    def wake(self) -> None: ...
+
+    def request_switchover(self, to: str | None, force: bool = False) -> dict[str, Any]: ...
 
 
 class _Handler(BaseHTTPRequestHandler):
-    agent: ClassVar[Agent]
+    agent: ClassVar[Node]
     token: ClassVar[str | None]
     server_version = "pgkeel"
     sys_version = ""
@@ -62,14 +74,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
 
     def _probe(self, ok: bool) -> None:
-        snap = self.agent.snapshot()
+        snap = self.agent.status().model_dump(mode="json")
         self._send(HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE, {"ok": ok, "role": snap.get("role")})
 
     def do_HEAD(self) -> None:
         self.do_GET()
 
     def do_GET(self) -> None:
-        snap = self.agent.snapshot()
+        snap = self.agent.status().model_dump(mode="json")
         pg = snap.get("postgres") or {}
         path = self.path.split("?", 1)[0]
         running = bool(pg.get("running"))
@@ -90,8 +102,6 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/metrics":
             self._send(HTTPStatus.OK, render_metrics(snap), "text/plain; version=0.0.4; charset=utf-8")
         elif path == "/openapi.json":
-            from pgkeel.api.openapi import OPENAPI  # imports this module for MAX_BODY
-
             self._send(HTTPStatus.OK, OPENAPI)
         else:
             self._send(HTTPStatus.NOT_FOUND, {"error": f"no such endpoint: {path}"})
@@ -184,7 +194,7 @@ class _Server(ThreadingHTTPServer):
 class ApiServer:
     """Serves the API in daemon threads beside the agent loop."""
 
-    def __init__(self, agent: Agent, host: str, port: int, token: str | None = None) -> None:
+    def __init__(self, agent: Node, host: str, port: int, token: str | None = None) -> None:
         handler = type("Handler", (_Handler,), {"agent": agent, "token": token})
         self.httpd = _Server((host, port), handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="pgkeel-api", daemon=True)

@@ -137,7 +137,12 @@ class Replication(_Model):
         description="quorum: commits wait for syncStandbys replicas (no acknowledged write is lost); "
         "async: commits never wait, failover may lose up to maxLagOnFailover.",
     )
-    sync_standbys: int = Field(default=1, ge=1, description="k in synchronous_standby_names = 'ANY k (…)'.")
+    sync_standbys: int | None = Field(
+        default=None,
+        ge=1,
+        description="k in synchronous_standby_names = 'ANY k (…)'. Default n = (instances - 1) / 2, so any n "
+        "failures leave a replica that provably holds every acknowledged commit.",
+    )
     max_lag_on_failover: MemoryQuantity = Field(
         default="1Mi", description="async mode: a replica lagging more than this is never promoted."
     )
@@ -278,12 +283,38 @@ class ClusterSpec(_Model):
                     "replication.mode: quorum needs at least 3 instances (a single node has no "
                     "standby to wait for); set replication.mode: async or instances: 3"
                 )
-            if self.replication.sync_standbys > replicas:
+            k = self.replication.sync_standbys
+            if k is not None and k > replicas:
                 raise ValueError(
-                    f"replication.syncStandbys: at most instances - 1 = {replicas} standbys exist; "
-                    f"got {self.replication.sync_standbys}"
+                    f"replication.syncStandbys: at most instances - 1 = {replicas} standbys exist; got {k}"
                 )
         return self
+
+    @property
+    def tolerated_failures(self) -> int:
+        """n in 2n+1: how many nodes may be lost at once with a primary still electable."""
+        return (self.instances - 1) // 2
+
+    @property
+    def sync_standbys(self) -> int:
+        """The k in effect: the document's value, or n so that any n failures stay survivable."""
+        if self.replication.mode != "quorum" or self.instances == 1:
+            return 0
+        return self.replication.sync_standbys or max(1, self.tolerated_failures)
+
+    def warnings(self) -> list[str]:
+        """Choices that are allowed but give something up; shown by validate/up, never fatal."""
+        found: list[str] = []
+        k, n = self.sync_standbys, self.tolerated_failures
+        if self.replication.mode == "quorum" and 0 < k < n:
+            need = self.instances - 1 - k + 1
+            found.append(
+                f"replication.syncStandbys: {k} < n = {n}: a failover must hear from {need} of the "
+                f"{self.instances - 1} replicas to prove no acknowledged commit is lost, so losing the primary and "
+                f"{k} more node(s) at once leaves the cluster without a primary; "
+                f"set syncStandbys: {n} (or leave it unset) to survive any {n} failures"
+            )
+        return found
 
 
 class PostgresCluster(_Model):

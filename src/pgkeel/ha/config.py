@@ -6,11 +6,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from pgkeel.document import PostgresCluster
-from pgkeel.ha.model import HASettings
+from pgkeel.ha.settings import HASettings
 from pgkeel.instance import InstanceConfig
 
 
@@ -44,37 +45,18 @@ class AgentConfig(BaseModel):
     tls_names: list[str] = Field(default_factory=list, description="DNS names and IPs the certificate must carry.")
     certificate_days: int = 365
     renew_before_days: int = 30
-    ttl: float = 3.0
-    loop_wait: float = 0.5
-    dcs_timeout: float = 0.5
-    fence_deadline: float = 1.5
-    mode: str = "quorum"
-    sync_standbys: int = 1
-    max_lag_bytes: int = 1 << 20
-    restart_timeout: float = 10.0
+    ha: HASettings = Field(default_factory=HASettings, description="Timings and replication rules (one source).")
+    fence_file: Path | None = Field(
+        default=None,
+        description="The lease deadline file pgkeel_fence (or the watchdog) reads; outside the data directory.",
+    )
 
     @property
     def api_url(self) -> str:
         return f"http://{self.api_host}:{self.api_port}"
 
-    @property
-    def member_ttl(self) -> float:
-        """Member records outlive the lease so an election still sees the last leader's position."""
-        return max(10.0, 3 * self.ttl)
 
-    def settings(self) -> HASettings:
-        return HASettings(
-            ttl=self.ttl,
-            loop_wait=self.loop_wait,
-            dcs_timeout=self.dcs_timeout,
-            fence_deadline=self.fence_deadline,
-            mode="quorum" if self.mode == "quorum" else "async",
-            sync_standbys=self.sync_standbys,
-            max_lag_bytes=self.max_lag_bytes,
-            restart_timeout=self.restart_timeout,
-        )
-
-    def instance_config(self) -> InstanceConfig:
+    def instance_config(self, extra_options: dict[str, str] | None = None) -> InstanceConfig:
         return InstanceConfig(
             name=self.name,
             bindir=self.bindir,
@@ -90,26 +72,31 @@ class AgentConfig(BaseModel):
             superuser_password_file=self.superuser_password_file,
             replication_password_file=self.replication_password_file,
             ssl_root_cert=self.ca_file if self.tls_enabled else None,
+            extra_options=dict(extra_options or {}),
         )
 
     @classmethod
-    def timings_from(cls, cluster: PostgresCluster) -> dict[str, object]:
-        """The HA fields that come straight from the cluster document."""
+    def document_fields(cls, cluster: PostgresCluster) -> DocumentFields:
+        """The fields every node takes from the cluster document (node identity comes separately)."""
         spec = cluster.spec
-        return {
-            "scope": cluster.name,
-            "members": cluster.member_names(),
-            "superuser": spec.users.superuser,
-            "replication_user": spec.users.replication,
-            "ttl": spec.failover.ttl_seconds,
-            "loop_wait": spec.failover.loop_wait_seconds,
-            "dcs_timeout": spec.failover.dcs_timeout_seconds,
-            "fence_deadline": spec.failover.fence_deadline_seconds,
-            "mode": spec.replication.mode,
-            "sync_standbys": spec.replication.sync_standbys,
-            "max_lag_bytes": spec.replication.max_lag_bytes,
-            "restart_timeout": spec.failover.postgres_restart_timeout_seconds,
-            "tls_enabled": spec.tls.enabled,
-            "certificate_days": spec.tls.certificate_days,
-            "renew_before_days": spec.tls.renew_before_days,
-        }
+        return DocumentFields(
+            scope=cluster.name,
+            members=cluster.member_names(),
+            superuser=spec.users.superuser,
+            replication_user=spec.users.replication,
+            ha=HASettings.from_document(cluster),
+            tls_enabled=spec.tls.enabled,
+            certificate_days=spec.tls.certificate_days,
+            renew_before_days=spec.tls.renew_before_days,
+        )
+
+
+class DocumentFields(TypedDict):
+    scope: str
+    members: list[str]
+    superuser: str
+    replication_user: str
+    ha: HASettings
+    tls_enabled: bool
+    certificate_days: int
+    renew_before_days: int

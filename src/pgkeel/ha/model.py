@@ -1,33 +1,28 @@
-"""What the agent observes and what it may be told to do: plain immutable data.
+"""What the agent observes, remembers, is told to do, and what came of it: plain immutable data.
 
-`decide` maps an Observation to a list of Actions without any I/O. The executor performs
-the actions in order and stops at the first one that fails or returns False, so a list like
-[AcquireLeader, Promote] never promotes without the lease.
+`decide` (pgkeel.ha.rules) maps an Observation to a Decision without I/O. The executor performs
+the Decision's actions in order, returns one Outcome per action performed, and stops at the
+first that did not succeed, so [AcquireLeader, Promote] never promotes without the lease.
+`remember` (pgkeel.ha.memory) computes the next Memory from the decision and the outcomes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from enum import StrEnum
+from typing import Literal
 
-from pgkeel.dcs.base import ClusterView
-
-Mode = Literal["async", "quorum"]
+from pgkeel.ha.records import Address, ClusterState, FenceKind, LeaderHistory, MemberRecord, SyncRecord
+from pgkeel.ha.settings import HASettings
+from pgkeel.instance import RewindOutcome
 
 
 @dataclass(frozen=True)
-class HASettings:
-    """Timings and replication rules, from the cluster document's spec.failover/replication."""
+class ReplicaFlush:
+    """A standby streaming from this primary (pg_stat_replication): its name and flushed position."""
 
-    ttl: float = 3.0
-    loop_wait: float = 0.5
-    dcs_timeout: float = 0.5
-    fence_deadline: float = 1.5
-    mode: Mode = "quorum"
-    sync_standbys: int = 1
-    max_lag_bytes: int = 1 << 20
-    restart_timeout: float = 10.0
-    stream_failure_timeout: float = 10.0
+    name: str
+    flush_lsn: int | None
 
 
 @dataclass(frozen=True)
@@ -37,19 +32,30 @@ class PgState:
     has_data: bool = False
     running: bool = False
     system_identifier: str | None = None
-    in_recovery: bool | None = None
+    in_recovery: bool | None = None  # None: running but its role is unknown (starting, not answering)
     timeline: int | None = None
     lsn: int | None = None
     following: str | None = None  # "host:port" this replica streams from (configured)
     streaming: bool = False
     sync_standby_names: str | None = None
-    was_primary: bool = False  # the data directory was last a primary (control state "in production")
+    was_primary: bool = False  # the data directory was last a primary (control state "in production"/"shut down")
     slots: frozenset[str] = frozenset()
+    replication: tuple[ReplicaFlush, ...] = ()
+    wal_source_lost: bool = False  # a replica whose leader no longer has the WAL it needs
+
+
+class OldLeader(StrEnum):
+    """What the last leader's postgres answered when asked during an election."""
+
+    NOT_ASKED = "not-asked"
+    PRIMARY = "primary"  # it still runs as a primary
+    NOT_PRIMARY = "not-primary"  # refused the connection (no postmaster) or answered as a standby
+    UNKNOWN = "unknown"  # no answer in time, or an error: cannot tell
 
 
 @dataclass(frozen=True)
 class PeerProbe:
-    """A peer's own answer (from its API) during an election: its present position."""
+    """A peer during an election, asked now: its postgres' present position, and whether it reaches the store."""
 
     name: str
     running: bool
@@ -57,41 +63,72 @@ class PeerProbe:
     timeline: int | None
     lsn: int | None
     system_identifier: str | None
+    dcs_ok: bool = True  # it reaches the store, so it could lead
+    detached: bool = True  # it receives no WAL, so its position is final
+
+
+@dataclass(frozen=True)
+class SyncSwitch:
+    """A change of the synchronous set made in postgres first; the store follows once it is proven."""
+
+    members: tuple[str, ...]
+    quorum: int
+    switch_lsn: int
 
 
 @dataclass(frozen=True)
 class Memory:
-    """What the agent remembers between loops (kept by the agent, passed in, never mutated here)."""
+    """What the agent remembers between loops; only `remember` produces a new one."""
 
-    last_renewal: float | None = None  # monotonic time at which the last *successful* acquire/renew was sent
+    last_renewal: float | None = None  # monotonic time the last *successful* acquire/renew was sent
+    acting_primary: bool = False  # postgres was last seen running as a primary (an unknown role counts as one)
     pg_down_since: float | None = None  # when postgres was first seen down while this node led
+    not_answering_since: float | None = None  # when postgres was first seen running but not answering
     not_streaming_since: float | None = None
-    rewind_needed: bool = False
-    start_failures: int = 0  # consecutive failed starts as a replica (e.g. timeline mismatch after a crash)
+    rewind_needed: bool = False  # was a primary (or may have diverged): rewind before following
+    reclone_needed: bool = False  # diverged beyond pg_rewind, or the leader lost the WAL it needs
+    rewind_failures: int = 0
+    retry_rewind_at: float = 0.0
+    start_failures: int = 0  # consecutive failed starts as a replica
+    bootstrap_failures: int = 0
+    retry_bootstrap_at: float = 0.0
+    claim_seen_since: float | None = None  # another node's bootstrap claim, first seen (to detect a dead one)
+    switchover_aborted: bool = False  # a switchover stopped postgres and then did not hand over
+    sync_switch: SyncSwitch | None = None
+    history_written: LeaderHistory | None = None
     refused: str | None = None  # a reason this node will not join (foreign data)
+    alarm: str | None = None  # a condition an operator must resolve (e.g. an aside copy blocks a re-clone)
 
 
 @dataclass(frozen=True)
 class Observation:
     me: str
     members: tuple[str, ...]  # every configured member name
-    now: float
+    now: float  # monotonic
     settings: HASettings
     pg: PgState
     memory: Memory = field(default_factory=Memory)
-    view: ClusterView | None = None  # None: the store could not be read (outage)
-    peers: dict[str, PeerProbe] = field(default_factory=dict)  # filled only when there is no leader
-    old_leader_alive: bool = False  # the last leader's postgres still answers as a primary
+    cluster: ClusterState | None = None  # None: the store could not be read (outage)
+    peers: dict[str, PeerProbe] = field(default_factory=dict)  # filled only during elections
+    old_leader: OldLeader = OldLeader.NOT_ASKED
+    fence: FenceKind = FenceKind.NONE  # what fences this node's postgres independently of its loop
+    address: Address | None = None  # where this node's postgres listens (published)
+    api_url: str | None = None
 
     @property
     def dcs_ok(self) -> bool:
-        return self.view is not None
+        return self.cluster is not None
+
+    @property
+    def others(self) -> tuple[str, ...]:
+        return tuple(m for m in self.members if m != self.me)
 
 
 # --- actions -------------------------------------------------------------------------------
+# Every action carries what its handler needs, so the executor never looks anything up again.
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Action:
     reason: str = ""
 
@@ -100,103 +137,276 @@ class Action:
         return type(self).__name__
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Bootstrap(Action):
-    """Claim the initialize key, initdb, become leader and primary, create the replication role."""
+    """Claim the initialize key (or reuse our own claim), initdb, lead, create the replication role."""
+
+    placeholder: str
+    reuse_claim: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
+class ClearStaleClaim(Action):
+    """Another node's bootstrap claim outlived any bootstrap: remove it (CAS on its value)."""
+
+    placeholder: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class ClaimInitialize(Action):
-    """The store lost its initialize key (wiped, restored): nodes with data claim it with their system id."""
+    """The store lost its initialize key: a node with data claims it with its system identifier."""
+
+    system_identifier: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CloneFrom(Action):
-    leader: str = ""
+    leader: str
+    address: Address
+    sync_names: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
+class Reclone(Action):
+    """Keep the data directory aside (one copy at most) and clone the leader afresh."""
+
+    leader: str
+    address: Address
+    sync_names: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class AcquireLeader(Action):
     pass
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RenewLeader(Action):
     pass
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ReleaseLeader(Action):
     pass
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StartPostgres(Action):
+    """Start postgres; returns once it is up or after a short wait, so a lease holder keeps renewing."""
+
     standby: bool = True
-    leader: str | None = None  # member to stream from (standby only)
+    leader: Address | None = None  # where to stream from (standby only)
+    sync_names: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StopPostgres(Action):
     mode: Literal["fast", "immediate"] = "fast"
-    rewind_after: bool = False
+    then: Literal["rewind", "reclone", "none"] = "none"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Promote(Action):
-    pass
+    """pg_promote, refused by the executor when the lease may have lapsed (older than `within`)."""
+
+    sync_names: str
+    within: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Fence(Action):
     """Stop accepting writes now: immediate stop, then restart read-only without a primary."""
 
+    sync_names: str
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, kw_only=True)
 class Follow(Action):
-    leader: str = ""
+    """Point the standby at the leader (a reload); no address detaches it from any WAL source."""
+
+    leader: str
+    address: Address | None
+    sync_names: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Rewind(Action):
-    leader: str = ""
+    leader: str
+    address: Address
 
 
-@dataclass(frozen=True)
-class EnsureSync(Action):
-    """Leader in quorum mode: DCS sync record first, then synchronous_standby_names."""
+@dataclass(frozen=True, kw_only=True)
+class WriteSyncRecord(Action):
+    """Quorum mode: the synchronous set electors will rely on (CAS on the store's version)."""
 
-    names: tuple[str, ...] = ()
-    quorum: int = 0
+    record: SyncRecord
+    expected_version: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
+class SetSyncNames(Action):
+    """Set synchronous_standby_names in postgres (reload); reports the WAL position once in effect."""
+
+    names: str
+    standby: bool
+
+
+@dataclass(frozen=True, kw_only=True)
 class EnsureSlots(Action):
-    names: tuple[str, ...] = ()
+    names: tuple[str, ...]
+    advance: tuple[tuple[str, int], ...] = ()  # replica: (member, lsn) to move the others' slots to
 
 
-@dataclass(frozen=True)
-class Switchover(Action):
-    target: str = ""
+@dataclass(frozen=True, kw_only=True)
+class DropSlots(Action):
+    """Slots of members that are no longer configured: they would hold WAL for no one."""
+
+    slots: tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
+class Checkpoint(Action):
+    """A checkpoint before a switchover, bounded: past `budget` it goes on in the background."""
+
+    budget: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConfirmReceived(Action):
+    """After a clean fast stop: the target's own postgres received WAL past our shutdown checkpoint."""
+
+    target: str
+    address: Address
+    within: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class HandOver(Action):
+    """Atomically hand the live lease to the switchover target and wake it."""
+
+    target: str
+    api_url: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
 class ClearSwitchover(Action):
     pass
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Publish(Action):
-    role: str = "replica"
-    state: str = "running"
-    extra: dict[str, Any] = field(default_factory=dict)
+    record: MemberRecord
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
+class RecordHistory(Action):
+    """The lease holder records itself as the last leader (durable; outlives member records)."""
+
+    history: LeaderHistory
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeleteMember(Action):
+    pass
+
+
+@dataclass(frozen=True, kw_only=True)
 class Wait(Action):
     """Nothing to do but report why."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Refuse(Action):
     """This node will not join (foreign data): keep postgres stopped and say why."""
+
+
+AnyAction = (
+    Bootstrap
+    | ClearStaleClaim
+    | ClaimInitialize
+    | CloneFrom
+    | Reclone
+    | AcquireLeader
+    | RenewLeader
+    | ReleaseLeader
+    | StartPostgres
+    | StopPostgres
+    | Promote
+    | Fence
+    | Follow
+    | Rewind
+    | WriteSyncRecord
+    | SetSyncNames
+    | EnsureSlots
+    | DropSlots
+    | Checkpoint
+    | ConfirmReceived
+    | HandOver
+    | ClearSwitchover
+    | Publish
+    | RecordHistory
+    | DeleteMember
+    | Wait
+    | Refuse
+)
+
+# --- decisions and outcomes --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Decision:
+    rule: str  # the name of the rule that fired
+    actions: tuple[AnyAction, ...]
+
+    @property
+    def reason(self) -> str:
+        reasons = [a.reason for a in self.actions if a.reason]
+        return reasons[-1] if reasons else ""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one performed action came to. `ok` False stops the rest of the plan."""
+
+    ok: bool = True
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Done(Outcome):
+    pass
+
+
+@dataclass(frozen=True)
+class Failed(Outcome):
+    ok: bool = False
+
+
+@dataclass(frozen=True)
+class LeaseHeld(Outcome):
+    sent_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class Started(Outcome):
+    ready: bool = True
+
+
+@dataclass(frozen=True)
+class Rewound(Outcome):
+    result: RewindOutcome = RewindOutcome.REWOUND
+
+
+@dataclass(frozen=True)
+class SyncNamesSet(Outcome):
+    lsn: int | None = None  # WAL position once the new names were in effect (primary only)
+
+
+@dataclass(frozen=True)
+class Blocked(Outcome):
+    """The action cannot proceed until an operator acts (e.g. an aside copy already exists)."""
+
+    ok: bool = False
+
+
+Result = tuple[AnyAction, Outcome]

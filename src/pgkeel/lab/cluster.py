@@ -152,7 +152,7 @@ class LabCluster:
                 passfile=lay.passfile,
                 superuser_password_file=lay.password_file("superuser"),
                 replication_password_file=lay.password_file("replication"),
-                **AgentConfig.timings_from(cluster),  # type: ignore[arg-type]
+                **AgentConfig.document_fields(cluster),
             )
             atomic_write(lay.agent_config(name), config.model_dump_json(indent=1) + "\n", mode=0o644)
 

@@ -130,7 +130,7 @@ class LocalCluster:
             ca_file=lay.ca_file,
             ca_key_file=lay.ca_key_file,
             tls_names=[HOST, "localhost"],
-            **AgentConfig.timings_from(cluster),  # type: ignore[arg-type]
+            **AgentConfig.document_fields(cluster),
         )
         atomic_write(lay.agent_config(name), config.model_dump_json(indent=1) + "\n", mode=0o644)
 

@@ -1,17 +1,19 @@
-"""Process entry of one node agent: drop root, open the store, serve the API, loop until SIGTERM."""
+"""Process entry of one node agent: drop root, open the store, prepare the fence, serve the API,
+loop until SIGTERM, then stop postgres and give the lease back."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import signal
 import sys
 from types import FrameType
 
-from pgkeel.dcs import DCSError, open_dcs
-from pgkeel.ha.agent import Agent
+from pgkeel.api.server import ApiServer
+from pgkeel.dcs import open_dcs
 from pgkeel.ha.config import AgentConfig
-from pgkeel.instance import drop_privileges
+from pgkeel.ha.fencing import prepare_fence
+from pgkeel.ha.loop import Agent
+from pgkeel.instance import RunAs, drop_privileges
 
 log = logging.getLogger("pgkeel.agent")
 
@@ -26,10 +28,9 @@ def run_agent(config: AgentConfig) -> int:
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
     token = config.api_token_file.read_text().strip() if config.api_token_file else None
-    dcs = open_dcs(config.dcs_url, config.scope, timeout=config.dcs_timeout)
-    agent = Agent(config, dcs)
-    from pgkeel.api.server import ApiServer  # api imports ha; import here keeps ha free of api
-
+    dcs = open_dcs(config.dcs_url, config.scope, timeout=config.ha.dcs_timeout)
+    fence = prepare_fence(config, RunAs.for_current_process())
+    agent = Agent(config, dcs, fence)
     api = ApiServer(agent, config.api_host, config.api_port, token)
     api.start()
 
@@ -42,14 +43,9 @@ def run_agent(config: AgentConfig) -> int:
     try:
         agent.run_forever()
     finally:
-        leading = agent.view is not None and agent.view.leader is not None and agent.view.leader.holder == config.name
-        agent.instance.stop("fast")
-        if leading:
-            with contextlib.suppress(DCSError):
-                agent.dcs.release_leader(config.name)
-        with contextlib.suppress(DCSError):
-            agent.dcs.delete_member(config.name)
+        agent.shutdown()
         api.stop()
         dcs.close()
+        fence.close()
         log.info("stopped")
     return 0

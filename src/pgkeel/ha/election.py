@@ -1,0 +1,120 @@
+"""Who may promote when no one leads: candidate ranking and the proofs behind it (pure).
+
+Invariants:
+- Candidates rank by timeline first, then by the WAL position their postgres reports *now*
+  (probed during this election, never a published snapshot); ties go to the lower name.
+- Quorum mode: a candidate promotes only if it heard from enough members of the last leader's
+  synchronous set to prove it holds every acknowledged commit, and it is not behind any of them.
+  No sync record means nothing can be proven.
+- A peer that cannot reach the store is neither a candidate nor a witness: it cannot lead, and
+  counting it would let it block everyone.
+- Async mode: the reference position is the durable leader history, which outlives member records.
+- The old leader: "cannot tell whether it still writes" is never "dead", unless a fence that does
+  not depend on its agent guarantees it stopped committing when its lease lapsed.
+"""
+
+from __future__ import annotations
+
+from pgkeel.ha.model import Observation, OldLeader, PeerProbe
+from pgkeel.ha.records import FenceKind
+from pgkeel.ha.settings import Mode
+
+
+def rank(probe: PeerProbe) -> tuple[int, int]:
+    return (probe.timeline or 0, probe.lsn or 0)
+
+
+def my_probe(o: Observation) -> PeerProbe:
+    return PeerProbe(o.me, True, True, o.pg.timeline, o.pg.lsn, o.pg.system_identifier, True)
+
+
+def witnesses(o: Observation) -> dict[str, PeerProbe]:
+    """This node and every peer whose postgres answered now as a detached standby of this cluster and that
+    reaches the store: only their positions are final facts a proof may use."""
+    found = {o.me: my_probe(o)}
+    for name, probe in o.peers.items():
+        if name == o.me or not probe.running or not probe.in_recovery or not probe.dcs_ok or not probe.detached:
+            continue
+        sysid = o.pg.system_identifier
+        if probe.system_identifier and sysid and probe.system_identifier != sysid:
+            continue
+        found[name] = probe
+    return found
+
+
+def running_primary_peer(o: Observation) -> str | None:
+    """A peer of this cluster whose postgres runs as a primary: it reclaims the lease, nobody else promotes."""
+    for name, probe in sorted(o.peers.items()):
+        if name == o.me or not probe.running or probe.in_recovery:
+            continue
+        sysid = o.pg.system_identifier
+        if probe.system_identifier and sysid and probe.system_identifier != sysid:
+            continue
+        return name
+    return None
+
+
+def old_leader_may_write(o: Observation) -> str | None:
+    """Why the last leader's postgres might still acknowledge writes, or None when it cannot."""
+    history = o.cluster.history if o.cluster else None
+    if history is None or history.leader == o.me:
+        return None
+    if history.fence in (FenceKind.EXTENSION, FenceKind.WATCHDOG):
+        # Its lease lapsed (no one holds it), so its fence deadline passed before that: it cannot commit.
+        return None
+    if o.old_leader is OldLeader.PRIMARY:
+        return f"the lease expired but {history.leader}'s postgres still runs as a primary (no fence): not promoting"
+    if o.old_leader in (OldLeader.UNKNOWN, OldLeader.NOT_ASKED):
+        return (
+            f"cannot tell whether {history.leader}'s postgres still accepts writes and nothing fences it; "
+            "waiting (failover --force overrides)"
+        )
+    return None
+
+
+def eligibility(o: Observation) -> str | None:
+    """None when this node may promote now; otherwise the reason it must not."""
+    if o.memory.rewind_needed or o.memory.reclone_needed:
+        return "this node's data may have diverged from the last leader's: not a candidate until it rejoins"
+    primary = running_primary_peer(o)
+    if primary is not None:
+        return f"{primary} runs as a primary: it reclaims the lease"
+    candidates = witnesses(o)
+    mine = rank(candidates[o.me])
+    for name, probe in candidates.items():
+        theirs = rank(probe)
+        if theirs > mine or (theirs == mine and name < o.me):
+            return f"{name} is a better candidate (timeline/LSN {theirs} vs {mine})"
+    if o.settings.mode is Mode.QUORUM:
+        return _quorum_proof(o, candidates)
+    return _lag_bound(o)
+
+
+def _quorum_proof(o: Observation, candidates: dict[str, PeerProbe]) -> str | None:
+    sync = o.cluster.sync if o.cluster else None
+    if sync is None:
+        return "quorum: the store holds no synchronous-set record, so no candidate can prove it has every commit"
+    if sync.leader == o.me:
+        return None  # the last leader itself: every acknowledged commit was made here
+    if o.me not in sync.members:
+        return f"not in the last leader's synchronous set {list(sync.members)}"
+    heard = [m for m in sync.members if m in candidates]
+    if len(heard) < sync.needed:
+        return (
+            f"quorum: heard from {len(heard)} of the synchronous set {list(sync.members)}, need {sync.needed} "
+            "to prove no acknowledged commit is missing; waiting"
+        )
+    return None
+
+
+def _lag_bound(o: Observation) -> str | None:
+    history = o.cluster.history if o.cluster else None
+    reference = history.lsn if history is not None else None
+    if reference is None:
+        return None
+    if history is not None and history.timeline is not None and (o.pg.timeline or 0) < history.timeline:
+        return f"on timeline {o.pg.timeline}, older than the last leader's {history.timeline}"
+    lag = reference - (o.pg.lsn or 0)
+    if lag > o.settings.max_lag_bytes:
+        return f"lagging the last leader position by {lag} bytes (limit {o.settings.max_lag_bytes})"
+    return None

@@ -1,0 +1,182 @@
+"""The node agent's loop: precheck → housekeeping → observe → decide → execute → remember → report.
+
+Invariant: this module composes; it decides nothing. Every choice is made by the pure rule table
+(pgkeel.ha.rules) and every change of memory by pgkeel.ha.memory.remember; the loop survives any
+exception one iteration throws, and sleeps loop_wait between iterations unless woken.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+from pgkeel.dcs import DCS
+from pgkeel.ha.config import AgentConfig
+from pgkeel.ha.execute import Executor
+from pgkeel.ha.fencing import NodeFence
+from pgkeel.ha.housekeeping import Housekeeping
+from pgkeel.ha.memory import remember
+from pgkeel.ha.model import (
+    Decision,
+    EnsureSlots,
+    Memory,
+    Observation,
+    PgState,
+    Publish,
+    RecordHistory,
+    RenewLeader,
+    SetSyncNames,
+    Wait,
+    WriteSyncRecord,
+)
+from pgkeel.ha.observe import Observer
+from pgkeel.ha.peers import PeerProber
+from pgkeel.ha.records import SwitchoverRequest
+from pgkeel.ha.rules import decide, precheck, shutdown
+from pgkeel.ha.status import NodeStatus, TlsStatus, node_status
+from pgkeel.instance import Instance
+
+log = logging.getLogger("pgkeel.agent")
+
+# Actions that repeat every loop: logged only when the plan changes.
+QUIET_ACTIONS = (Publish, RenewLeader, EnsureSlots, WriteSyncRecord, SetSyncNames, RecordHistory, Wait)
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, dcs: DCS, fence: NodeFence, instance: Instance | None = None) -> None:
+        self.config = config
+        self.dcs = dcs
+        self.fence = fence
+        self.instance = instance or Instance(config.instance_config(fence.postgres_settings))
+        prober = PeerProber(config)
+        self.observer = Observer(config, dcs, self.instance, prober)
+        self.executor = Executor(config, dcs, self.instance, prober, fence)
+        self.housekeeping = Housekeeping(config, self.instance)
+        self.memory = Memory()  # replaced only by remember()
+        self.last: Observation | None = None  # the last full observation (for shutdown and precheck)
+        self.last_decision: Decision | None = None
+        self.last_loop_end: float | None = None  # monotonic; /liveness
+        self.loop_duration = 0.0
+        self._last_kinds: list[str] = []  # the previous plan's action kinds, to log changes only
+        self._last_wait = ""
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._lock = threading.Lock()  # guards _status: the API thread reads it
+        self._status = NodeStatus(name=config.name, scope=config.scope, agent_pid=os.getpid())
+
+    # --- the loop ---------------------------------------------------------------------------------
+    def run_forever(self) -> None:
+        c = self.config
+        log.info("agent %s starting (scope %s, store %s, fence %s)", c.name, c.scope, c.dcs_url, self.fence.kind)
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                self.run_once()
+            except Exception:  # the loop must survive anything one iteration throws
+                log.exception("loop iteration failed")
+            self.loop_duration = time.monotonic() - started
+            self.last_loop_end = time.monotonic()
+            self._wake.wait(max(0.0, c.ha.loop_wait - self.loop_duration))
+            self._wake.clear()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def run_once(self) -> Decision:
+        self._precheck()
+        self.housekeeping.run()
+        o = self.observer.observe(self.memory, self.fence.kind)
+        decision = decide(o)
+        self._log(decision)
+        results = self.executor.run(decision.actions)
+        self.memory = remember(o, decision, results)
+        self.last, self.last_decision = o, decision
+        self._report(o, decision)
+        return decision
+
+    def _precheck(self) -> None:
+        """Before any I/O: a primary whose last renewal is nearly a TTL old stops (pgkeel.ha.rules.precheck)."""
+        last_pg = self.last.pg if self.last is not None else PgState()
+        o = self.observer.observation(self.memory, self.fence.kind, last_pg, None)
+        decision = precheck(o)
+        if decision is None:
+            return
+        log.warning("%s: %s", decision.rule, decision.reason)
+        self.memory = remember(o, decision, self.executor.run(decision.actions))
+
+    def shutdown(self) -> None:
+        """Stop postgres, give the lease back, remove our record: each step tried even if one fails."""
+        last = self.last
+        if last is None:
+            self.instance.stop("fast")
+            return
+        o = self.observer.observation(self.memory, self.fence.kind, last.pg, last.cluster)
+        decision = shutdown(o)
+        for action in decision.actions:
+            self.executor.run((action,))
+        self.fence.disarm()
+
+    # --- reporting --------------------------------------------------------------------------------
+    def _log(self, decision: Decision) -> None:
+        kinds = [a.kind for a in decision.actions]
+        if kinds != self._last_kinds or any(not isinstance(a, QUIET_ACTIONS) for a in decision.actions):
+            for a in decision.actions:
+                loud = not isinstance(a, QUIET_ACTIONS) or (isinstance(a, Wait) and a.reason != self._last_wait)
+                if loud:
+                    log.info("[%s] %s%s", decision.rule, a.kind, f": {a.reason}" if a.reason else "")
+                if isinstance(a, Wait):
+                    self._last_wait = a.reason
+        self._last_kinds = kinds
+
+    def _report(self, o: Observation, decision: Decision) -> None:
+        status = node_status(
+            o,
+            decision,
+            self.memory,
+            scope=self.config.scope,
+            last_status=self.observer.last_status,
+            postgres_pid=self.instance.postmaster_pid(),
+            fence_detail=self.fence.detail,
+            asides=self.instance.asides(),
+            tls=TlsStatus(enabled=self.config.tls_enabled, certificate_not_after=self.housekeeping.cert_not_after),
+            pending_restart=self.housekeeping.pending_restart,
+            loop_duration=self.loop_duration,
+            agent_pid=os.getpid(),
+        )
+        with self._lock:
+            self._status = status
+
+    # --- what the API asks (pgkeel.api.server.Node) ------------------------------------------------
+    def status(self) -> NodeStatus:
+        with self._lock:
+            return self._status
+
+    def loop_alive(self) -> bool:
+        """The loop finished an iteration recently, or is inside a long action (clone, rewind)."""
+        if self.executor.long_action is not None:
+            return True
+        last = self.last_loop_end
+        ha = self.config.ha
+        bound = max(10 * ha.loop_wait, 2 * ha.ttl) + 30  # + one slow postgres start
+        return last is not None and time.monotonic() - last < bound
+
+    def request_switchover(self, to: str | None, force: bool = False) -> dict[str, Any]:
+        view = self.dcs.view()
+        leader = view.leader.holder if view.leader else None
+        if to is not None and to not in self.config.members:
+            raise ValueError(f"unknown member {to!r}; members are {', '.join(self.config.members)}")
+        if leader is None and not force:
+            raise ValueError("no leader holds the lease: use failover --force with a target")
+        if leader is not None and to == leader:
+            raise ValueError(f"{to} is already the leader")
+        request = SwitchoverRequest(source=leader, target=to, force=force).to_json()
+        self.dcs.set_switchover(request, ttl=self.config.ha.switchover_ttl)
+        return request
+

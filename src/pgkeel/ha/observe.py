@@ -1,0 +1,129 @@
+"""Observing: the store, the local postgres and (during elections) the peers, gathered into an Observation.
+
+Invariant: observing never changes anything — no store write, no postgres setting — so a loop
+that stops after observing has done no harm. Every call is bounded (store: dcs_timeout; SQL:
+statement_timeout; peers: one deadline per round).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import psycopg
+
+from pgkeel.dcs import DCS, DCSError
+from pgkeel.ha import clock
+from pgkeel.ha.config import AgentConfig
+from pgkeel.ha.model import Memory, Observation, OldLeader, PeerProbe, PgState, ReplicaFlush
+from pgkeel.ha.peers import PeerProber
+from pgkeel.ha.records import Address, ClusterState, FenceKind
+from pgkeel.instance import CommandError, Instance, ServerStatus
+
+log = logging.getLogger("pgkeel.agent")
+
+
+class Observer:
+    def __init__(self, config: AgentConfig, dcs: DCS, instance: Instance, prober: PeerProber) -> None:
+        self.config = config
+        self.dcs = dcs
+        self.instance = instance
+        self.prober = prober
+        self.last_status: ServerStatus | None = None  # the last SQL status, for /status' replication table
+
+    def observe(self, memory: Memory, fence: FenceKind) -> Observation:
+        cluster = self.read_store()
+        pg = self.read_postgres()
+        peers: dict[str, PeerProbe] = {}
+        old_leader = OldLeader.NOT_ASKED
+        if cluster is not None and cluster.leader is None and pg.running and pg.in_recovery:
+            peers, old_leader = self.prober.election_round(cluster)
+        return self.observation(memory, fence, pg, cluster, peers, old_leader)
+
+    def observation(
+        self,
+        memory: Memory,
+        fence: FenceKind,
+        pg: PgState,
+        cluster: ClusterState | None,
+        peers: dict[str, PeerProbe] | None = None,
+        old_leader: OldLeader = OldLeader.NOT_ASKED,
+    ) -> Observation:
+        c = self.config
+        return Observation(
+            me=c.name,
+            members=tuple(c.members),
+            now=clock.now(),
+            settings=c.ha,
+            pg=pg,
+            memory=memory,
+            cluster=cluster,
+            peers=peers or {},
+            old_leader=old_leader,
+            fence=fence,
+            address=Address(c.advertise_host, c.pg_port),
+            api_url=c.api_url,
+        )
+
+    def read_store(self) -> ClusterState | None:
+        try:
+            return ClusterState.decode(self.dcs.view())
+        except DCSError as exc:
+            log.warning("coordination store unreachable: %s", exc)
+            return None
+
+    def read_postgres(self) -> PgState:
+        inst = self.instance
+        if not inst.has_data():
+            self.last_status = None
+            return PgState(has_data=False, running=inst.is_running())
+        following = inst.configured_leader()
+        if inst.is_running():
+            return self._running(following)
+        self.last_status = None
+        try:
+            cd = inst.control_data()
+        except (CommandError, KeyError, OSError) as exc:
+            log.warning("cannot read pg_controldata: %s", exc)
+            return PgState(has_data=True, running=False, following=following)
+        return PgState(
+            has_data=True,
+            running=False,
+            system_identifier=cd.system_identifier,
+            timeline=cd.timeline,
+            lsn=cd.checkpoint_lsn,
+            following=following,
+            was_primary=cd.state in ("in production", "shut down"),
+        )
+
+    def _running(self, following: str | None) -> PgState:
+        inst = self.instance
+        try:
+            st = inst.status()
+        except psycopg.Error as exc:
+            # Running but not answering (starting, crash recovery): its role is unknown.
+            log.debug("postgres running but not answering: %s", exc)
+            self.last_status = None
+            return PgState(has_data=True, running=True, in_recovery=None, following=following)
+        self.last_status = st
+        slots: frozenset[str] = frozenset()
+        with contextlib.suppress(psycopg.Error):
+            slots = frozenset(inst.slots())
+        lost = False
+        if st.in_recovery and st.receiver_status != "streaming":
+            with contextlib.suppress(OSError, psycopg.Error):
+                lost = inst.wal_source_lost()
+        return PgState(
+            has_data=True,
+            running=True,
+            system_identifier=st.system_identifier,
+            in_recovery=st.in_recovery,
+            timeline=st.timeline,
+            lsn=st.lsn,
+            following=following,
+            streaming=st.receiver_status == "streaming",
+            sync_standby_names=st.sync_standby_names,
+            slots=slots,
+            replication=tuple(ReplicaFlush(p.name, p.flush_lsn) for p in st.peers),
+            wal_source_lost=lost,
+        )

@@ -1,0 +1,183 @@
+"""The HA decisions as an ordered table of named rules: `decide(observation) -> Decision`, pure.
+
+Sections run in order — global, bootstrap, lead, follow, elect — and the first rule whose
+predicate holds makes the plan. `pgkeel rules` prints the table; /status names the rule that fired.
+Predicates and plans are the named functions in pgkeel.ha.plans; this file is the index.
+
+Safety rules the table enforces (property-tested in tests/unit/ha, exercised by pgkeel.sim):
+- Only the lease holder runs as a writable primary; promotion always follows AcquireLeader (or
+  RenewLeader) in the same plan, so a lost race stops the plan before Promote.
+- A primary that has not renewed within fence_deadline stops writes (inside postgres the fence
+  already refuses commits; the plan restarts it read-only unless that extension holds the line).
+- A lease holder whose data was last a standby comes back as a standby and promotes properly.
+- Quorum: see pgkeel.ha.election and pgkeel.ha.sync; async: the lag bound uses durable history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pgkeel.ha import plans as p
+from pgkeel.ha.model import AnyAction, Decision, Observation
+
+Predicate = Callable[[Observation], bool]
+Plan = Callable[[Observation], list[AnyAction]]
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str  # "<section>.<what>"
+    when: Predicate
+    plan: Plan
+    why: str
+
+    @property
+    def section(self) -> str:
+        return self.name.split(".", 1)[0]
+
+
+RULES: tuple[Rule, ...] = (
+    # --- global: before anything that needs the store or our role -------------------------------
+    Rule("global.refused", p.refused, p.refuse, "this node refused to join (foreign data): stay out"),
+    Rule(
+        "global.store-down-fence",
+        p.store_down_and_fence_due,
+        p.fence,
+        "the store is unreachable past the fence deadline: stop accepting writes",
+    ),
+    Rule("global.store-down", p.store_down, p.wait_store, "the store is unreachable: change nothing"),
+    Rule("global.own-bootstrap-claim", p.own_bootstrap_claim, p.resume_bootstrap, "our own bootstrap died: redo it"),
+    Rule("global.foreign-data", p.foreign_data, p.refuse_foreign, "the data belongs to another cluster: refuse"),
+    # --- bootstrap: no data directory yet ----------------------------------------------------------
+    Rule("bootstrap.backoff", p.bootstrap_backing_off, p.wait_bootstrap_backoff, "a failed bootstrap backs off"),
+    Rule("bootstrap.initdb", p.no_cluster_yet, p.bootstrap, "no cluster yet: claim the initialize key and initdb"),
+    Rule("bootstrap.stale-claim", p.stale_bootstrap_claim, p.clear_stale_claim, "a claim outlived its bootstrap"),
+    Rule("bootstrap.wait-claim", p.bootstrap_in_progress, p.wait_bootstrap, "another node is bootstrapping"),
+    Rule("bootstrap.wait-leader", p.no_running_leader_to_clone, p.wait_leader_to_clone, "nothing to clone yet"),
+    Rule("bootstrap.clone", p.no_data, p.clone, "clone the running leader"),
+    Rule("global.claim-initialize", p.initialize_lost, p.claim_initialize, "the store lost the initialize key"),
+    Rule(
+        "global.renewal-overdue-fence",
+        p.renewal_overdue_without_extension,
+        p.fence,
+        "a primary whose lease renewals failed past the fence deadline stops (no in-postgres fence to rely on)",
+    ),
+    # --- lead: this node holds the lease -------------------------------------------------------------
+    Rule(
+        "lead.not-answering-too-long",
+        p.leading_and_not_answering_too_long,
+        p.release_and_fence,
+        "postgres runs but has not answered for too long: hand over",
+    ),
+    Rule("lead.not-answering", p.leading_and_not_answering, p.renew_and_wait, "postgres is starting: keep the lease"),
+    Rule(
+        "lead.switchover-aborted",
+        p.leading_after_aborted_switchover,
+        p.restart_after_aborted_switchover,
+        "a switchover stopped postgres but did not hand over: come back as a standby, then promote",
+    ),
+    Rule("lead.down-too-long", p.leading_and_down_too_long, p.release, "postgres did not come back: hand over"),
+    Rule(
+        "lead.restart-as-standby",
+        p.leading_down_with_standby_data,
+        p.restart_leader_as_standby,
+        "the lease holder's data was last a standby: start it as one, then promote",
+    ),
+    Rule("lead.restart-in-place", p.leading_and_down, p.restart_leader, "the leader's postgres is down: restart it"),
+    Rule("lead.promote", p.leading_as_standby, p.promote_leader, "holding the lease as a standby: promote"),
+    Rule("lead.switchover", p.switchover_requested, p.switchover, "a switchover was requested: hand over cleanly"),
+    Rule(
+        "lead.switchover-no-target",
+        p.switchover_without_target,
+        p.clear_switchover,
+        "a switchover was requested but no healthy replica can take over",
+    ),
+    Rule("lead.serve", p.leading, p.serve, "renew the lease, publish, keep the quorum rule and slots"),
+    # --- follow: another node holds the lease ------------------------------------------------------
+    Rule("follow.leader-unpublished", p.leader_unpublished, p.wait_leader_address, "the leader has no address yet"),
+    Rule("follow.not-answering", p.following_and_not_answering, p.rejoin_unanswering, "a silent standby rejoins"),
+    Rule("follow.demote", p.following_as_primary, p.demote, "another node holds the lease: stop this primary"),
+    Rule("follow.reclone", p.reclone_due, p.reclone, "diverged beyond pg_rewind or the WAL is gone: clone afresh"),
+    Rule("follow.reclone-blocked", p.reclone_blocked, p.wait_alarm, "a re-clone needs an operator: say so"),
+    Rule(
+        "follow.wait-leader-to-rewind",
+        p.rewind_due_but_leader_not_running,
+        p.wait_leader_running,
+        "pg_rewind needs a running leader",
+    ),
+    Rule("follow.rewind-backoff", p.rewind_backing_off, p.wait_rewind_backoff, "pg_rewind failed to connect: retry"),
+    Rule("follow.rewind", p.rewind_due, p.rewind, "was a primary: rejoin the leader's timeline with pg_rewind"),
+    Rule("follow.start", p.following_and_down, p.start_replica, "start as a replica of the leader"),
+    Rule("follow.rejoin", p.following_and_rewind_needed, p.stop_to_rewind, "may have diverged: stop to rewind"),
+    Rule("follow.wal-gone", p.wal_source_lost, p.stop_to_reclone, "the leader no longer has our WAL: re-clone"),
+    Rule("follow.repoint", p.following_elsewhere, p.repoint, "stream from the current leader"),
+    Rule("follow.stalled", p.stream_stalled, p.stop_to_rewind, "not streaming from the leader for too long: rejoin"),
+    Rule("follow.stream", p.following, p.stream, "streaming: publish and keep the others' slots moving"),
+    # --- elect: no one holds the lease ---------------------------------------------------------------
+    Rule("elect.forced", p.forced_failover_to_me, p.forced_promote, "an operator forced a failover to this node"),
+    Rule("elect.reclaim", p.primary_without_leader, p.reclaim, "running as primary with no leader: reclaim"),
+    Rule("elect.start-readonly", p.down_without_leader, p.start_readonly, "start read-only to take part"),
+    Rule("elect.not-answering", p.not_answering, p.wait_starting, "postgres is starting: wait"),
+    Rule("elect.detach", p.still_attached, p.detach, "stop receiving WAL so positions compared are final"),
+    Rule("elect.old-leader-may-write", p.old_leader_may_write, p.wait_old_leader, "the old primary may still write"),
+    Rule("elect.ineligible", p.ineligible, p.wait_ineligible, "another candidate is better, or nothing is proven"),
+    Rule("elect.promote", p.always, p.elect_and_promote, "the best eligible candidate takes the lease"),
+)
+
+
+PRE_IO_RULES: tuple[Rule, ...] = (
+    Rule(
+        "preio.lease-overdue",
+        p.lease_overdue_before_io,
+        p.fence,
+        "before touching the store: a primary whose last renewal is nearly a TTL old stops first",
+    ),
+)
+
+SHUTDOWN_RULES: tuple[Rule, ...] = (
+    Rule("shutdown.stop", p.always, p.stop_node, "stop postgres, give the lease back, remove our record"),
+)
+
+
+def _first(rules: tuple[Rule, ...], o: Observation) -> Decision | None:
+    for rule in rules:
+        if rule.when(o):
+            return Decision(rule.name, tuple(rule.plan(o)))
+    return None
+
+
+def precheck(o: Observation) -> Decision | None:
+    """The one decision taken before the store is read (o.cluster is the previous loop's view)."""
+    return _first(PRE_IO_RULES, o)
+
+
+def shutdown(o: Observation) -> Decision:
+    decision = _first(SHUTDOWN_RULES, o)
+    assert decision is not None
+    return decision
+
+
+ALL_RULES: tuple[Rule, ...] = PRE_IO_RULES + RULES + SHUTDOWN_RULES
+
+
+def decide(o: Observation) -> Decision:
+    decision = _first(RULES, o)
+    assert decision is not None, "the table ends with a rule that always matches"
+    return decision
+
+
+def table() -> list[tuple[str, str]]:
+    """(name, why) for every rule, in order: what `pgkeel rules` prints."""
+    return [(r.name, r.why) for r in ALL_RULES]
+
+
+def rules_markdown() -> str:
+    lines = ["# HA rules", "", "Generated by `pgkeel rules --markdown`; first match wins.", ""]
+    section = None
+    for rule in ALL_RULES:
+        if rule.section != section:
+            section = rule.section
+            lines += ["", f"## {section}", "", "| rule | why |", "|---|---|"]
+        lines.append(f"| `{rule.name}` | {rule.why} |")
+    return "\n".join(lines) + "\n"

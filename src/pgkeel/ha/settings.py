@@ -1,0 +1,72 @@
+"""The HA timings and replication rules: built and validated once, from the cluster document.
+
+One source: the document's `spec.failover` / `spec.replication` become an `HASettings`, which the
+agent's config carries as it is (JSON) and every rule reads. A typo cannot silently mean another
+mode: `mode` is an enum and unknown fields are refused.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from pgkeel.document import PostgresCluster
+
+
+class Mode(StrEnum):
+    ASYNC = "async"
+    QUORUM = "quorum"
+
+
+class HASettings(BaseModel):
+    """Timings (seconds) and replication rules every node of a cluster shares."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ttl: float = Field(default=3.0, gt=0)
+    loop_wait: float = Field(default=0.5, gt=0)
+    dcs_timeout: float = Field(default=0.5, gt=0)
+    mode: Mode = Mode.QUORUM
+    sync_standbys: int = Field(default=1, ge=0)
+    max_lag_bytes: int = Field(default=1 << 20, ge=0)
+    restart_timeout: float = Field(default=10.0, gt=0)
+    stream_failure_timeout: float = Field(default=10.0, gt=0)
+    # A primary whose postgres runs but answers no query for this long hands the lease over.
+    not_answering_timeout: float = Field(default=30.0, gt=0)
+    member_ttl: float = Field(default=10.0, gt=0)
+    switchover_ttl: float = Field(default=60.0, gt=0)
+
+    @property
+    def fence_deadline(self) -> float:
+        """How long after the start of its last successful renewal a leader may still commit.
+
+        A renewal sent at t0 keeps the lease alive until at least t0 + ttl everywhere; the fence
+        (inside postgres, or the watchdog) refuses commits from t0 + fence_deadline. The margin
+        covers one loop and two store calls, so a loop that notices late still fences in time.
+        """
+        return self.ttl - self.loop_wait - 2 * self.dcs_timeout
+
+    @model_validator(mode="after")
+    def _fence_before_expiry(self) -> HASettings:
+        if self.fence_deadline <= self.loop_wait:
+            raise ValueError(
+                f"ttl {self.ttl:g}s leaves no fence margin: need ttl > 2 × loop_wait + 2 × dcs_timeout "
+                f"= {2 * self.loop_wait + 2 * self.dcs_timeout:g}s"
+            )
+        return self
+
+    @classmethod
+    def from_document(cls, cluster: PostgresCluster) -> HASettings:
+        spec = cluster.spec
+        failover = spec.failover
+        return cls(
+            ttl=failover.ttl_seconds,
+            loop_wait=failover.loop_wait_seconds,
+            dcs_timeout=failover.dcs_timeout_seconds,
+            mode=Mode(spec.replication.mode),
+            sync_standbys=spec.sync_standbys,
+            max_lag_bytes=spec.replication.max_lag_bytes,
+            restart_timeout=failover.postgres_restart_timeout_seconds,
+            member_ttl=max(10.0, 3 * failover.ttl_seconds),
+        )

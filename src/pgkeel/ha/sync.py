@@ -1,0 +1,108 @@
+"""Quorum mode: keeping postgres' synchronous set and the store's record of it in a safe order (pure).
+
+The store's SyncRecord R is what a future election relies on: hearing |R.members| − R.quorum + 1
+of them proves a candidate holds every commit acknowledged under R. Postgres' setting P decides
+which commits are acknowledged. R *covers* P when every commit acknowledged under P is on at
+least R.quorum members of R (so any heard set meets it):
+
+    covers(R, P)  ⟺  P.quorum − |P.members \\ R.members| ≥ R.quorum
+
+Changing from (R_old, P_old) to a desired D, every (R, P) pair in effect on the way must be
+covered. Store first is safe when covers(D, P_old); otherwise postgres moves first — to D when
+covers(R_old, D), else to the union of both sets with a quorum that covers both — then the store
+is written only after D.quorum members of D have flushed past the switch point, so commits
+acknowledged under the old setting are provable under D.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from pgkeel.ha.model import AnyAction, Observation, SetSyncNames, WriteSyncRecord
+from pgkeel.ha.records import SyncRecord
+
+_NAMES = re.compile(r"^ANY (\d+) \((.*)\)$")
+
+
+@dataclass(frozen=True)
+class SyncRule:
+    """'ANY quorum (members)'."""
+
+    members: tuple[str, ...]
+    quorum: int
+
+    def render(self) -> str:
+        if not self.members or self.quorum <= 0:
+            return ""
+        return f"ANY {self.quorum} (" + ",".join(f'"{m}"' for m in self.members) + ")"
+
+    @classmethod
+    def parse(cls, text: str | None) -> SyncRule | None:
+        match = _NAMES.match((text or "").strip())
+        if not match:
+            return None
+        names = tuple(n.strip().strip('"') for n in match.group(2).split(",") if n.strip())
+        return cls(names, int(match.group(1)))
+
+
+def covers(record: SyncRecord | SyncRule, rule: SyncRule | None) -> bool:
+    """Every commit acknowledged under `rule` is on at least record.quorum members of `record`."""
+    if rule is None:
+        return False
+    outside = len(set(rule.members) - set(record.members))
+    return rule.quorum - outside >= record.quorum
+
+
+def desired_rule(o: Observation) -> SyncRule:
+    return SyncRule(o.others, o.settings.sync_standbys)
+
+
+def sync_names(o: Observation) -> str:
+    """What every node writes into postgres: its own future rule as a leader ('' in async mode)."""
+    if o.settings.mode != "quorum":
+        return ""
+    return desired_rule(o).render()
+
+
+def bridge(old: SyncRecord, new: SyncRule) -> SyncRule:
+    """A postgres rule covered by both the old record and the new one (the union, quorum raised)."""
+    union = tuple(sorted(set(old.members) | set(new.members)))
+    quorum = max(
+        old.quorum + len(set(new.members) - set(old.members)),
+        new.quorum + len(set(old.members) - set(new.members)),
+    )
+    return SyncRule(union, min(quorum, len(union)))
+
+
+def flushed_past(o: Observation, want: SyncRule, switch_lsn: int) -> bool:
+    """want.quorum members of the new set flushed past the switch point: older commits are provable under it."""
+    done = {r.name for r in o.pg.replication if r.flush_lsn is not None and r.flush_lsn >= switch_lsn}
+    return len(done & set(want.members)) >= want.quorum
+
+
+def sync_plan(o: Observation) -> list[AnyAction]:
+    """The leader's next step toward 'store and postgres both say D', never leaving a commit unprovable."""
+    if o.settings.mode != "quorum" or o.cluster is None:
+        return []
+    want = desired_rule(o)
+    target = SyncRecord(o.me, want.members, want.quorum)
+    record = o.cluster.sync
+    current = SyncRule.parse(o.pg.sync_standby_names)
+    standby = bool(o.pg.in_recovery)
+    write = WriteSyncRecord(record=target, expected_version=o.cluster.sync_version, reason="publish the quorum rule")
+    set_names = SetSyncNames(names=want.render(), standby=standby, reason="synchronous set for the quorum rule")
+    if record is None or record.leader != o.me:
+        # A new leader, still before (or at) its first commit: the CAS on the version fences a stale candidate.
+        return [write, *([] if current == want else [set_names])]
+    if target.same_rule(record):
+        return [] if current == want else [set_names]
+    switch = o.memory.sync_switch
+    if switch is not None and current == SyncRule(switch.members, switch.quorum) and covers(target, current):
+        if flushed_past(o, want, switch.switch_lsn):
+            return [write, *([] if current == want else [set_names])]
+        return []  # postgres moved first: wait until the new set confirms the switch point
+    if covers(target, current):
+        return [write, *([] if current == want else [set_names])]
+    step = want if covers(record, want) else bridge(record, want)
+    return [SetSyncNames(names=step.render(), standby=standby, reason="weaker proof ahead: change postgres first")]
