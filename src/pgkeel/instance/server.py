@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 
-from pgkeel.instance import aside, logs, recovery, roles, space, status
+from pgkeel.instance import aside, logs, pidfile, recovery, roles, space, status
 from pgkeel.instance.aside import AsideInfo, AsideOccupied
 from pgkeel.instance.files import read_auto_conf, set_standby_signal, write_auto_conf
 from pgkeel.instance.lsn import parse_lsn
@@ -77,47 +77,17 @@ class Instance:
         )
 
     def postmaster_pid(self) -> int | None:
-        """PID of a live postmaster for this data directory, whoever started it."""
+        """PID of a live postmaster for this data directory, whoever started it (see pidfile.py)."""
         if self._child is not None and self._child.poll() is not None:
             self._child = None  # reaped: our child exited
-        pidfile = self.config.datadir / "postmaster.pid"
-        try:
-            pid = int(pidfile.read_text().splitlines()[0])
-        except (OSError, ValueError, IndexError):
-            return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            pass
-        if self._child is not None and self._child.pid == pid:
-            return pid
-        return pid if self._owns_datadir(pid) else None
-
-    def _owns_datadir(self, pid: int) -> bool:
-        """A postgres process whose working directory is this data directory (the postmaster chdirs to
-        PGDATA before it writes postmaster.pid). A stale pidfile whose PID now belongs to another
-        node's postmaster on this host fails the check, so stop() and fencing never signal it."""
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            cwd = os.readlink(f"/proc/{pid}/cwd")
-        except OSError:
-            return False  # gone, or not ours to inspect: not provably this node's postmaster
-        if not cmdline or not cmdline[0].endswith(b"postgres"):
-            return False
-        return Path(cwd) == self.config.datadir.resolve()
+        return pidfile.live_postmaster(self.config.datadir, self._child.pid if self._child else None)
 
     def is_running(self) -> bool:
         return self.postmaster_pid() is not None
 
     def pidfile_status(self) -> str | None:
         """'starting' | 'ready' | 'standby' | 'stopping' from postmaster.pid, None when absent."""
-        try:
-            lines = (self.config.datadir / "postmaster.pid").read_text().splitlines()
-        except OSError:
-            return None
-        return lines[7].strip() if len(lines) > 7 else "starting"
+        return pidfile.startup_status(self.config.datadir)
 
     # --- lifecycle ---------------------------------------------------------------------
     def initdb(self) -> None:
@@ -149,27 +119,6 @@ class Instance:
         os.chmod(d, 0o700)
         self.run_as.chown(d)
 
-    def _clear_stale_pidfile(self) -> None:
-        """Remove a postmaster.pid whose process is gone or a zombie.
-
-        PostgreSQL refuses to start while the PID in its lock file exists, and an orphaned
-        postmaster killed with SIGKILL stays a zombie until init reaps it, which on some machines
-        takes a while. Only called when no live postmaster owns the data directory.
-        """
-        pidfile = self.config.datadir / "postmaster.pid"
-        try:
-            pid = int(pidfile.read_text().splitlines()[0])
-        except (OSError, ValueError, IndexError):
-            return
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            state = "gone"
-        # A live process that is not a postgres of this directory (a reused PID) would make
-        # postgres refuse to start ("lock file already exists") for as long as it lives.
-        if state in ("gone", "Z") or not self._owns_datadir(pid):
-            pidfile.unlink(missing_ok=True)
-
     def start(self, timeout: float = 60.0) -> None:
         """Start postgres with the shared config file; return once it accepts connections."""
         if self.is_running():
@@ -179,7 +128,7 @@ class Instance:
                 f"{self.config.datadir} was left half-rewound by an interrupted pg_rewind "
                 f"({rewind_marker(self.config.datadir)}): it must be re-cloned, not started"
             )
-        self._clear_stale_pidfile()
+        pidfile.clear_stale(self.config.datadir)
         c = self.config
         logs.rotate_at_start(c.log_file, c.log_max_bytes)  # nothing holds it open now
         c.socket_dir.mkdir(parents=True, exist_ok=True)
