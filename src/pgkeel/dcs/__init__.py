@@ -10,6 +10,9 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from pgkeel.dcs.base import DCS, ClusterView, DCSError, Leader, Member
+from pgkeel.dcs.etcd import EtcdDCS
+from pgkeel.dcs.etcd_client import parse_endpoints
+from pgkeel.dcs.sqlite import SQLiteDCS
 
 __all__ = ["DCS", "ClusterView", "DCSError", "Leader", "Member", "open_dcs"]
 
@@ -18,25 +21,22 @@ def open_dcs(url: str, scope: str, timeout: float = 1.0) -> DCS:
     """Open the store named by `url` for cluster `scope`; ValueError for a malformed URL."""
     scheme, _, rest = url.partition("://")
     if scheme == "sqlite":
-        from pgkeel.dcs.sqlite import SQLiteDCS
-
         path = urlsplit(url).path
         if not rest.startswith("/") or not path or path.endswith("/"):
             raise ValueError(f"sqlite URL must be sqlite:///absolute/path/file.db: {url!r}")
         return SQLiteDCS(path, scope, timeout)
     if scheme == "etcd":
-        from pgkeel.dcs.etcd import EtcdDCS
-        from pgkeel.dcs.etcd_client import parse_endpoints
-
         hosts = rest.split("/", 1)[0]
         return EtcdDCS(parse_endpoints(hosts), scope, timeout)
     if scheme == "kubernetes":
-        from pgkeel.dcs.k8s_client import Endpoint
-        from pgkeel.dcs.kubernetes import KubernetesDCS
-
         namespace, _, cluster = rest.strip("/").partition("/")
         if not namespace or "/" in cluster or (cluster and cluster != scope):
             raise ValueError(f"kubernetes URL must be kubernetes://<namespace>[/{scope}]: {url!r}")
+        # Imported here, not at the top: the official `kubernetes` client takes ~0.3 s to import
+        # (measured), which every sqlite/etcd user (`pgkeel up`, `status`, local agents) would pay.
+        from pgkeel.dcs.k8s_client import Endpoint
+        from pgkeel.dcs.kubernetes import KubernetesDCS
+
         return KubernetesDCS(Endpoint.from_env(), namespace, scope, timeout)
     want = "sqlite:///path, etcd://host:port[,...] or kubernetes://namespace"
     raise ValueError(f"unknown DCS URL (want {want}): {url!r}")

@@ -36,7 +36,12 @@ class Member:
 
 @dataclass(frozen=True)
 class ClusterView:
-    """Everything the agent needs, read in one call per loop."""
+    """Everything the agent needs, read in one call per loop.
+
+    `history` is the durable leader-history record (see :meth:`DCS.set_history`): unlike `leader`
+    and `members` it does not expire, so it still names the last leader after its lease and its
+    member record are gone. `switchover` is a pending request only until its ttl runs out.
+    """
 
     leader: Leader | None
     members: dict[str, Member] = field(default_factory=dict)
@@ -44,6 +49,7 @@ class ClusterView:
     sync: dict[str, Any] | None = None
     sync_version: int = 0
     switchover: dict[str, Any] | None = None
+    history: dict[str, Any] | None = None
 
 
 class DCS(ABC):
@@ -99,12 +105,26 @@ class DCS(ABC):
         """Write sync state only if its version is `expected_version` (0: must not exist)."""
 
     @abstractmethod
-    def set_switchover(self, value: dict[str, Any]) -> None:
-        """Record a pending switchover/failover request (replaces any previous one)."""
+    def set_switchover(self, value: dict[str, Any], ttl: float = 60.0) -> None:
+        """Record a pending switchover/failover request (replaces any previous one).
+
+        The request expires: `view()` stops returning it `ttl` seconds after this call, measured
+        as the backend measures member TTLs, so a request nobody acted on cannot fire later.
+        """
 
     @abstractmethod
     def clear_switchover(self) -> None:
         """Remove the pending switchover request (absent is fine)."""
+
+    @abstractmethod
+    def set_history(self, name: str, value: dict[str, Any]) -> bool:
+        """Replace the leader-history record, only while `name` holds a live lease.
+
+        The value is opaque JSON here (the HA layer owns its schema). It has no TTL: it survives
+        lease expiry, release, member expiry and restarts until the next holder replaces it. False
+        when `name` does not hold a live lease (never held, expired, released, taken over);
+        :class:`DCSError` when the store cannot tell.
+        """
 
     @abstractmethod
     def close(self) -> None:

@@ -13,7 +13,11 @@ Design:
 - renew = keepalive of the lease, *then* a transaction checking that the leader key is still
   attached to that lease: if it is, the lease (and so the key) lives ttl seconds from the
   keepalive, which happened after the call started;
-- each member record has its own lease, kept alive by its next ``set_member``;
+- each member record has its own lease, kept alive by its next ``set_member``; a switchover
+  request gets a lease of its own too (its ttl, rounded up the same way), so etcd deletes it;
+- the leader history has no lease; ``set_history`` puts it in one transaction that compares the
+  leader key's lease with the lease the writer's key is on (as renew does), so it lands only
+  while that key, and so that holder's lease, exists;
 - ``view()`` is one range request over ``/pgkeel/<scope>/``; ``sync_version`` is the sync key's
   mod_revision (0 when absent, which is also what etcd compares a missing key against).
 Every operation shares one deadline of ``timeout`` seconds across all its requests.
@@ -72,6 +76,17 @@ def _load(kv: KV) -> Any:
         raise DCSError(f"etcd key {unb64(kv.get('key', ''))!r} holds garbage: {exc}") from exc
 
 
+def _object(by_key: dict[str, KV], key: str) -> dict[str, Any] | None:
+    """The JSON object stored at `key`, None when the key is absent."""
+    kv = by_key.get(key)
+    if kv is None:
+        return None
+    value = _load(kv)
+    if not isinstance(value, dict):
+        raise DCSError(f"etcd key {key!r} holds a non-object: {value!r}")
+    return value
+
+
 def _holder(kv: KV | None) -> str | None:
     if kv is None:
         return None
@@ -93,6 +108,7 @@ class EtcdDCS(DCS):
         self._leader_lease: dict[str, int] = {}  # holder name -> the lease its key is on
         self._member_lease: dict[str, int] = {}  # member name -> its record's lease
         self._asked: dict[int, int] = {}  # lease id -> TTL seconds we asked for
+        self._switchover_lease: int | None = None  # the lease of the last request we put
 
     @property
     def endpoints(self) -> list[str]:
@@ -172,14 +188,14 @@ class EtcdDCS(DCS):
             leader = Leader(holder=str(holder), term=term, ttl=ttl)
         init = by_key.get(keys.initialize)
         sync = by_key.get(keys.sync)
-        switchover = by_key.get(keys.switchover)
         return ClusterView(
             leader=leader,
             members=members,
             initialize=unb64(init.get("value", "")) if init else None,
-            sync=_load(sync) if sync else None,
+            sync=_object(by_key, keys.sync),
             sync_version=as_int(sync, "mod_revision") if sync else 0,
-            switchover=_load(switchover) if switchover else None,
+            switchover=_object(by_key, keys.switchover),
+            history=_object(by_key, keys.history),
         )
 
     # -- the leader lease -----------------------------------------------------------------
@@ -359,12 +375,48 @@ class EtcdDCS(DCS):
             self._deadline(),
         )
 
-    def set_switchover(self, value: dict[str, Any]) -> None:
+    def set_switchover(self, value: dict[str, Any], ttl: float = 60.0) -> None:
         key = self._keys.switchover
-        self._call("kv/put", {"key": b64(key), "value": b64(json.dumps(value, sort_keys=True))}, self._deadline())
+        seconds = lease_seconds(ttl)
+        encoded = json.dumps(value, sort_keys=True)
+        with self._lock:
+            deadline = self._deadline()
+            lease, _granted = self._grant(seconds, deadline)
+            try:
+                self._call("kv/put", {"key": b64(key), "value": b64(encoded), "lease": str(lease)}, deadline)
+            except DCSError:
+                self._revoke_quietly(lease, deadline)  # applied or not, the request then ends at once
+                raise
+            previous, self._switchover_lease = self._switchover_lease, lease
+            if previous is not None:
+                self._revoke_quietly(previous, deadline)  # no key is on it any more
 
     def clear_switchover(self) -> None:
-        self._call("kv/deleterange", {"key": b64(self._keys.switchover)}, self._deadline())
+        with self._lock:
+            deadline = self._deadline()
+            self._call("kv/deleterange", {"key": b64(self._keys.switchover)}, deadline)
+            lease, self._switchover_lease = self._switchover_lease, None
+            if lease is not None:
+                self._revoke_quietly(lease, deadline)
+
+    # -- leader history -------------------------------------------------------------------
+
+    def set_history(self, name: str, value: dict[str, Any]) -> bool:
+        check_name("name", name)
+        leader = self._keys.leader
+        put = [_put(self._keys.history, json.dumps(value, sort_keys=True))]
+        with self._lock:
+            deadline = self._deadline()
+            lease = self._leader_lease.get(name)
+            if lease is not None and self._txn([_cmp(leader, "LEASE", "lease", str(lease))], put, deadline):
+                return True
+            # Not on the lease we know (or none known): another connection of this node may have
+            # acquired or moved it. Adopt the lease the key is on if the key names us.
+            kv = self._get(leader, deadline)
+            if kv is None or _holder(kv) != name or as_int(kv, "lease") in (0, lease):
+                return False
+            current = as_int(kv, "lease")
+            return self._txn([_cmp(leader, "LEASE", "lease", str(current))], put, deadline)
 
     def close(self) -> None:
         self._client.close()

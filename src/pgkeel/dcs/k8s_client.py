@@ -23,7 +23,7 @@ import urllib3
 from kubernetes.client import ApiClient, ApiException, Configuration
 
 from pgkeel.dcs.base import DCSError
-from pgkeel.k8s.rbac import AGENT_API_CALLS
+from pgkeel.dcs.k8s_contract import AGENT_API_CALLS
 
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 TOKEN_REFRESH_SECONDS = 60.0  # projected service-account tokens rotate; client-go re-reads them too
@@ -79,7 +79,8 @@ class KubeClient:
         self._token_read = -TOKEN_REFRESH_SECONDS
         if endpoint.token_file is not None:
             config.api_key["BearerToken"] = ""  # present, so the client asks the hook before each request
-            config.refresh_api_key_hook = self._refresh_token
+            # kubernetes' Configuration initialises the hook to None without an annotation.
+            config.refresh_api_key_hook = self._refresh_token  # type: ignore[assignment]
         self._api = ApiClient(config)
 
     def _refresh_token(self, config: Configuration) -> None:
@@ -94,7 +95,7 @@ class KubeClient:
         self._token_read = now
 
     def close(self) -> None:
-        self._api.close()
+        self._api.close()  # type: ignore[no-untyped-call]  # ApiClient.close is unannotated
 
     # --- the calls -----------------------------------------------------------------------
     def get_lease(self, name: str, deadline: float) -> dict[str, Any]:
@@ -186,7 +187,8 @@ class KubeClient:
                 method, path, query_params=query, header_params=headers, body=body, auth_settings=["BearerToken"]
             )
             response = self._api.call_api(*params, _request_timeout=timeout)
-            return response.status, response.read() or b""
+            raw = response.read()  # type: ignore[no-untyped-call]  # RESTResponse.read is unannotated
+            return response.status, bytes(raw or b"")
         except ApiException as exc:  # TLS and request-building failures arrive as status 0
             raise DCSError(f"{what}: {exc.reason}") from exc
         except (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError) as exc:

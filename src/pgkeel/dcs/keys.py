@@ -45,6 +45,11 @@ class KeyLayout:
         return self.prefix + "switchover"
 
     @property
+    def history(self) -> str:
+        """The leader-history record: no lease, replaced only by a live leader."""
+        return self.prefix + "history"
+
+    @property
     def members(self) -> str:
         return self.prefix + "members/"
 

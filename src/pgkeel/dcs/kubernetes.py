@@ -6,8 +6,18 @@ Where things live (namespace from the URL `kubernetes://<namespace>[/<cluster>]`
   Release clears holderIdentity instead of deleting, so terms keep rising (and the Role needs no
   delete).
 - Lease `<cluster>-state`: annotations for the cluster-wide values (initialize, sync with its
-  version, switchover). A second Lease, not a ConfigMap, so the Role covers only leases and pods,
-  and state writes never conflict with leader renewals.
+  version, switchover, history). A second Lease, not a ConfigMap, so the Role covers only leases
+  and pods, and state writes never conflict with leader renewals.
+- The switchover request (`{"value", "ttl", "requestTime"}`) expires like a member record (below);
+  the first observer that sees it expired removes it (CAS), so a process started later cannot see
+  it again and restart its clock.
+- The leader history (`{"value", "holder", "term", "lease"}`) has no expiry. It is written only
+  after a fresh read of the leader Lease shows `name` holding it live (as renew judges), is sent
+  only before that lease ends by this process's clock, and is a CAS on the state Lease's
+  resourceVersion. The two objects cannot change in one transaction, so a history write is also
+  fenced by term: it is refused when the stored record was written under a higher term of the
+  same leader Lease (same uid). A holder whose lease lapses while its write is in flight can
+  therefore land it before the next leader's first history write, never after it.
 - Each member's own pod: annotation `pgkeel.dev/status` (JSON: data, ttl, renewTime) and, in the
   same patch, label `pgkeel.dev/role` = primary | replica (removed for any other role), which the
   `-rw`/`-ro` Services select on. A new primary also strips a stale `primary` label from other
@@ -54,15 +64,24 @@ from pgkeel.dcs.base import (
     check_ttl,
 )
 from pgkeel.dcs.k8s_client import Conflict, Endpoint, KubeClient, NotFound
-from pgkeel.k8s import layout as L
+from pgkeel.dcs.k8s_contract import (
+    ROLE_LABEL,
+    ROLE_PRIMARY,
+    ROLE_REPLICA,
+    STATUS_ANNOTATION,
+    common_labels,
+    leader_lease,
+    selector_labels,
+    state_lease,
+)
 
 log = logging.getLogger("pgkeel.dcs.kubernetes")
 
-STATE_LEASE_SUFFIX = "-state"
 INITIALIZE_ANNOTATION = "pgkeel.dev/initialize"
 SYNC_ANNOTATION = "pgkeel.dev/sync"
 SWITCHOVER_ANNOTATION = "pgkeel.dev/switchover"
-LABELLED_ROLES = (L.ROLE_PRIMARY, L.ROLE_REPLICA)
+HISTORY_ANNOTATION = "pgkeel.dev/history"
+LABELLED_ROLES = (ROLE_PRIMARY, ROLE_REPLICA)
 
 
 def micro_time() -> str:
@@ -133,9 +152,9 @@ class KubernetesDCS(DCS):
         self.scope = check_name("scope", scope)
         self.namespace = check_name("namespace", namespace)
         self.timeout = check_timeout(timeout)
-        self.leader_name = L.leader_lease(scope)
-        self.state_name = scope + STATE_LEASE_SUFFIX
-        self.selector = ",".join(f"{k}={v}" for k, v in L.selector_labels(scope).items())
+        self.leader_name = leader_lease(scope)
+        self.state_name = state_lease(scope)
+        self.selector = ",".join(f"{k}={v}" for k, v in selector_labels(scope).items())
         self._client = KubeClient(endpoint, namespace)
         self._clock = _Clock()
         self._pods: dict[str, dict[str, Any]] = {}  # last listed metadata, for stale-label clean-up
@@ -153,18 +172,24 @@ class KubernetesDCS(DCS):
 
     def _read_leader(self, deadline: float) -> tuple[_Lease | None, bool]:
         """The leader Lease and whether it is live by this process's clock."""
+        lease, ends = self._read_leader_until(deadline)
+        return lease, time.monotonic() < ends
+
+    def _read_leader_until(self, deadline: float) -> tuple[_Lease | None, float]:
+        """The leader Lease and when (this process's monotonic clock) it ends; 0 if not held."""
         obj = self._get(self.leader_name, deadline)
         if obj is None:
-            return None, False
+            return None, 0.0
         lease = _Lease.parse(obj)
         now = time.monotonic()
         seen = self._clock.observe("leader", lease.fingerprint, now)
-        return lease, lease.holder is not None and now - seen < lease.duration
+        return lease, (seen + lease.duration) if lease.holder is not None else 0.0
 
     def view(self) -> ClusterView:
         deadline = self._deadline()
         lease, live = self._read_leader(deadline)
-        state = self._annotations(self._get(self.state_name, deadline))
+        state_obj = self._get(self.state_name, deadline)
+        state = self._annotations(state_obj)
         pods = self._client.list_pods(self.selector, deadline)
         now = time.monotonic()
         leader = Leader(lease.holder, lease.term, float(lease.duration)) if lease and live and lease.holder else None
@@ -177,27 +202,54 @@ class KubernetesDCS(DCS):
             if not isinstance(name, str):
                 continue
             self._pods[name] = meta
-            raw = (meta.get("annotations") or {}).get(L.STATUS_ANNOTATION)
+            raw = (meta.get("annotations") or {}).get(STATUS_ANNOTATION)
             if raw is None:
                 continue
             try:
                 record = json.loads(raw)
                 data, ttl = record["data"], float(record["ttl"])
             except (ValueError, KeyError, TypeError):
-                log.warning("pod %s has a malformed %s annotation; ignored", name, L.STATUS_ANNOTATION)
+                log.warning("pod %s has a malformed %s annotation; ignored", name, STATUS_ANNOTATION)
                 continue
             if now - self._clock.observe("member/" + name, raw, now) < ttl:
                 members[name] = Member(name, data)
         self._clock.forget_members(set(self._pods))
         sync = _json(state.get(SYNC_ANNOTATION))
+        history = _json(state.get(HISTORY_ANNOTATION))
         return ClusterView(
             leader=leader,
             members=members,
             initialize=state.get(INITIALIZE_ANNOTATION),
-            sync=sync.get("value") if isinstance(sync, dict) else None,
+            sync=_dict_or_none(sync.get("value")) if isinstance(sync, dict) else None,
             sync_version=int(sync.get("version", 0)) if isinstance(sync, dict) else 0,
-            switchover=_json(state.get(SWITCHOVER_ANNOTATION)),
+            switchover=self._live_switchover(state_obj, state, deadline),
+            history=_dict_or_none(history.get("value")) if isinstance(history, dict) else None,
         )
+
+    def _live_switchover(
+        self, obj: dict[str, Any] | None, state: dict[str, str], deadline: float
+    ) -> dict[str, Any] | None:
+        """The pending request if its ttl has not run out on this process's clock; else remove it."""
+        raw = state.get(SWITCHOVER_ANNOTATION)
+        if raw is None:
+            return None
+        now = time.monotonic()
+        record = _json(raw)
+        try:
+            value, ttl = record["value"], float(record["ttl"])
+        except (KeyError, TypeError, ValueError):
+            value, ttl = None, 0.0  # malformed, or written before requests expired: never act on it
+        if isinstance(value, dict) and now - self._clock.observe("switchover", raw, now) < ttl:
+            return value
+        if obj is not None:  # best effort, and only if nothing changed since our read
+            annotations = {k: v for k, v in state.items() if k != SWITCHOVER_ANNOTATION}
+            try:
+                self._client.replace_lease(
+                    {**obj, "metadata": {**obj["metadata"], "annotations": annotations}}, deadline
+                )
+            except (Conflict, NotFound, DCSError) as exc:
+                log.debug("could not remove the expired switchover request: %s", exc)
+        return None
 
     @staticmethod
     def _annotations(obj: dict[str, Any] | None) -> dict[str, str]:
@@ -205,7 +257,7 @@ class KubernetesDCS(DCS):
 
     # --- the leader lease ------------------------------------------------------------------
     def _new_lease(self, name: str, spec: dict[str, Any], annotations: dict[str, str] | None = None) -> dict[str, Any]:
-        meta: dict[str, Any] = {"name": name, "namespace": self.namespace, "labels": L.common_labels(self.scope)}
+        meta: dict[str, Any] = {"name": name, "namespace": self.namespace, "labels": common_labels(self.scope)}
         if annotations:
             meta["annotations"] = annotations
         return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": meta, "spec": spec}
@@ -349,15 +401,49 @@ class KubernetesDCS(DCS):
 
         return self._state_op(change)
 
-    def set_switchover(self, value: dict[str, Any]) -> None:
+    def set_switchover(self, value: dict[str, Any], ttl: float = 60.0) -> None:
+        ttl = check_ttl(ttl)
+        sent = time.monotonic()  # the request's clock starts no later than the call
+        raw = json.dumps({"value": value, "ttl": ttl, "requestTime": micro_time()}, sort_keys=True)
+
         def change(a: dict[str, str]) -> bool:
-            a[SWITCHOVER_ANNOTATION] = json.dumps(value, sort_keys=True)
+            a[SWITCHOVER_ANNOTATION] = raw
             return True
 
         self._state_op(change)
+        self._clock.wrote("switchover", raw, sent)
 
     def clear_switchover(self) -> None:
         self._state_op(lambda a: a.pop(SWITCHOVER_ANNOTATION, None) is not None)
+
+    # --- the leader history (an annotation on the state Lease, written by the live holder) -----
+    def set_history(self, name: str, value: dict[str, Any]) -> bool:
+        check_name("member name", name)
+        deadline = self._deadline()
+        while True:
+            lease, ends = self._read_leader_until(deadline)
+            if lease is None or lease.holder != name or time.monotonic() >= ends:
+                return False
+            uid = (lease.obj.get("metadata") or {}).get("uid")
+            obj = self._get(self.state_name, deadline)
+            annotations = self._annotations(obj)
+            stored = _json(annotations.get(HISTORY_ANNOTATION))
+            if isinstance(stored, dict) and stored.get("lease") == uid and _term(stored) > lease.term:
+                return False  # a later leader of this Lease has written it: we are stale
+            annotations[HISTORY_ANNOTATION] = json.dumps(
+                {"value": value, "holder": name, "term": lease.term, "lease": uid}, sort_keys=True
+            )
+            if time.monotonic() >= ends:
+                return False  # our lease ran out while we read: do not send
+            try:
+                if obj is None:
+                    self._client.create_lease(self._new_lease(self.state_name, {}, annotations), min(deadline, ends))
+                else:
+                    meta = {**obj["metadata"], "annotations": annotations}
+                    self._client.replace_lease({**obj, "metadata": meta}, min(deadline, ends))
+                return True
+            except (Conflict, NotFound):
+                continue  # the state changed in between: judge again, the leader Lease included
 
     # --- members (annotations and the role label on their own pods) ---------------------------
     def set_member(self, name: str, data: dict[str, Any], ttl: float) -> None:
@@ -366,7 +452,7 @@ class KubernetesDCS(DCS):
         raw = json.dumps({"data": data, "ttl": ttl, "renewTime": micro_time()}, sort_keys=True)
         role = data.get("role")
         label = role if role in LABELLED_ROLES else None
-        patch = {"metadata": {"annotations": {L.STATUS_ANNOTATION: raw}, "labels": {L.ROLE_LABEL: label}}}
+        patch = {"metadata": {"annotations": {STATUS_ANNOTATION: raw}, "labels": {ROLE_LABEL: label}}}
         deadline = self._deadline()
         sent = time.monotonic()
         try:
@@ -376,24 +462,24 @@ class KubernetesDCS(DCS):
         except Conflict as exc:  # a merge patch without resourceVersion has no precondition to fail
             raise DCSError(f"unexpected conflict patching pod {name}") from exc
         self._clock.wrote("member/" + name, raw, sent)
-        if label == L.ROLE_PRIMARY and self._leader == name:
+        if label == ROLE_PRIMARY and self._leader == name:
             self._strip_stale_primaries(name, deadline)
 
     def _strip_stale_primaries(self, me: str, deadline: float) -> None:
         """Best effort: a dead old primary cannot remove its own label; only if its pod is unchanged."""
         for name, meta in self._pods.items():
-            if name == me or (meta.get("labels") or {}).get(L.ROLE_LABEL) != L.ROLE_PRIMARY:
+            if name == me or (meta.get("labels") or {}).get(ROLE_LABEL) != ROLE_PRIMARY:
                 continue
-            patch = {"metadata": {"resourceVersion": meta.get("resourceVersion"), "labels": {L.ROLE_LABEL: None}}}
+            patch = {"metadata": {"resourceVersion": meta.get("resourceVersion"), "labels": {ROLE_LABEL: None}}}
             try:
                 self._client.patch_pod(name, patch, deadline)
-                log.info("removed the stale %s label from pod %s", L.ROLE_LABEL, name)
+                log.info("removed the stale %s label from pod %s", ROLE_LABEL, name)
             except (Conflict, NotFound, DCSError) as exc:
                 log.debug("could not strip the role label of %s: %s", name, exc)
 
     def delete_member(self, name: str) -> None:
         check_name("member name", name)
-        patch = {"metadata": {"annotations": {L.STATUS_ANNOTATION: None}, "labels": {L.ROLE_LABEL: None}}}
+        patch = {"metadata": {"annotations": {STATUS_ANNOTATION: None}, "labels": {ROLE_LABEL: None}}}
         try:
             self._client.patch_pod(name, patch, self._deadline())
         except NotFound:
@@ -403,6 +489,19 @@ class KubernetesDCS(DCS):
 
     def close(self) -> None:
         self._client.close()
+
+
+def _dict_or_none(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise DCSError(f"cluster state annotation holds a non-object: {str(value)[:100]!r}")
+    return value
+
+
+def _term(record: dict[str, Any]) -> int:
+    term = record.get("term", 0)
+    return term if isinstance(term, int) else 0
 
 
 def _json(raw: str | None) -> Any:

@@ -4,7 +4,10 @@ Why this is safe on one machine:
 - expiry is measured with ``time.monotonic()``; on Linux that is CLOCK_MONOTONIC, which is
   system-wide, so every process on the machine agrees on it and wall-clock jumps do not matter;
 - CLOCK_MONOTONIC restarts at boot, so the kernel's boot id is stored in the file and a
-  different boot voids every lease and member record (the term counter survives);
+  different boot voids every lease, member record and switchover request (the term counter,
+  the leader history and the rest of the cluster state survive);
+- a switchover request expires like a member record (``expires`` on the same clock); the leader
+  history has no expiry and is written in the same transaction that checks the writer's lease;
 - every compare-and-swap runs in a ``BEGIN IMMEDIATE`` transaction (one writer at a time),
   the journal is WAL so readers never wait for writers, and ``busy_timeout`` is the
   constructor's timeout so a stuck lock holder turns into :class:`DCSError`, not a hang.
@@ -46,6 +49,7 @@ CREATE TABLE IF NOT EXISTS state (
     scope TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, version INTEGER NOT NULL,
     PRIMARY KEY (scope, key)
 );
+CREATE TABLE IF NOT EXISTS switchover (scope TEXT PRIMARY KEY, value TEXT NOT NULL, expires REAL NOT NULL);
 """
 
 _BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
@@ -101,12 +105,15 @@ class SQLiteDCS(DCS):
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     cur.execute(statement)
+            # Files written before switchover requests expired kept them in `state`, with no expiry.
+            cur.execute("DELETE FROM state WHERE key = 'switchover'")
             row = cur.execute("SELECT value FROM meta WHERE key = 'boot_id'").fetchone()
             current = boot_id()
             if row is None or row[0] != current:
                 # A new boot: monotonic expiries written before it mean nothing now.
                 cur.execute("UPDATE leader SET holder = NULL, expires = 0")
                 cur.execute("DELETE FROM members")
+                cur.execute("DELETE FROM switchover")
                 cur.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('boot_id', ?)", (current,))
 
     @contextmanager
@@ -186,19 +193,23 @@ class SQLiteDCS(DCS):
                 (self._scope, now),
             ).fetchall()
             srows = cur.execute("SELECT key, value, version FROM state WHERE scope = ?", (self._scope,)).fetchall()
-        state = {key: (value, int(version)) for key, value, version in srows}
+            swrow = cur.execute(
+                "SELECT value FROM switchover WHERE scope = ? AND expires > ?", (self._scope, now)
+            ).fetchone()
+        state = {str(key): (str(value), int(version)) for key, value, version in srows}
         try:
-            members = {name: Member(name, json.loads(data)) for name, data in mrows}
+            members = {str(name): Member(str(name), _object(data)) for name, data in mrows}
             sync = state.get("sync")
-            switchover = state.get("switchover")
+            history = state.get("history")
             initialize = state.get("initialize")
             return ClusterView(
-                leader=Leader(lrow[0], int(lrow[1]), float(lrow[2])) if lrow else None,
+                leader=Leader(str(lrow[0]), int(lrow[1]), float(lrow[2])) if lrow else None,
                 members=members,
                 initialize=initialize[0] if initialize else None,
-                sync=json.loads(sync[0]) if sync else None,
+                sync=_object(sync[0]) if sync else None,
                 sync_version=sync[1] if sync else 0,
-                switchover=json.loads(switchover[0]) if switchover else None,
+                switchover=_object(swrow[0]) if swrow else None,
+                history=_object(history[0]) if history else None,
             )
         except ValueError as exc:
             raise DCSError(f"sqlite store {self._path}: garbage record: {exc}") from exc
@@ -297,16 +308,40 @@ class SQLiteDCS(DCS):
             self._put_state(cur, "sync", encoded, version + 1)
             return True
 
-    def set_switchover(self, value: dict[str, Any]) -> None:
+    def set_switchover(self, value: dict[str, Any], ttl: float = 60.0) -> None:
+        ttl = check_ttl(ttl)
         encoded = json.dumps(value, sort_keys=True)
         with self._write() as cur:
-            _, version = self._get_state(cur, "switchover")
-            self._put_state(cur, "switchover", encoded, version + 1)
+            now = time.monotonic()
+            cur.execute(
+                "INSERT INTO switchover (scope, value, expires) VALUES (?, ?, ?) "
+                "ON CONFLICT (scope) DO UPDATE SET value = excluded.value, expires = excluded.expires",
+                (self._scope, encoded, now + ttl),
+            )
 
     def clear_switchover(self) -> None:
         with self._write() as cur:
-            self._del_state(cur, "switchover")
+            cur.execute("DELETE FROM switchover WHERE scope = ?", (self._scope,))
+
+    def set_history(self, name: str, value: dict[str, Any]) -> bool:
+        check_name("name", name)
+        encoded = json.dumps(value, sort_keys=True)
+        with self._write() as cur:
+            holder, _ = self._live_leader(cur, time.monotonic())
+            if holder != name:
+                return False
+            _, version = self._get_state(cur, "history")
+            self._put_state(cur, "history", encoded, version + 1)
+            return True
 
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+def _object(raw: Any) -> dict[str, Any]:
+    """A stored JSON object; ValueError for anything else (the caller reports a garbage record)."""
+    value = json.loads(raw)
+    if not isinstance(value, dict):
+        raise ValueError(f"not a JSON object: {str(raw)[:100]!r}")
+    return value

@@ -16,11 +16,11 @@ from pathlib import Path
 from pgkeel.document import load_cluster
 from pgkeel.ha.config import AgentConfig
 from pgkeel.instance.files import atomic_write
-from pgkeel.k8s import layout as L
+from pgkeel.k8s import layout
 
-# Secret keys of the cluster CA (not yet in layout.py; the manifests must mount them with the others).
-CA_CERT_KEY = getattr(L, "CA_CERT_KEY", "ca.crt")
-CA_KEY_KEY = getattr(L, "CA_KEY_KEY", "ca.key")
+# Secret keys of the cluster CA (the manifests mount them with the others).
+CA_CERT_KEY = layout.CA_CERT_KEY
+CA_KEY_KEY = layout.CA_KEY_KEY
 
 
 class EnvError(ValueError):
@@ -37,26 +37,26 @@ def _required(env: Mapping[str, str], name: str) -> str:
 def config_from_env(env: Mapping[str, str] | None = None) -> AgentConfig:
     """The AgentConfig of this pod; reads cluster.yaml but writes nothing."""
     env = os.environ if env is None else env
-    pod = _required(env, L.ENV_POD_NAME)
-    namespace = _required(env, L.ENV_POD_NAMESPACE)
-    name = _required(env, L.ENV_CLUSTER)
-    config_dir = Path(env.get("PGKEEL_CONFIG_DIR", L.CONFIG_DIR))
-    secrets = Path(env.get("PGKEEL_SECRETS_DIR", L.SECRETS_DIR))
-    pgdata = Path(env.get(L.ENV_PGDATA, L.PGDATA))
-    cluster = load_cluster(config_dir / Path(L.CLUSTER_FILE).name)
+    pod = _required(env, layout.ENV_POD_NAME)
+    namespace = _required(env, layout.ENV_POD_NAMESPACE)
+    name = _required(env, layout.ENV_CLUSTER)
+    config_dir = Path(env.get("PGKEEL_CONFIG_DIR", layout.CONFIG_DIR))
+    secrets = Path(env.get("PGKEEL_SECRETS_DIR", layout.SECRETS_DIR))
+    pgdata = Path(env.get(layout.ENV_PGDATA, layout.PGDATA))
+    cluster = load_cluster(config_dir / Path(layout.CLUSTER_FILE).name)
     if cluster.name != name:
-        raise EnvError(f"{L.ENV_CLUSTER}={name} but {config_dir}/cluster.yaml describes cluster {cluster.name!r}")
+        raise EnvError(f"{layout.ENV_CLUSTER}={name} but {config_dir}/cluster.yaml describes cluster {cluster.name!r}")
     if pod not in cluster.member_names():
         raise EnvError(f"pod {pod} is not a member of {name} ({', '.join(cluster.member_names())})")
     # The API binds to the pod's own address, which is also what peers are told (api_url): 0.0.0.0
     # would be advertised verbatim. Probes and peers both reach the pod IP.
-    pod_ip = env.get(L.ENV_POD_IP, "").strip() or "0.0.0.0"
+    pod_ip = env.get(layout.ENV_POD_IP, "").strip() or "0.0.0.0"
     bindir = cluster.spec.postgres.bindir or f"/usr/lib/postgresql/{cluster.spec.postgres.version}/bin"
-    advertise = env.get("PGKEEL_ADVERTISE_HOST", L.pod_fqdn(pod, name, namespace))
-    services = [f"{name}{suffix}" for suffix in (L.RW_SUFFIX, L.RO_SUFFIX)]
+    advertise = env.get("PGKEEL_ADVERTISE_HOST", layout.pod_fqdn(pod, name, namespace))
+    services = [f"{name}{suffix}" for suffix in (layout.RW_SUFFIX, layout.RO_SUFFIX)]
     tls_names = [
         advertise,
-        L.pod_fqdn(pod, name, namespace),
+        layout.pod_fqdn(pod, name, namespace),
         *services,
         *(f"{svc}.{namespace}.svc" for svc in services),
         *([pod_ip] if pod_ip != "0.0.0.0" else []),
@@ -66,25 +66,25 @@ def config_from_env(env: Mapping[str, str] | None = None) -> AgentConfig:
         name=pod,
         dcs_url=f"kubernetes://{namespace}/{name}",
         api_host=env.get("PGKEEL_API_HOST", pod_ip),
-        api_port=int(env.get("PGKEEL_API_PORT", str(L.API_PORT))),
-        api_token_file=secrets / L.API_TOKEN_KEY,
+        api_port=int(env.get("PGKEEL_API_PORT", str(layout.API_PORT))),
+        api_token_file=secrets / layout.API_TOKEN_KEY,
         advertise_host=advertise,
         bindir=Path(env.get("PGKEEL_BINDIR", bindir)),
         datadir=pgdata,
-        config_file=config_dir / Path(L.CONFIG_FILE).name,
+        config_file=config_dir / Path(layout.CONFIG_FILE).name,
         pg_host=env.get("PGKEEL_PG_HOST", "*"),
-        pg_port=int(env.get("PGKEEL_PG_PORT", str(L.PG_PORT))),
-        socket_dir=Path(env.get("PGKEEL_SOCKET_DIR", L.RUN_DIR)),
+        pg_port=int(env.get("PGKEEL_PG_PORT", str(layout.PG_PORT))),
+        socket_dir=Path(env.get("PGKEEL_SOCKET_DIR", layout.RUN_DIR)),
         log_file=Path(env.get("PGKEEL_LOG_FILE", pgdata.parent / "postgres.log")),
         passfile=Path(env.get("PGKEEL_PASSFILE", pgdata.parent / ".pgpass")),
-        superuser_password_file=secrets / L.SUPERUSER_PASSWORD_KEY,
-        replication_password_file=secrets / L.REPLICATION_PASSWORD_KEY,
+        superuser_password_file=secrets / layout.SUPERUSER_PASSWORD_KEY,
+        replication_password_file=secrets / layout.REPLICATION_PASSWORD_KEY,
         # postgresql.conf names its certificate relative to the data directory: ../tls/server.crt
         tls_dir=pgdata.parent / "tls",
         ca_file=Path(env.get("PGKEEL_CA_FILE", secrets / CA_CERT_KEY)),
         ca_key_file=Path(env.get("PGKEEL_CA_KEY_FILE", secrets / CA_KEY_KEY)),
         tls_names=list(dict.fromkeys(tls_names)),
-        **AgentConfig.timings_from(cluster),  # type: ignore[arg-type]
+        **AgentConfig.document_fields(cluster),
     )
 
 

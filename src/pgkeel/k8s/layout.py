@@ -1,10 +1,23 @@
 """Names, paths and ports shared by the manifests and the in-pod agent.
 
 Both sides import these constants so a rename cannot silently break the contract
-between what `pgkeel render k8s` emits and what `pgkeel agent --kubernetes` expects.
+between what `pgkeel render k8s` emits and what `pgkeel agent --kubernetes` expects. The names
+the agent's Kubernetes store relies on are owned by the store (`pgkeel.dcs.k8s_contract`) and
+re-exported here.
 """
 
 from __future__ import annotations
+
+from pgkeel.dcs.k8s_contract import LEADER_LEASE_SUFFIX as LEADER_LEASE_SUFFIX
+from pgkeel.dcs.k8s_contract import ROLE_LABEL as ROLE_LABEL
+from pgkeel.dcs.k8s_contract import ROLE_PRIMARY as ROLE_PRIMARY
+from pgkeel.dcs.k8s_contract import ROLE_REPLICA as ROLE_REPLICA
+from pgkeel.dcs.k8s_contract import STATE_LEASE_SUFFIX as STATE_LEASE_SUFFIX
+from pgkeel.dcs.k8s_contract import STATUS_ANNOTATION as STATUS_ANNOTATION
+from pgkeel.dcs.k8s_contract import common_labels as common_labels
+from pgkeel.dcs.k8s_contract import leader_lease as leader_lease
+from pgkeel.dcs.k8s_contract import selector_labels as selector_labels
+from pgkeel.dcs.k8s_contract import state_lease as state_lease
 
 # --- images -----------------------------------------------------------------
 DEFAULT_IMAGE = "ghcr.io/pgkeel/pgkeel:0.1.0"
@@ -30,7 +43,6 @@ SECRET_SUFFIX = "-secrets"
 AGENT_SUFFIX = "-agent"  # ServiceAccount, Role, RoleBinding
 PDB_SUFFIX = "-pdb"
 NETPOL_SUFFIX = "-netpol"
-LEADER_LEASE_SUFFIX = "-leader"
 
 # --- paths inside the pod ---------------------------------------------------------
 CONFIG_DIR = "/etc/postgresql"
@@ -60,10 +72,6 @@ CONFIG_VOLUME = "config"
 SECRETS_VOLUME = "secrets"
 
 # --- labels and annotations -----------------------------------------------------------
-ROLE_LABEL = "pgkeel.dev/role"
-ROLE_PRIMARY = "primary"
-ROLE_REPLICA = "replica"
-STATUS_ANNOTATION = "pgkeel.dev/status"
 CONFIG_HASH_ANNOTATION = "pgkeel.dev/config-hash"
 POSTGRES_ARGS_ANNOTATION = "pgkeel.dev/postgres-args"
 
@@ -89,23 +97,3 @@ def headless_service(name: str) -> str:
 def pod_fqdn(pod: str, name: str, namespace: str) -> str:
     """Stable DNS name of a pod (resolvable before it is ready: publishNotReadyAddresses)."""
     return f"{pod}.{headless_service(name)}.{namespace}.svc"
-
-
-def leader_lease(name: str) -> str:
-    """Name of the coordination.k8s.io Lease the agents compete for."""
-    return f"{name}{LEADER_LEASE_SUFFIX}"
-
-
-def common_labels(name: str) -> dict[str, str]:
-    """Labels on every object of a cluster."""
-    return {
-        "app.kubernetes.io/name": "pgkeel",
-        "app.kubernetes.io/instance": name,
-        "app.kubernetes.io/component": "database",
-        "app.kubernetes.io/managed-by": "pgkeel",
-    }
-
-
-def selector_labels(name: str) -> dict[str, str]:
-    """Labels that select the pods of a cluster (stable: a StatefulSet selector is immutable)."""
-    return {"app.kubernetes.io/name": "pgkeel", "app.kubernetes.io/instance": name}

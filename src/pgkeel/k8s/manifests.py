@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from pgkeel.document import PostgresCluster
-from pgkeel.k8s import layout as L
+from pgkeel.k8s import layout
 from pgkeel.k8s.rbac import role_rules
 from pgkeel.pgconf import render_config
 
@@ -32,17 +32,17 @@ def generate_secrets(cluster_name: str = "pgkeel") -> dict[str, str]:
 
     values = {
         key: secrets.token_urlsafe(32)
-        for key in (L.SUPERUSER_PASSWORD_KEY, L.REPLICATION_PASSWORD_KEY, L.API_TOKEN_KEY)
+        for key in (layout.SUPERUSER_PASSWORD_KEY, layout.REPLICATION_PASSWORD_KEY, layout.API_TOKEN_KEY)
     }
     ca = create_ca(cluster_name)
-    values[L.CA_CERT_KEY] = ca.cert_pem.decode()
-    values[L.CA_KEY_KEY] = ca.key_pem.decode()
+    values[layout.CA_CERT_KEY] = ca.cert_pem.decode()
+    values[layout.CA_KEY_KEY] = ca.key_pem.decode()
     return values
 
 
 def _labels(cluster: PostgresCluster) -> dict[str, str]:
     # The document's own labels first, so they can never override the ones selectors rely on.
-    return {**cluster.metadata.labels, **L.common_labels(cluster.name)}
+    return {**cluster.metadata.labels, **layout.common_labels(cluster.name)}
 
 
 def _meta(cluster: PostgresCluster, name: str, **extra: Any) -> dict[str, Any]:
@@ -55,11 +55,11 @@ def cluster_document(cluster: PostgresCluster) -> str:
 
 
 def config_data(cluster: PostgresCluster) -> dict[str, str]:
-    rendered = render_config(cluster, config_dir=L.CONFIG_DIR)
+    rendered = render_config(cluster, config_dir=layout.CONFIG_DIR)
     return {
-        L.CONF_KEY: rendered.postgresql_conf,
-        L.HBA_KEY: rendered.pg_hba_conf,
-        L.CLUSTER_KEY: cluster_document(cluster),
+        layout.CONF_KEY: rendered.postgresql_conf,
+        layout.HBA_KEY: rendered.pg_hba_conf,
+        layout.CLUSTER_KEY: cluster_document(cluster),
     }
 
 
@@ -75,26 +75,28 @@ def config_map(cluster: PostgresCluster, data: Mapping[str, str]) -> Manifest:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": _meta(cluster, cluster.name + L.CONFIGMAP_SUFFIX),
+        "metadata": _meta(cluster, cluster.name + layout.CONFIGMAP_SUFFIX),
         "data": dict(data),
     }
 
 
 def secret(cluster: PostgresCluster, values: Mapping[str, str]) -> Manifest:
-    missing = [k for k in L.SECRET_KEYS if not values.get(k)]
+    missing = [k for k in layout.SECRET_KEYS if not values.get(k)]
     if missing:
         raise ValueError(f"secret values missing: {', '.join(missing)}")
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": _meta(cluster, cluster.name + L.SECRET_SUFFIX),
+        "metadata": _meta(cluster, cluster.name + layout.SECRET_SUFFIX),
         "type": "Opaque",
-        "stringData": {k: values[k] for k in L.SECRET_KEYS},
+        "stringData": {k: values[k] for k in layout.SECRET_KEYS},
     }
 
 
 def _service(cluster: PostgresCluster, name: str, selector: dict[str, str], **spec: Any) -> Manifest:
-    ports = [{"name": L.PG_PORT_NAME, "port": L.PG_PORT, "targetPort": L.PG_PORT_NAME, "protocol": "TCP"}]
+    ports = [
+        {"name": layout.PG_PORT_NAME, "port": layout.PG_PORT, "targetPort": layout.PG_PORT_NAME, "protocol": "TCP"}
+    ]
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -105,19 +107,25 @@ def _service(cluster: PostgresCluster, name: str, selector: dict[str, str], **sp
 
 def services(cluster: PostgresCluster) -> list[Manifest]:
     """Headless (peer DNS, before readiness), read-write (the primary) and read-only (replicas)."""
-    sel = L.selector_labels(cluster.name)
-    headless = _service(cluster, L.headless_service(cluster.name), sel, clusterIP="None", publishNotReadyAddresses=True)
-    headless["spec"]["ports"].append(
-        {"name": L.API_PORT_NAME, "port": L.API_PORT, "targetPort": L.API_PORT_NAME, "protocol": "TCP"}
+    sel = layout.selector_labels(cluster.name)
+    headless = _service(
+        cluster, layout.headless_service(cluster.name), sel, clusterIP="None", publishNotReadyAddresses=True
     )
-    rw = _service(cluster, cluster.name + L.RW_SUFFIX, {**sel, L.ROLE_LABEL: L.ROLE_PRIMARY}, type="ClusterIP")
-    ro = _service(cluster, cluster.name + L.RO_SUFFIX, {**sel, L.ROLE_LABEL: L.ROLE_REPLICA}, type="ClusterIP")
+    headless["spec"]["ports"].append(
+        {"name": layout.API_PORT_NAME, "port": layout.API_PORT, "targetPort": layout.API_PORT_NAME, "protocol": "TCP"}
+    )
+    rw = _service(
+        cluster, cluster.name + layout.RW_SUFFIX, {**sel, layout.ROLE_LABEL: layout.ROLE_PRIMARY}, type="ClusterIP"
+    )
+    ro = _service(
+        cluster, cluster.name + layout.RO_SUFFIX, {**sel, layout.ROLE_LABEL: layout.ROLE_REPLICA}, type="ClusterIP"
+    )
     return [headless, rw, ro]
 
 
 def rbac(cluster: PostgresCluster) -> list[Manifest]:
     """ServiceAccount, Role and RoleBinding: only the calls the agent makes (see `rbac.AGENT_API_CALLS`)."""
-    name = cluster.name + L.AGENT_SUFFIX
+    name = cluster.name + layout.AGENT_SUFFIX
     account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(cluster, name)}
     role = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -140,8 +148,8 @@ def pod_disruption_budget(cluster: PostgresCluster) -> Manifest:
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
-        "metadata": _meta(cluster, cluster.name + L.PDB_SUFFIX),
-        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": L.selector_labels(cluster.name)}},
+        "metadata": _meta(cluster, cluster.name + layout.PDB_SUFFIX),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": layout.selector_labels(cluster.name)}},
     }
 
 
@@ -151,9 +159,9 @@ def network_policy(cluster: PostgresCluster) -> Manifest:
     `samenet` cannot be expressed as a NetworkPolicy peer, so when it is listed port 5432 stays open
     at this layer and pg_hba.conf does the filtering; the API port is always peers-only.
     """
-    sel = L.selector_labels(cluster.name)
-    pg = {"protocol": "TCP", "port": L.PG_PORT}
-    api = {"protocol": "TCP", "port": L.API_PORT}
+    sel = layout.selector_labels(cluster.name)
+    pg = {"protocol": "TCP", "port": layout.PG_PORT}
+    api = {"protocol": "TCP", "port": layout.API_PORT}
     cidrs = cluster.spec.network.allowed_cidrs
     ingress: list[dict[str, Any]] = [{"from": [{"podSelector": {"matchLabels": sel}}], "ports": [pg, api]}]
     if any(c in ("samenet", "samehost") for c in cidrs):
@@ -163,7 +171,7 @@ def network_policy(cluster: PostgresCluster) -> Manifest:
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": _meta(cluster, cluster.name + L.NETPOL_SUFFIX),
+        "metadata": _meta(cluster, cluster.name + layout.NETPOL_SUFFIX),
         "spec": {"podSelector": {"matchLabels": sel}, "policyTypes": ["Ingress"], "ingress": ingress},
     }
 
@@ -173,18 +181,18 @@ def _env(cluster: PostgresCluster) -> list[dict[str, Any]]:
         return {"name": name, "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": path}}}
 
     return [
-        field(L.ENV_POD_NAME, "metadata.name"),
-        field(L.ENV_POD_IP, "status.podIP"),
-        field(L.ENV_POD_NAMESPACE, "metadata.namespace"),
-        {"name": L.ENV_CLUSTER, "value": cluster.name},
-        {"name": L.ENV_PGDATA, "value": L.PGDATA},
-        {"name": L.ENV_POSTGRES_ARGS, "value": L.POSTGRES_ARGS},
+        field(layout.ENV_POD_NAME, "metadata.name"),
+        field(layout.ENV_POD_IP, "status.podIP"),
+        field(layout.ENV_POD_NAMESPACE, "metadata.namespace"),
+        {"name": layout.ENV_CLUSTER, "value": cluster.name},
+        {"name": layout.ENV_PGDATA, "value": layout.PGDATA},
+        {"name": layout.ENV_POSTGRES_ARGS, "value": layout.POSTGRES_ARGS},
     ]
 
 
 def _probe(path: str, period: int, failures: int, timeout: int = 3) -> dict[str, Any]:
     return {
-        "httpGet": {"path": path, "port": L.API_PORT_NAME, "scheme": "HTTP"},
+        "httpGet": {"path": path, "port": layout.API_PORT_NAME, "scheme": "HTTP"},
         "periodSeconds": period,
         "timeoutSeconds": timeout,
         "failureThreshold": failures,
@@ -196,43 +204,43 @@ def _container(cluster: PostgresCluster, image: str) -> dict[str, Any]:
     # requests == limits: Guaranteed QoS, and exactly the numbers the tuning assumed.
     amounts = {"cpu": res.cpu, "memory": res.memory}
     return {
-        "name": L.CONTAINER_NAME,
+        "name": layout.CONTAINER_NAME,
         "image": image,
         "imagePullPolicy": "IfNotPresent",
-        "command": list(L.AGENT_COMMAND),
+        "command": list(layout.AGENT_COMMAND),
         "env": _env(cluster),
         "ports": [
-            {"name": L.PG_PORT_NAME, "containerPort": L.PG_PORT, "protocol": "TCP"},
-            {"name": L.API_PORT_NAME, "containerPort": L.API_PORT, "protocol": "TCP"},
+            {"name": layout.PG_PORT_NAME, "containerPort": layout.PG_PORT, "protocol": "TCP"},
+            {"name": layout.API_PORT_NAME, "containerPort": layout.API_PORT, "protocol": "TCP"},
         ],
         "resources": {"requests": dict(amounts), "limits": dict(amounts)},
         # All three ask the agent's API; /liveness reflects only the agent loop, so a long
         # recovery or clone never gets the container killed.
-        "startupProbe": _probe(L.LIVENESS_PATH, period=2, failures=30),
-        "livenessProbe": _probe(L.LIVENESS_PATH, period=10, failures=3, timeout=5),
-        "readinessProbe": _probe(L.READINESS_PATH, period=5, failures=3),
+        "startupProbe": _probe(layout.LIVENESS_PATH, period=2, failures=30),
+        "livenessProbe": _probe(layout.LIVENESS_PATH, period=10, failures=3, timeout=5),
+        "readinessProbe": _probe(layout.READINESS_PATH, period=5, failures=3),
         "securityContext": {
             "runAsNonRoot": True,
-            "runAsUser": L.POSTGRES_UID,
-            "runAsGroup": L.POSTGRES_GID,
+            "runAsUser": layout.POSTGRES_UID,
+            "runAsGroup": layout.POSTGRES_GID,
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,
             "capabilities": {"drop": ["ALL"]},
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "volumeMounts": [
-            {"name": L.DATA_VOLUME, "mountPath": L.DATA_MOUNT},
-            {"name": L.CONFIG_VOLUME, "mountPath": L.CONFIG_DIR, "readOnly": True},
-            {"name": L.SECRETS_VOLUME, "mountPath": L.SECRETS_DIR, "readOnly": True},
-            {"name": "tmp", "mountPath": L.TMP_DIR},
-            {"name": "run", "mountPath": L.RUN_DIR},
+            {"name": layout.DATA_VOLUME, "mountPath": layout.DATA_MOUNT},
+            {"name": layout.CONFIG_VOLUME, "mountPath": layout.CONFIG_DIR, "readOnly": True},
+            {"name": layout.SECRETS_VOLUME, "mountPath": layout.SECRETS_DIR, "readOnly": True},
+            {"name": "tmp", "mountPath": layout.TMP_DIR},
+            {"name": "run", "mountPath": layout.RUN_DIR},
             {"name": "dshm", "mountPath": "/dev/shm"},
         ],
     }
 
 
 def _affinity(cluster: PostgresCluster) -> dict[str, Any]:
-    sel = {"matchLabels": L.selector_labels(cluster.name)}
+    sel = {"matchLabels": layout.selector_labels(cluster.name)}
     spread = [(100, "kubernetes.io/hostname"), (50, "topology.kubernetes.io/zone")]
     return {
         "podAntiAffinity": {
@@ -246,9 +254,12 @@ def _affinity(cluster: PostgresCluster) -> dict[str, Any]:
 
 def _volumes(cluster: PostgresCluster) -> list[dict[str, Any]]:
     return [
-        {"name": L.CONFIG_VOLUME, "configMap": {"name": cluster.name + L.CONFIGMAP_SUFFIX}},
+        {"name": layout.CONFIG_VOLUME, "configMap": {"name": cluster.name + layout.CONFIGMAP_SUFFIX}},
         # 0440, not 0400: the files belong to root and the postgres user reads them through fsGroup.
-        {"name": L.SECRETS_VOLUME, "secret": {"secretName": cluster.name + L.SECRET_SUFFIX, "defaultMode": 0o440}},
+        {
+            "name": layout.SECRETS_VOLUME,
+            "secret": {"secretName": cluster.name + layout.SECRET_SUFFIX, "defaultMode": 0o440},
+        },
         {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
         {"name": "run", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
         # The runtime's default 64M /dev/shm is too small for PostgreSQL's dynamic shared memory.
@@ -264,7 +275,7 @@ def _volume_claim(cluster: PostgresCluster) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
-        "metadata": {"name": L.DATA_VOLUME, "labels": L.common_labels(cluster.name)},
+        "metadata": {"name": layout.DATA_VOLUME, "labels": layout.common_labels(cluster.name)},
         "spec": spec,
     }
 
@@ -277,9 +288,9 @@ def stateful_set(cluster: PostgresCluster, image: str, hash_: str) -> Manifest:
     image change must not restart the primary behind the agent's back; the agent reloads what a
     reload can change, and pods are replaced one at a time by the operator (see docs).
     """
-    sel = L.selector_labels(cluster.name)
+    sel = layout.selector_labels(cluster.name)
     pod_spec = {
-        "serviceAccountName": cluster.name + L.AGENT_SUFFIX,
+        "serviceAccountName": cluster.name + layout.AGENT_SUFFIX,
         "automountServiceAccountToken": True,
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
@@ -288,9 +299,9 @@ def stateful_set(cluster: PostgresCluster, image: str, hash_: str) -> Manifest:
         "shareProcessNamespace": True,
         "securityContext": {
             "runAsNonRoot": True,
-            "runAsUser": L.POSTGRES_UID,
-            "runAsGroup": L.POSTGRES_GID,
-            "fsGroup": L.POSTGRES_GID,
+            "runAsUser": layout.POSTGRES_UID,
+            "runAsGroup": layout.POSTGRES_GID,
+            "fsGroup": layout.POSTGRES_GID,
             "fsGroupChangePolicy": "OnRootMismatch",
             "seccompProfile": {"type": "RuntimeDefault"},
         },
@@ -303,7 +314,7 @@ def stateful_set(cluster: PostgresCluster, image: str, hash_: str) -> Manifest:
         "kind": "StatefulSet",
         "metadata": _meta(cluster, cluster.name),
         "spec": {
-            "serviceName": L.headless_service(cluster.name),
+            "serviceName": layout.headless_service(cluster.name),
             "replicas": cluster.spec.instances,
             "podManagementPolicy": "Parallel",
             "updateStrategy": {"type": "OnDelete"},
@@ -312,8 +323,8 @@ def stateful_set(cluster: PostgresCluster, image: str, hash_: str) -> Manifest:
                 "metadata": {
                     "labels": _labels(cluster),
                     "annotations": {
-                        L.CONFIG_HASH_ANNOTATION: hash_,
-                        L.POSTGRES_ARGS_ANNOTATION: L.POSTGRES_ARGS,
+                        layout.CONFIG_HASH_ANNOTATION: hash_,
+                        layout.POSTGRES_ARGS_ANNOTATION: layout.POSTGRES_ARGS,
                     },
                 },
                 "spec": pod_spec,
@@ -325,7 +336,7 @@ def stateful_set(cluster: PostgresCluster, image: str, hash_: str) -> Manifest:
 
 def render_manifests(
     cluster: PostgresCluster,
-    image: str = L.DEFAULT_IMAGE,
+    image: str = layout.DEFAULT_IMAGE,
     *,
     secret_values: Mapping[str, str] | None = None,
     include_secret: bool = True,

@@ -1,26 +1,17 @@
 """What the in-pod agent may do against the Kubernetes API, and the Role that grants exactly that.
 
-`AGENT_API_CALLS` is the single source of truth: the agent's Kubernetes store imports it and
-refuses to make a call it does not list, and the rendered Role is generated from it, so a test
-can prove the Role grants what the agent calls and nothing more.
+`AGENT_API_CALLS` is the single source of truth: the agent's Kubernetes store owns it
+(`pgkeel.dcs.k8s_contract`) and refuses to make a call it does not list, and the rendered Role is
+generated from it here, so a test can prove the Role grants what the agent calls and nothing more.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-# (apiGroup, resource, verb); "" is the core group.
-AGENT_API_CALLS: list[tuple[str, str, str]] = [
-    # The leader lease (and any other Lease the store keeps): optimistic concurrency by resourceVersion.
-    ("coordination.k8s.io", "leases", "get"),
-    ("coordination.k8s.io", "leases", "create"),
-    ("coordination.k8s.io", "leases", "update"),
-    # Member records and the role label live on the pods themselves.
-    ("", "pods", "get"),
-    ("", "pods", "list"),
-    ("", "pods", "watch"),
-    ("", "pods", "patch"),
-]
+from pgkeel.dcs.k8s_contract import AGENT_API_CALLS
+
+__all__ = ["AGENT_API_CALLS", "granted", "role_rules"]
 
 
 def role_rules(calls: list[tuple[str, str, str]] = AGENT_API_CALLS) -> list[dict[str, Any]]:

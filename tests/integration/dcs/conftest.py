@@ -27,10 +27,9 @@ import pytest
 from pgkeel.dcs.base import DCS
 from pgkeel.dcs.etcd import EtcdDCS
 from pgkeel.dcs.k8s_client import Endpoint
+from pgkeel.dcs.k8s_contract import AGENT_API_CALLS, common_labels, selector_labels
 from pgkeel.dcs.kubernetes import KubernetesDCS
 from pgkeel.dcs.sqlite import SQLiteDCS
-from pgkeel.k8s import layout
-from pgkeel.k8s.rbac import AGENT_API_CALLS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/, for the `fakes` package
 from fakes.kube_api import FakeKubeApi
@@ -193,7 +192,7 @@ class KubernetesBackend:
         if scope in self._scopes:
             return
         self._scopes.add(scope)
-        labels = {**layout.common_labels(scope), **layout.selector_labels(scope)}
+        labels = {**common_labels(scope), **selector_labels(scope)}
         for name in K8S_MEMBERS:
             if self.api.pod(K8S_NAMESPACE, name) is None:
                 self.api.create_pod(K8S_NAMESPACE, name, labels)

@@ -35,7 +35,9 @@ def wait_for(store: DCS, predicate: Callable[[ClusterView], bool], timeout: floa
 
 def test_empty_view(open_store: Open) -> None:
     view = open_store().view()
-    assert view == ClusterView(leader=None, members={}, initialize=None, sync=None, sync_version=0, switchover=None)
+    assert view == ClusterView(
+        leader=None, members={}, initialize=None, sync=None, sync_version=0, switchover=None, history=None
+    )
 
 
 def test_acquire_on_empty(open_store: Open) -> None:
@@ -231,13 +233,114 @@ def test_switchover_set_and_clear(open_store: Open) -> None:
     assert a.view().switchover is None
 
 
+def test_switchover_expires_after_its_ttl(open_store: Open) -> None:
+    a, b = open_store(), open_store()
+    request = {"from": "n0", "to": "n1", "force": False}
+    started = time.monotonic()
+    a.set_switchover(request, ttl=TTL)
+    assert b.view().switchover == request
+    view = wait_for(b, lambda v: v.switchover is None, timeout=TTL + 2.0)
+    assert time.monotonic() - started >= TTL * 0.9, "request vanished before its ttl"
+    assert view.switchover is None
+    assert a.view().switchover is None, "expired for the writer too"
+    assert open_store().view().switchover is None, "an expired request does not come back for a new observer"
+    a.clear_switchover()  # absent is fine
+
+
+def test_switchover_replacement_has_its_own_ttl(open_store: Open) -> None:
+    a, b = open_store(), open_store()
+    a.set_switchover({"to": "n1"}, ttl=TTL)
+    a.set_switchover({"to": "n2"}, ttl=30.0)
+    time.sleep(TTL + 0.5)  # past the first request's ttl
+    assert b.view().switchover == {"to": "n2"}
+    a.set_switchover({"to": "n3"}, ttl=30.0)
+    a.set_switchover({"to": "n3"}, ttl=TTL)  # the same request again, now short: the last ttl counts
+    wait_for(b, lambda v: v.switchover is None, timeout=TTL + 2.0)
+
+
+HISTORY = {"leader": "n0", "host": "10.0.0.1", "port": 5432, "api_url": "https://10.0.0.1:8008",
+           "timeline": 3, "lsn": "0/3000060", "term": 7}
+
+
+def test_history_written_only_by_the_live_holder(open_store: Open) -> None:
+    a, b = open_store(), open_store()
+    assert not a.set_history("n0", HISTORY), "nobody holds the lease"
+    assert a.view().history is None
+    assert a.acquire_leader("n0", 5.0)
+    assert not b.set_history("n1", {**HISTORY, "leader": "n1"}), "a non-holder"
+    assert not a.set_history("n1", {**HISTORY, "leader": "n1"}), "a non-holder, even on the holder's connection"
+    assert b.view().history is None
+    assert a.set_history("n0", HISTORY)
+    view = b.view()
+    assert view.history == HISTORY and view.leader is not None and view.leader.holder == "n0"
+    restarted = open_store()
+    assert restarted.set_history("n0", {**HISTORY, "lsn": "0/4000000"}), "another connection of the holder"
+    assert b.view().history == {**HISTORY, "lsn": "0/4000000"}
+
+
+def test_history_refused_for_an_expired_holder(open_store: Open) -> None:
+    holder, other = open_store(), open_store()
+    assert holder.acquire_leader("n0", TTL)
+    acquired = time.monotonic()
+    assert holder.set_history("n0", HISTORY)
+    time.sleep(TTL + 0.2)  # no renewal: the lease runs out
+    wait_for(other, lambda v: v.leader is None, timeout=TTL + 2.0)
+    assert time.monotonic() - acquired > TTL
+    assert not holder.set_history("n0", {**HISTORY, "lsn": "0/9000000"}), "an expired holder"
+    view = other.view()
+    assert view.leader is None and view.history == HISTORY, "the record outlives the lease"
+
+
+def test_history_survives_release_member_expiry_and_reopen(backend: Any, scope: str, open_store: Open) -> None:
+    store = backend.open(scope)
+    try:
+        assert store.acquire_leader("n0", 5.0)
+        store.set_member("n0", {"role": "primary"}, TTL)
+        published = time.monotonic()
+        assert store.set_history("n0", HISTORY)
+        assert store.release_leader("n0")
+        assert store.view().history == HISTORY, "survives release"
+        view = wait_for(store, lambda v: "n0" not in v.members, timeout=TTL + 2.0)
+        assert time.monotonic() - published >= TTL * 0.9
+        assert view.history == HISTORY, "survives the member record's expiry"
+    finally:
+        store.close()
+    reopened = open_store()
+    view = reopened.view()
+    assert view.leader is None and view.history == HISTORY, "survives close and reopen"
+
+
+def test_next_leader_replaces_history(open_store: Open) -> None:
+    old, new, third = open_store(), open_store(), open_store()
+    assert old.acquire_leader("n0", TTL)
+    assert old.set_history("n0", HISTORY)
+    wait_for(new, lambda v: v.leader is None, timeout=TTL + 2.0)
+    assert new.acquire_leader("n1", 5.0)
+    assert not old.set_history("n0", {**HISTORY, "lsn": "0/9000000"}), "the old leader cannot write any more"
+    assert new.view().history == HISTORY, "kept until the next leader writes"
+    second = {**HISTORY, "leader": "n1", "host": "10.0.0.2", "timeline": 4, "term": 8}
+    assert new.set_history("n1", second)
+    assert third.view().history == second
+    assert new.take_over_leader("n1", "n2", 5.0)
+    assert not new.set_history("n1", HISTORY), "handed over: no longer the holder"
+    assert third.set_history("n2", {**second, "leader": "n2"})
+    assert old.view().history == {**second, "leader": "n2"}
+    assert third.release_leader("n2")
+    assert old.acquire_leader("n0", 5.0)
+    assert old.set_history("n0", HISTORY), "a later term of the first leader"
+    assert new.view().history == HISTORY
+
+
 def test_scopes_are_isolated(open_store: Open) -> None:
     a, b = open_store(scope_="alpha-x"), open_store(scope_="alpha")
     assert a.acquire_leader("n0", 5.0)
     assert b.acquire_leader("n0", 5.0), "another cluster has its own lease"
     a.set_member("m", {}, 5.0)
     assert a.initialize("x")
-    assert b.view().members == {} and b.view().initialize is None
+    assert a.set_history("n0", HISTORY)
+    a.set_switchover({"to": "m"})
+    view = b.view()
+    assert view.members == {} and view.initialize is None and view.history is None and view.switchover is None
     assert a.release_leader("n0") and b.release_leader("n0")
 
 
@@ -249,6 +352,10 @@ def test_invalid_arguments_are_rejected(open_store: Open) -> None:
         store.acquire_leader("a/b", 5.0)
     with pytest.raises(ValueError):
         store.set_member("", {}, 5.0)
+    with pytest.raises(ValueError):
+        store.set_switchover({"to": "n1"}, ttl=0)
+    with pytest.raises(ValueError):
+        store.set_history("a/b", {})
 
 
 def test_concurrent_acquire_threads_one_winner(open_store: Open) -> None:
@@ -316,6 +423,8 @@ def test_outage_raises_dcserror_within_timeout(backend: Any, open_store: Open) -
         ("set_member", lambda: holder.set_member("n0", {}, 30.0)),
         ("set_sync", lambda: holder.set_sync({}, 0)),
         ("initialize", lambda: holder.initialize("x")),
+        ("set_history", lambda: holder.set_history("n0", HISTORY)),
+        ("set_switchover", lambda: holder.set_switchover({"to": "n1"}, ttl=30.0)),
     ]
     with backend.outage():
         for what, call in calls:

@@ -11,22 +11,21 @@ import pytest
 
 from pgkeel.dcs import DCSError, open_dcs
 from pgkeel.dcs.k8s_client import Endpoint
+from pgkeel.dcs.k8s_contract import AGENT_API_CALLS, ROLE_LABEL, STATUS_ANNOTATION, leader_lease
 from pgkeel.dcs.kubernetes import KubernetesDCS
-from pgkeel.k8s import layout as L
-from pgkeel.k8s.rbac import AGENT_API_CALLS
 
 NS = "pgkeel-test"  # conftest.K8S_NAMESPACE
 Backend = Any  # conftest's KubernetesBackend
 
 
 def label(backend: Backend, pod: str) -> str | None:
-    return (backend.api.pod(NS, pod)["metadata"].get("labels") or {}).get(L.ROLE_LABEL)
+    return (backend.api.pod(NS, pod)["metadata"].get("labels") or {}).get(ROLE_LABEL)
 
 
 def test_stale_write_is_a_lost_race_not_an_error(kubernetes_backend: Backend, scope: str) -> None:
     a, b = kubernetes_backend.open(scope), kubernetes_backend.open(scope)
     assert a.acquire_leader("n0", 5.0)
-    lease = kubernetes_backend.api.lease(NS, L.leader_lease(scope))
+    lease = kubernetes_backend.api.lease(NS, leader_lease(scope))
     assert b.renew_leader("n0", 5.0)  # moves the resourceVersion on
     stale = {**lease, "spec": {**lease["spec"], "holderIdentity": "n1"}}
     with pytest.raises(Exception) as conflict:
@@ -86,9 +85,9 @@ def test_wrong_token_is_dcserror(kubernetes_backend: Backend, scope: str, tmp_pa
 def test_expiry_uses_the_observers_clock_not_renew_time(kubernetes_backend: Backend, scope: str) -> None:
     """A lease whose renewTime is years old is still live until a fresh observer has watched it for its duration."""
     kubernetes_backend.api.store.create(
-        ("coordination.k8s.io", "leases", NS, L.leader_lease(scope)),
+        ("coordination.k8s.io", "leases", NS, leader_lease(scope)),
         {
-            "metadata": {"name": L.leader_lease(scope)},
+            "metadata": {"name": leader_lease(scope)},
             "spec": {
                 "holderIdentity": "n0",
                 "leaseDurationSeconds": 1,
@@ -118,7 +117,7 @@ def test_member_publish_patches_role_label(kubernetes_backend: Backend, scope: s
     store.set_member("n1", {"role": "replica"}, 5.0)
     store.delete_member("n1")
     assert label(kubernetes_backend, "n1") is None
-    assert L.STATUS_ANNOTATION not in (kubernetes_backend.api.pod(NS, "n1")["metadata"].get("annotations") or {})
+    assert STATUS_ANNOTATION not in (kubernetes_backend.api.pod(NS, "n1")["metadata"].get("annotations") or {})
     with pytest.raises(DCSError, match="not found"):
         store.set_member("no-such-pod", {"role": "replica"}, 5.0)
 

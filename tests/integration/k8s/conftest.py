@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 from pgkeel.document import PostgresCluster, load_cluster
-from pgkeel.k8s import layout as L
+from pgkeel.k8s import layout
 from pgkeel.local.layout import chown_for_postgres, free_port
 from pgkeel.pgconf import render_config
 from pgkeel.tls import create_ca
@@ -86,7 +86,7 @@ class PodCluster:
             create_ca(name).save(self.secrets / "ca.crt", self.secrets / "ca.key")
             for key in ("ca.crt", "ca.key"):
                 chown_for_postgres(self.secrets / key)
-        passwords = [k for k in L.SECRET_KEYS if k not in (L.CA_CERT_KEY, L.CA_KEY_KEY)]
+        passwords = [k for k in layout.SECRET_KEYS if k not in (layout.CA_CERT_KEY, layout.CA_KEY_KEY)]
         for key in (*passwords, "k8s-token"):
             value = api.token if key == "k8s-token" else secrets.token_urlsafe(24)
             path = self.secrets / key
@@ -96,7 +96,7 @@ class PodCluster:
         self.names = self.cluster.member_names()
         self.ports = {n: (free_port(), free_port()) for n in self.names}  # (postgres, api)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        labels = {**L.common_labels(name), **L.selector_labels(name)}
+        labels = {**layout.common_labels(name), **layout.selector_labels(name)}
         for pod in self.names:
             api.create_pod(NAMESPACE, pod, labels)
             (base / pod).mkdir(mode=0o755)
@@ -109,11 +109,11 @@ class PodCluster:
         pg_port, api_port = self.ports[pod]
         keep = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "PYTHONPATH")}
         return keep | {
-            L.ENV_POD_NAME: pod,
-            L.ENV_POD_NAMESPACE: NAMESPACE,
-            L.ENV_POD_IP: "127.0.0.1",
-            L.ENV_CLUSTER: self.cluster.name,
-            L.ENV_PGDATA: str(self.pgdata(pod)),
+            layout.ENV_POD_NAME: pod,
+            layout.ENV_POD_NAMESPACE: NAMESPACE,
+            layout.ENV_POD_IP: "127.0.0.1",
+            layout.ENV_CLUSTER: self.cluster.name,
+            layout.ENV_PGDATA: str(self.pgdata(pod)),
             "PGKEEL_CONFIG_DIR": str(self.etc),
             "PGKEEL_SECRETS_DIR": str(self.secrets),
             "PGKEEL_SOCKET_DIR": str(self.base / pod / "run"),
@@ -157,10 +157,10 @@ class PodCluster:
 
     def role_label(self, pod: str) -> str | None:
         obj = self.api.pod(NAMESPACE, pod) or {}
-        return (obj.get("metadata", {}).get("labels") or {}).get(L.ROLE_LABEL)
+        return (obj.get("metadata", {}).get("labels") or {}).get(layout.ROLE_LABEL)
 
     def lease_holder(self) -> str | None:
-        lease = self.api.lease(NAMESPACE, L.leader_lease(self.cluster.name)) or {}
+        lease = self.api.lease(NAMESPACE, layout.leader_lease(self.cluster.name)) or {}
         return (lease.get("spec") or {}).get("holderIdentity")
 
     def logs(self) -> str:

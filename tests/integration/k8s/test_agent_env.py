@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pgkeel.k8s import layout as L
+from pgkeel.k8s import layout
 from pgkeel.k8s.agent_env import EnvError, config_from_env, write_passfile
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -21,14 +21,14 @@ def mounts(tmp_path: Path) -> dict[str, str]:
     (tmp_path / "etc").mkdir()
     (tmp_path / "etc" / "cluster.yaml").write_text(yaml.safe_dump(doc))
     (tmp_path / "sec").mkdir()
-    (tmp_path / "sec" / L.SUPERUSER_PASSWORD_KEY).write_text("su:pa\\ss\n")
-    (tmp_path / "sec" / L.REPLICATION_PASSWORD_KEY).write_text("rep\n")
+    (tmp_path / "sec" / layout.SUPERUSER_PASSWORD_KEY).write_text("su:pa\\ss\n")
+    (tmp_path / "sec" / layout.REPLICATION_PASSWORD_KEY).write_text("rep\n")
     return {
-        L.ENV_POD_NAME: "pg-1",
-        L.ENV_POD_NAMESPACE: "ns",
-        L.ENV_POD_IP: "10.0.0.7",
-        L.ENV_CLUSTER: "pg",
-        L.ENV_PGDATA: str(tmp_path / "data" / "pgdata"),
+        layout.ENV_POD_NAME: "pg-1",
+        layout.ENV_POD_NAMESPACE: "ns",
+        layout.ENV_POD_IP: "10.0.0.7",
+        layout.ENV_CLUSTER: "pg",
+        layout.ENV_PGDATA: str(tmp_path / "data" / "pgdata"),
         "PGKEEL_CONFIG_DIR": str(tmp_path / "etc"),
         "PGKEEL_SECRETS_DIR": str(tmp_path / "sec"),
     }
@@ -40,7 +40,7 @@ def test_defaults_follow_the_pod_contract(mounts: dict[str, str], tmp_path: Path
     assert cfg.dcs_url == "kubernetes://ns/pg"
     assert cfg.advertise_host == "pg-1.pg-hl.ns.svc"
     assert (cfg.api_host, cfg.api_port, cfg.pg_host, cfg.pg_port) == ("10.0.0.7", 8008, "*", 5432)
-    assert cfg.socket_dir == Path(L.RUN_DIR)
+    assert cfg.socket_dir == Path(layout.RUN_DIR)
     assert cfg.config_file == tmp_path / "etc" / "postgresql.conf"
     assert cfg.passfile == tmp_path / "data" / ".pgpass"
     assert cfg.tls_dir == tmp_path / "data" / "tls" and "pg-rw.ns.svc" in cfg.tls_names
@@ -55,7 +55,7 @@ def test_passfile_is_private_and_escaped(mounts: dict[str, str]) -> None:
 
 
 def test_missing_identity_or_foreign_pod_is_refused(mounts: dict[str, str]) -> None:
-    with pytest.raises(EnvError, match=L.ENV_POD_NAME):
-        config_from_env({k: v for k, v in mounts.items() if k != L.ENV_POD_NAME})
+    with pytest.raises(EnvError, match=layout.ENV_POD_NAME):
+        config_from_env({k: v for k, v in mounts.items() if k != layout.ENV_POD_NAME})
     with pytest.raises(EnvError, match="not a member"):
-        config_from_env({**mounts, L.ENV_POD_NAME: "pg-7"})
+        config_from_env({**mounts, layout.ENV_POD_NAME: "pg-7"})

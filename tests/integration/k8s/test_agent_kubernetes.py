@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgkeel.k8s import layout as L
+from pgkeel.k8s import layout
 from pgkeel.k8s.rbac import AGENT_API_CALLS
 
 pytestmark = [
@@ -46,12 +46,12 @@ def healthy(cluster: PodCluster) -> str | None:
     statuses = {pod: cluster.status(pod) for pod in cluster.names}
     if any(s is None or "postgres" not in s for s in statuses.values()):
         return None  # an agent not answering yet, or before its first loop
-    if statuses[holder]["role"] != "primary" or cluster.role_label(holder) != L.ROLE_PRIMARY:
+    if statuses[holder]["role"] != "primary" or cluster.role_label(holder) != layout.ROLE_PRIMARY:
         return None
     replicas = [p for p in cluster.names if p != holder]
     for pod in replicas:
         pg = statuses[pod]["postgres"]
-        if not (pg["in_recovery"] and pg["streaming"]) or cluster.role_label(pod) != L.ROLE_REPLICA:
+        if not (pg["in_recovery"] and pg["streaming"]) or cluster.role_label(pod) != layout.ROLE_REPLICA:
             return None
     return holder
 
@@ -63,7 +63,7 @@ def test_three_agents_elect_label_and_fail_over(pod_cluster: Callable[..., PodCl
     leader = wait_for(lambda: healthy(cluster), 120, "a primary with two streaming replicas", cluster)
 
     su = cluster.cluster.spec.users.superuser
-    password = (cluster.secrets / L.SUPERUSER_PASSWORD_KEY).read_text().strip()
+    password = (cluster.secrets / layout.SUPERUSER_PASSWORD_KEY).read_text().strip()
 
     def connect(pod: str) -> psycopg.Connection[Any]:
         port = cluster.ports[pod][0]
@@ -73,7 +73,7 @@ def test_three_agents_elect_label_and_fail_over(pod_cluster: Callable[..., PodCl
     with connect(leader) as conn:
         conn.execute("CREATE TABLE t (v int)")
         conn.execute("INSERT INTO t VALUES (1)")
-    term = cluster.api.lease("db", L.leader_lease(cluster.cluster.name))["spec"]["leaseTransitions"]
+    term = cluster.api.lease("db", layout.leader_lease(cluster.cluster.name))["spec"]["leaseTransitions"]
     assert "pgkeel.dev/status" in cluster.api.pod("db", leader)["metadata"]["annotations"]
 
     # Crash the leader's node: agent and the whole postgres process group, no goodbye.
@@ -89,17 +89,17 @@ def test_three_agents_elect_label_and_fail_over(pod_cluster: Callable[..., PodCl
         if holder in (None, leader):
             return None
         status = cluster.status(holder)
-        if status is None or status.get("role") != "primary" or cluster.role_label(holder) != L.ROLE_PRIMARY:
+        if status is None or status.get("role") != "primary" or cluster.role_label(holder) != layout.ROLE_PRIMARY:
             return None
-        return holder if cluster.role_label(leader) != L.ROLE_PRIMARY else None
+        return holder if cluster.role_label(leader) != layout.ROLE_PRIMARY else None
 
     successor = wait_for(new_primary, 60, "a new primary holding the lease, with the label moved", cluster)
     elapsed = time.monotonic() - killed_at
-    lease = cluster.api.lease("db", L.leader_lease(cluster.cluster.name))
+    lease = cluster.api.lease("db", layout.leader_lease(cluster.cluster.name))
     assert lease["spec"]["leaseTransitions"] > term
     assert elapsed >= 3 * 0.9, f"promoted {elapsed:.1f}s after the crash: before the 3 s lease could expire"
     others = [p for p in cluster.names if p not in (leader, successor)]
-    assert [cluster.role_label(p) for p in others] == [L.ROLE_REPLICA]
+    assert [cluster.role_label(p) for p in others] == [layout.ROLE_REPLICA]
     assert cluster.role_label(leader) is None, "the dead primary's label must not keep -rw pointing at it"
     with connect(successor) as conn:
         assert conn.execute("SELECT v FROM t").fetchall() == [(1,)]

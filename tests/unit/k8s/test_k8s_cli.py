@@ -8,7 +8,7 @@ import yaml
 from typer.testing import CliRunner
 
 from pgkeel.cli import app
-from pgkeel.k8s import layout as L
+from pgkeel.k8s import layout
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE = str(ROOT / "examples" / "cluster.yaml")
@@ -25,7 +25,7 @@ def test_render_k8s_prints_multi_document_yaml() -> None:
     docs = [d for d in yaml.safe_load_all(result.stdout) if d]
     assert "Secret" in kinds(result.stdout) and kinds(result.stdout)[-1] == "StatefulSet"
     (sts,) = [d for d in docs if d["kind"] == "StatefulSet"]
-    assert sts["spec"]["template"]["spec"]["containers"][0]["image"] == L.DEFAULT_IMAGE
+    assert sts["spec"]["template"]["spec"]["containers"][0]["image"] == layout.DEFAULT_IMAGE
     assert "samenet" in result.stderr  # the warning goes to stderr, never into the YAML
 
 

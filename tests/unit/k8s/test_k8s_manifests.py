@@ -10,7 +10,7 @@ import yaml
 from k8s_helpers import PASSWORDS, by_kind, cluster, matches, one
 
 from pgkeel.document import parse_cluster
-from pgkeel.k8s import layout as L
+from pgkeel.k8s import layout
 from pgkeel.k8s.manifests import config_data, config_hash, dump_yaml, render_manifests
 from pgkeel.k8s.rbac import AGENT_API_CALLS, granted
 from pgkeel.pgconf import render_config
@@ -80,7 +80,7 @@ def test_everything_in_the_namespace_with_common_labels() -> None:
     for doc in render():
         meta = doc["metadata"]
         assert meta["namespace"] == "db", doc["kind"]
-        assert matches(L.common_labels("pg"), meta["labels"]), doc["kind"]
+        assert matches(layout.common_labels("pg"), meta["labels"]), doc["kind"]
         assert meta["labels"]["team"] == "payments"
 
 
@@ -95,7 +95,7 @@ def test_selectors_match_pod_labels() -> None:
     docs = render()
     s = sts(docs)
     pod_labels = s["spec"]["template"]["metadata"]["labels"]
-    assert s["spec"]["selector"]["matchLabels"] == L.selector_labels("pg")
+    assert s["spec"]["selector"]["matchLabels"] == layout.selector_labels("pg")
     assert matches(s["spec"]["selector"]["matchLabels"], pod_labels)
     assert matches(one(docs, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"], pod_labels)
     assert matches(one(docs, "NetworkPolicy")["spec"]["podSelector"]["matchLabels"], pod_labels)
@@ -103,24 +103,24 @@ def test_selectors_match_pod_labels() -> None:
             "preferredDuringSchedulingIgnoredDuringExecution"]:
         assert matches(term["podAffinityTerm"]["labelSelector"]["matchLabels"], pod_labels)
     # The role label is patched at run time by the agent: with it, rw selects the primary only.
-    for svc, role in (("pg-rw", L.ROLE_PRIMARY), ("pg-ro", L.ROLE_REPLICA), ("pg-hl", None)):
+    for svc, role in (("pg-rw", layout.ROLE_PRIMARY), ("pg-ro", layout.ROLE_REPLICA), ("pg-hl", None)):
         selector = one(docs, "Service", svc)["spec"]["selector"]
-        labelled = {**pod_labels, L.ROLE_LABEL: role} if role else pod_labels
+        labelled = {**pod_labels, layout.ROLE_LABEL: role} if role else pod_labels
         assert matches(selector, labelled), svc
         if role:
-            other = L.ROLE_REPLICA if role == L.ROLE_PRIMARY else L.ROLE_PRIMARY
-            assert not matches(selector, {**pod_labels, L.ROLE_LABEL: other}), svc
+            other = layout.ROLE_REPLICA if role == layout.ROLE_PRIMARY else layout.ROLE_PRIMARY
+            assert not matches(selector, {**pod_labels, layout.ROLE_LABEL: other}), svc
             assert not matches(selector, pod_labels), f"{svc} must not select an unlabelled pod"
 
 
 def test_headless_service_publishes_not_ready_addresses() -> None:
     docs = render()
-    hl = one(docs, "Service", L.headless_service("pg"))
+    hl = one(docs, "Service", layout.headless_service("pg"))
     assert hl["spec"]["clusterIP"] == "None"
     assert hl["spec"]["publishNotReadyAddresses"] is True
     assert {(p["name"], p["port"]) for p in hl["spec"]["ports"]} == {("postgresql", 5432), ("api", 8008)}
     assert sts(docs)["spec"]["serviceName"] == "pg-hl"
-    assert L.pod_fqdn("pg-1", "pg", "db") == "pg-1.pg-hl.db.svc"
+    assert layout.pod_fqdn("pg-1", "pg", "db") == "pg-1.pg-hl.db.svc"
     for name in ("pg-rw", "pg-ro"):
         svc = one(docs, "Service", name)["spec"]
         assert [p["port"] for p in svc["ports"]] == [5432]
@@ -145,15 +145,15 @@ def test_config_map_mounted_at_etc_postgresql_and_config_file_passed() -> None:
     assert volumes[config_mount["name"]]["configMap"]["name"] == "pg-config"
 
     env = {e["name"]: e.get("value") for e in container(docs)["env"]}
-    assert L.CONFIG_FILE == "/etc/postgresql/postgresql.conf"
+    assert layout.CONFIG_FILE == "/etc/postgresql/postgresql.conf"
     assert env["PGKEEL_POSTGRES_ARGS"] == "-c config_file=/etc/postgresql/postgresql.conf"
-    assert pod["metadata"]["annotations"][L.POSTGRES_ARGS_ANNOTATION] == env["PGKEEL_POSTGRES_ARGS"]
+    assert pod["metadata"]["annotations"][layout.POSTGRES_ARGS_ANNOTATION] == env["PGKEEL_POSTGRES_ARGS"]
     assert container(docs)["command"] == ["pgkeel", "agent", "--kubernetes"]
 
 
 def test_config_hash_follows_the_config() -> None:
     def hash_of(docs: list[dict[str, Any]]) -> str:
-        return sts(docs)["spec"]["template"]["metadata"]["annotations"][L.CONFIG_HASH_ANNOTATION]
+        return sts(docs)["spec"]["template"]["metadata"]["annotations"][layout.CONFIG_HASH_ANNOTATION]
 
     assert hash_of(render()) == hash_of(render())
     changed = render(postgres={"parameters": {"work_mem": "64MB"}})
@@ -170,7 +170,7 @@ def test_data_volume_pgdata_and_resources() -> None:
     assert claim["spec"]["storageClassName"] == "fast"
     assert {"name": "data", "mountPath": "/var/lib/postgresql/data"} in container(docs)["volumeMounts"]
     env = {e["name"]: e.get("value") for e in container(docs)["env"]}
-    assert env["PGDATA"] == "/var/lib/postgresql/data/pgdata" == L.PGDATA
+    assert env["PGDATA"] == "/var/lib/postgresql/data/pgdata" == layout.PGDATA
     res = container(docs)["resources"]
     assert res["limits"] == res["requests"] == {"cpu": "1500m", "memory": "3Gi"}
     assert "storageClassName" not in sts(render())["spec"]["volumeClaimTemplates"][0]["spec"]
@@ -282,7 +282,7 @@ def test_network_policy_with_cidrs() -> None:
     np = one(render(network={"allowedCidrs": ["10.244.0.0/16", "192.168.1.0/24"]}), "NetworkPolicy")
     peers, clients = np["spec"]["ingress"]
     assert {p["port"] for p in peers["ports"]} == {5432, 8008}
-    assert peers["from"] == [{"podSelector": {"matchLabels": L.selector_labels("pg")}}]
+    assert peers["from"] == [{"podSelector": {"matchLabels": layout.selector_labels("pg")}}]
     assert [p["port"] for p in clients["ports"]] == [5432]
     assert clients["from"] == [{"ipBlock": {"cidr": "10.244.0.0/16"}}, {"ipBlock": {"cidr": "192.168.1.0/24"}}]
 
