@@ -234,11 +234,11 @@ class KubernetesDCS(DCS):
         if raw is None:
             return None
         now = time.monotonic()
-        record = _json(raw)
         try:
+            record = json.loads(raw)
             value, ttl = record["value"], float(record["ttl"])
         except (KeyError, TypeError, ValueError):
-            value, ttl = None, 0.0  # malformed, or written before requests expired: never act on it
+            value, ttl = None, 0.0  # garbage, or written before requests expired: never act on it
         if isinstance(value, dict) and now - self._clock.observe("switchover", raw, now) < ttl:
             return value
         if obj is not None:  # best effort, and only if nothing changed since our read
@@ -427,7 +427,10 @@ class KubernetesDCS(DCS):
             uid = (lease.obj.get("metadata") or {}).get("uid")
             obj = self._get(self.state_name, deadline)
             annotations = self._annotations(obj)
-            stored = _json(annotations.get(HISTORY_ANNOTATION))
+            try:
+                stored = json.loads(annotations.get(HISTORY_ANNOTATION) or "null")
+            except ValueError:
+                stored = None  # garbage: the holder may replace it (view() reports it until then)
             if isinstance(stored, dict) and stored.get("lease") == uid and _term(stored) > lease.term:
                 return False  # a later leader of this Lease has written it: we are stale
             annotations[HISTORY_ANNOTATION] = json.dumps(

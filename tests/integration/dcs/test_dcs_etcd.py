@@ -90,3 +90,22 @@ def test_garbage_leader_key_is_a_dcserror(etcd_server: EtcdServer, scope: str) -
     with pytest.raises(DCSError):
         store.view()
     store.close()
+
+
+def _key(etcd_server: EtcdServer, key: str) -> dict[str, Any]:
+    answer = httpx.post(f"http://{etcd_server.endpoint}/v3/kv/range", json={"key": b64(key)}).json()
+    kvs = answer.get("kvs") or []
+    assert len(kvs) == 1, answer
+    return dict(kvs[0])
+
+
+def test_history_has_no_lease_and_switchover_has_one(etcd_server: EtcdServer, scope: str) -> None:
+    store = EtcdDCS([etcd_server.endpoint], scope)
+    assert store.acquire_leader("n0", 5.0)
+    assert store.set_history("n0", {"leader": "n0"})
+    store.set_switchover({"to": "n1"}, ttl=1.5)
+    assert int(_key(etcd_server, f"/pgkeel/{scope}/history").get("lease", 0)) == 0, "history must not expire"
+    lease = _key(etcd_server, f"/pgkeel/{scope}/switchover")["lease"]
+    ttl = httpx.post(f"http://{etcd_server.endpoint}/v3/lease/timetolive", json={"ID": lease}).json()
+    assert int(ttl["grantedTTL"]) == 2, "the request's ttl, rounded up to whole seconds"
+    store.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -11,8 +12,8 @@ import pytest
 
 from pgkeel.dcs import DCSError, open_dcs
 from pgkeel.dcs.k8s_client import Endpoint
-from pgkeel.dcs.k8s_contract import AGENT_API_CALLS, ROLE_LABEL, STATUS_ANNOTATION, leader_lease
-from pgkeel.dcs.kubernetes import KubernetesDCS
+from pgkeel.dcs.k8s_contract import AGENT_API_CALLS, ROLE_LABEL, STATUS_ANNOTATION, leader_lease, state_lease
+from pgkeel.dcs.kubernetes import HISTORY_ANNOTATION, SWITCHOVER_ANNOTATION, KubernetesDCS
 
 NS = "pgkeel-test"  # conftest.K8S_NAMESPACE
 Backend = Any  # conftest's KubernetesBackend
@@ -146,8 +147,10 @@ def test_calls_stay_within_the_agents_role(kubernetes_backend: Backend, scope: s
     assert store.take_over_leader("n0", "n1", 5.0) and store.release_leader("n1")
     assert store.initialize("x") and store.set_initialize("x", "y") and store.clear_initialize("y")
     assert store.set_sync({"a": 1}, 0)
-    store.set_switchover({"to": "n1"})
+    store.set_switchover({"to": "n1"}, ttl=5.0)
+    store.view()
     store.clear_switchover()
+    assert store.acquire_leader("n0", 5.0) and store.set_history("n0", {"leader": "n0"})
     store.set_member("n0", {"role": "primary"}, 5.0)
     store.delete_member("n0")
     assert api.verbs() <= set(AGENT_API_CALLS), sorted(api.verbs() - set(AGENT_API_CALLS))
@@ -164,3 +167,55 @@ def test_open_dcs_kubernetes_url(monkeypatch: pytest.MonkeyPatch, kubernetes_bac
         open_dcs(f"kubernetes://{NS}/other-cluster", scope)
     with pytest.raises(ValueError):
         open_dcs("kubernetes://", scope)
+
+
+def _state_annotations(backend: Backend, scope: str) -> dict[str, str]:
+    lease = backend.api.lease(NS, state_lease(scope))
+    return dict((lease or {}).get("metadata", {}).get("annotations") or {})
+
+
+def _set_state_annotation(backend: Backend, scope: str, key: str, value: str) -> None:
+    lease = backend.api.lease(NS, state_lease(scope))
+    lease["metadata"].setdefault("annotations", {})[key] = value
+    backend.api.store.update(("coordination.k8s.io", "leases", NS, state_lease(scope)), lease)
+
+
+def test_history_is_fenced_by_term(kubernetes_backend: Backend, scope: str) -> None:
+    """The state and leader Leases are separate objects: a write of a lower term than the stored one is stale."""
+    store = kubernetes_backend.open(scope)
+    assert store.acquire_leader("n0", 5.0)
+    assert store.set_history("n0", {"leader": "n0"})
+    record = json.loads(_state_annotations(kubernetes_backend, scope)[HISTORY_ANNOTATION])
+    uid = kubernetes_backend.api.lease(NS, leader_lease(scope))["metadata"]["uid"]
+    assert (record["holder"], record["lease"]) == ("n0", uid)
+    later = {**record, "term": record["term"] + 1, "value": {"leader": "n9"}}
+    _set_state_annotation(kubernetes_backend, scope, HISTORY_ANNOTATION, json.dumps(later))
+    assert not store.set_history("n0", {"leader": "n0", "lsn": "late"}), "a later term of this Lease wrote it"
+    assert store.view().history == {"leader": "n9"}
+    recreated = {**later, "lease": "another-uid"}  # the leader Lease was deleted and made again: terms restart
+    _set_state_annotation(kubernetes_backend, scope, HISTORY_ANNOTATION, json.dumps(recreated))
+    assert store.set_history("n0", {"leader": "n0"})
+    assert store.view().history == {"leader": "n0"}
+    _set_state_annotation(kubernetes_backend, scope, HISTORY_ANNOTATION, "{not json")
+    with pytest.raises(DCSError):
+        store.view()
+    assert store.set_history("n0", {"leader": "n0"}), "the holder can replace a garbage record"
+    assert store.view().history == {"leader": "n0"}
+
+
+def test_unexpiring_or_expired_switchover_is_removed(kubernetes_backend: Backend, scope: str) -> None:
+    store = kubernetes_backend.open(scope)
+    assert store.initialize("x")  # creates the state Lease
+    _set_state_annotation(kubernetes_backend, scope, SWITCHOVER_ANNOTATION, json.dumps({"to": "n1"}))
+    assert store.view().switchover is None, "a request without a ttl (older agents) is never acted on"
+    assert SWITCHOVER_ANNOTATION not in _state_annotations(kubernetes_backend, scope)
+    _set_state_annotation(kubernetes_backend, scope, SWITCHOVER_ANNOTATION, "{not json")
+    assert store.view().switchover is None, "nor is garbage; and it must not break view()"
+    store.set_switchover({"to": "n2"}, ttl=1.0)
+    while store.view().switchover is not None:
+        time.sleep(0.05)
+    assert SWITCHOVER_ANNOTATION not in _state_annotations(kubernetes_backend, scope), "the observer removed it"
+    fresh = kubernetes_backend.open(scope)
+    assert fresh.view().switchover is None, "so a new observer cannot restart its clock"
+    fresh.close()
+    store.close()

@@ -49,3 +49,29 @@ def test_garbage_file_is_a_dcserror(tmp_path: Path) -> None:
     path.write_bytes(b"this is not a database" * 100)
     with pytest.raises(DCSError):
         SQLiteDCS(path, "c")
+
+
+def test_new_boot_drops_switchover_but_keeps_history(tmp_path: Path) -> None:
+    path = tmp_path / "dcs.db"
+    store = SQLiteDCS(path, "c")
+    assert store.acquire_leader("n0", 3600.0)
+    assert store.set_history("n0", {"leader": "n0", "lsn": "0/3000060"})
+    store.set_switchover({"to": "n1"}, ttl=3600.0)
+    store.close()
+    with sqlite3.connect(path) as conn:  # as if the file were written before a reboot
+        conn.execute("UPDATE meta SET value = 'an-earlier-boot' WHERE key = 'boot_id'")
+    store = SQLiteDCS(path, "c")
+    view = store.view()
+    assert view.leader is None and view.switchover is None, "monotonic expiries of another boot mean nothing"
+    assert view.history == {"leader": "n0", "lsn": "0/3000060"}, "the leader history survives a reboot"
+    store.close()
+
+
+def test_unexpiring_switchover_of_an_older_file_is_dropped(tmp_path: Path) -> None:
+    path = tmp_path / "dcs.db"
+    SQLiteDCS(path, "c").close()
+    with sqlite3.connect(path) as conn:  # how files kept requests before they expired
+        conn.execute("INSERT INTO state (scope, key, value, version) VALUES ('c', 'switchover', '{\"to\": \"n1\"}', 1)")
+    store = SQLiteDCS(path, "c")
+    assert store.view().switchover is None
+    store.close()

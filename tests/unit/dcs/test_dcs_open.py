@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -59,6 +61,7 @@ def test_key_layout() -> None:
     assert keys.initialize == "/pgkeel/main/initialize"
     assert keys.sync == "/pgkeel/main/sync"
     assert keys.switchover == "/pgkeel/main/switchover"
+    assert keys.history == "/pgkeel/main/history"
     with pytest.raises(ValueError):
         KeyLayout("a/b")
     with pytest.raises(ValueError):
@@ -72,3 +75,15 @@ def test_prefix_end_covers_exactly_the_prefix() -> None:
     assert end == b"/pgkeel/a0"
     assert b"/pgkeel/a/zzz" < end <= b"/pgkeel/a0"
     assert not (b"/pgkeel/a/" <= b"/pgkeel/ab/leader" < end), "scope 'ab' is outside scope 'a'"
+
+
+def test_dcs_imports_nothing_of_ours_outside_dcs_nor_the_kubernetes_client() -> None:
+    """dcs is below every other package; the kubernetes client is loaded only for kubernetes:// URLs."""
+    code = (
+        "import sys, pgkeel.dcs, pgkeel.dcs.kubernetes\n"
+        "ours = sorted(m for m in sys.modules if m.startswith('pgkeel.') and not m.startswith('pgkeel.dcs'))\n"
+        "assert ours == [], ours\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    code = "import sys, pgkeel.dcs\nassert 'kubernetes' not in sys.modules\n"
+    subprocess.run([sys.executable, "-c", code], check=True)
