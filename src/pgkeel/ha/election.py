@@ -42,15 +42,31 @@ def witnesses(o: Observation) -> dict[str, PeerProbe]:
     return found
 
 
+def fenced(o: Observation, name: str) -> bool:
+    """A fence that does not depend on `name`'s agent stops its commits once its lease lapsed."""
+    cluster = o.cluster
+    if cluster is None:
+        return False
+    guaranteed = (FenceKind.EXTENSION, FenceKind.WATCHDOG)
+    history = cluster.history
+    if history is not None and history.leader == name and history.fence in guaranteed:
+        return True
+    record = cluster.members.get(name)
+    return record is not None and record.fence in guaranteed
+
+
 def running_primary_peer(o: Observation) -> str | None:
-    """A peer of this cluster whose postgres runs as a primary: it reclaims the lease, nobody else promotes."""
+    """A peer of this cluster whose postgres runs as a primary and that must be left to reclaim the lease:
+    its agent is alive and reaches the store (it will), or nothing fences it (promoting beside it would
+    make two writers). A fenced primary whose agent is gone cannot commit: it does not block a failover."""
     for name, probe in sorted(o.peers.items()):
         if name == o.me or not probe.running or probe.in_recovery:
             continue
         sysid = o.pg.system_identifier
         if probe.system_identifier and sysid and probe.system_identifier != sysid:
             continue
-        return name
+        if probe.dcs_ok or not fenced(o, name):
+            return name
     return None
 
 

@@ -62,7 +62,16 @@ from pgkeel.ha.model import (
 )
 from pgkeel.ha.peers import PeerProber
 from pgkeel.ha.records import Address, FenceKind, MemberRecord, MemberState, Role
-from pgkeel.instance import AsideOccupied, CommandError, Instance, format_lsn, parse_lsn, slot_name_for
+from pgkeel.instance import (
+    AsideOccupied,
+    CommandError,
+    Instance,
+    RewindIncomplete,
+    RewindOutcome,
+    format_lsn,
+    parse_lsn,
+    slot_name_for,
+)
 
 log = logging.getLogger("pgkeel.agent")
 
@@ -228,12 +237,17 @@ class Executor:
     # --- postgres --------------------------------------------------------------------------------
     def _start(self, standby: bool, leader: Address | None, sync_names: str) -> Outcome:
         inst = self.instance
+        if standby:
+            self.fence.disarm()  # a standby holds no lease; an armed, expired file would get it killed
         address = (leader.host, leader.port) if leader else None
         inst.configure(standby=standby, leader=address, sync_standby_names=sync_names)
         try:
-            inst.start(timeout=START_WAIT)
+            # Short: a lease holder's loop must keep renewing while postgres replays WAL.
+            inst.start(timeout=min(START_WAIT, self.config.ha.fence_deadline / 2))
         except TimeoutError:
             return Started(ready=False)  # still starting (crash recovery): the loop keeps renewing meanwhile
+        except RewindIncomplete as exc:
+            return Rewound(ok=False, error=str(exc), result=RewindOutcome.INTERRUPTED)
         except RuntimeError as exc:
             return Failed(error=str(exc))
         return Started(ready=True)
@@ -283,10 +297,16 @@ class Executor:
                 return Failed(error="could not take the lease")
             try:
                 if not inst.data_dir_empty():
-                    log.warning("partial bootstrap data kept at %s", inst.move_datadir_aside("partial bootstrap"))
+                    try:
+                        log.warning("partial bootstrap data kept at %s", inst.move_datadir_aside("partial bootstrap"))
+                    except AsideOccupied as exc:
+                        return Blocked(error=str(exc))
                 inst.initdb()
                 inst.configure(standby=False, leader=None, sync_standby_names="")
                 inst.start()
+                # initdb and the first start take a while: renew (and re-arm the fence) before writing
+                if not self._lease(self.dcs.renew_leader).ok:
+                    raise RuntimeError("lost the lease during bootstrap")
                 inst.create_replication_role()
                 sysid = inst.status().system_identifier
             except ACTION_ERRORS as exc:
@@ -294,7 +314,7 @@ class Executor:
                 inst.stop("immediate")
                 if inst.has_data():
                     # It never served anything, but data is never deleted: keep it aside.
-                    with contextlib.suppress(OSError):
+                    with contextlib.suppress(OSError, AsideOccupied):
                         aside = inst.move_datadir_aside("failed bootstrap")
                         log.warning("failed bootstrap's data directory kept at %s", aside)
                 with contextlib.suppress(DCSError):

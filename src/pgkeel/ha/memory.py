@@ -96,6 +96,8 @@ def remember(o: Observation, decision: Decision, results: list[Result]) -> Memor
                     failures = m.bootstrap_failures + 1
                     retry = now + backoff(failures, BOOTSTRAP_RETRY_MAX)
                     m = replace(m, bootstrap_failures=failures, retry_bootstrap_at=retry)
+            case StartPostgres() if isinstance(outcome, Rewound):
+                m = _rewound(m, outcome, now)  # a directory an interrupted pg_rewind left: never started
             case StartPostgres():
                 if outcome.ok:
                     m = replace(m, start_failures=0, not_streaming_since=None, switchover_aborted=False)

@@ -80,6 +80,15 @@ def i_lead(o: Observation) -> bool:
     return leader_name(o) == o.me
 
 
+def another_leads(o: Observation) -> bool:
+    name = leader_name(o)
+    return name is not None and name != o.me
+
+
+def no_one_leads(o: Observation) -> bool:
+    return o.cluster is not None and o.cluster.leader is None
+
+
 def leader_record(o: Observation) -> MemberRecord | None:
     name = leader_name(o)
     return o.cluster.members.get(name) if o.cluster and name else None

@@ -25,6 +25,18 @@ Predicate = Callable[[Observation], bool]
 Plan = Callable[[Observation], list[AnyAction]]
 
 
+# Each section applies only where its guard holds; a rule's own predicate adds what sets it apart.
+SECTION_GUARDS: dict[str, Predicate] = {
+    "preio": p.always,
+    "global": p.always,
+    "bootstrap": p.always,
+    "lead": p.i_lead,
+    "follow": p.another_leads,
+    "elect": p.no_one_leads,
+    "shutdown": p.always,
+}
+
+
 @dataclass(frozen=True)
 class Rule:
     name: str  # "<section>.<what>"
@@ -35,6 +47,9 @@ class Rule:
     @property
     def section(self) -> str:
         return self.name.split(".", 1)[0]
+
+    def matches(self, o: Observation) -> bool:
+        return SECTION_GUARDS[self.section](o) and self.when(o)
 
 
 RULES: tuple[Rule, ...] = (
@@ -49,6 +64,12 @@ RULES: tuple[Rule, ...] = (
     Rule("global.store-down", p.store_down, p.wait_store, "the store is unreachable: change nothing"),
     Rule("global.own-bootstrap-claim", p.own_bootstrap_claim, p.resume_bootstrap, "our own bootstrap died: redo it"),
     Rule("global.foreign-data", p.foreign_data, p.refuse_foreign, "the data belongs to another cluster: refuse"),
+    Rule(
+        "global.renewal-overdue-fence",
+        p.renewal_overdue_without_extension,
+        p.fence,
+        "a primary whose lease renewals failed past the fence deadline stops (no in-postgres fence to rely on)",
+    ),
     # --- bootstrap: no data directory yet ----------------------------------------------------------
     Rule("bootstrap.backoff", p.bootstrap_backing_off, p.wait_bootstrap_backoff, "a failed bootstrap backs off"),
     Rule("bootstrap.initdb", p.no_cluster_yet, p.bootstrap, "no cluster yet: claim the initialize key and initdb"),
@@ -57,12 +78,6 @@ RULES: tuple[Rule, ...] = (
     Rule("bootstrap.wait-leader", p.no_running_leader_to_clone, p.wait_leader_to_clone, "nothing to clone yet"),
     Rule("bootstrap.clone", p.no_data, p.clone, "clone the running leader"),
     Rule("global.claim-initialize", p.initialize_lost, p.claim_initialize, "the store lost the initialize key"),
-    Rule(
-        "global.renewal-overdue-fence",
-        p.renewal_overdue_without_extension,
-        p.fence,
-        "a primary whose lease renewals failed past the fence deadline stops (no in-postgres fence to rely on)",
-    ),
     # --- lead: this node holds the lease -------------------------------------------------------------
     Rule(
         "lead.not-answering-too-long",
@@ -95,9 +110,9 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule("lead.serve", p.leading, p.serve, "renew the lease, publish, keep the quorum rule and slots"),
     # --- follow: another node holds the lease ------------------------------------------------------
+    Rule("follow.demote", p.following_as_primary, p.demote, "another node holds the lease: stop this primary"),
     Rule("follow.leader-unpublished", p.leader_unpublished, p.wait_leader_address, "the leader has no address yet"),
     Rule("follow.not-answering", p.following_and_not_answering, p.rejoin_unanswering, "a silent standby rejoins"),
-    Rule("follow.demote", p.following_as_primary, p.demote, "another node holds the lease: stop this primary"),
     Rule("follow.reclone", p.reclone_due, p.reclone, "diverged beyond pg_rewind or the WAL is gone: clone afresh"),
     Rule("follow.reclone-blocked", p.reclone_blocked, p.wait_alarm, "a re-clone needs an operator: say so"),
     Rule(
@@ -142,7 +157,7 @@ SHUTDOWN_RULES: tuple[Rule, ...] = (
 
 def _first(rules: tuple[Rule, ...], o: Observation) -> Decision | None:
     for rule in rules:
-        if rule.when(o):
+        if rule.matches(o):
             return Decision(rule.name, tuple(rule.plan(o)))
     return None
 

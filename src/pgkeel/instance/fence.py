@@ -257,13 +257,15 @@ def configured_preload(bindir: Path, config_file: Path, datadir: Path, run_as: R
     """shared_preload_libraries as the config file sets it (`postgres -C`, as the postgres user).
 
     -c on the command line overrides the file, so the agent must merge, not replace, the list.
-    Works while the server runs; `datadir` only has to be named.
+    Works while the server runs, and before the first initdb: without a data directory yet, the
+    config file's own directory stands in (postgres -C only needs one that exists).
     """
+    where = datadir if (Path(datadir) / "PG_VERSION").exists() else Path(config_file).parent
     out = run(
         [
             str(Path(bindir) / "postgres"),
             "-D",
-            str(datadir),
+            str(where),
             "-c",
             f"config_file={config_file}",
             "-C",
@@ -272,4 +274,5 @@ def configured_preload(bindir: Path, config_file: Path, datadir: Path, run_as: R
         run_as=run_as or RunAs.for_current_process(),
         timeout=30,
     )
-    return out.strip()
+    # run() returns stdout then stderr: the value is the first line; LOG lines may follow on stderr.
+    return out.split("\n", 1)[0].strip()

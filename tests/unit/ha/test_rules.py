@@ -1,0 +1,472 @@
+"""One example per HA rule, named after it (test_<section>_<rule>): the table is the index, these are its cases.
+
+test_every_rule_has_an_example (below) fails when a rule is added without one.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from dataclasses import replace
+
+from builders import (
+    NOW,
+    SYSID,
+    address,
+    cluster,
+    decide,
+    first,
+    kinds,
+    obs,
+    primary_pg,
+    primary_record,
+    probe,
+    record,
+    replica_pg,
+    stopped_pg,
+    with_memory,
+)
+
+from pgkeel.ha import model as ha
+from pgkeel.ha.model import Memory, OldLeader, PgState, ReplicaFlush
+from pgkeel.ha.records import (
+    BOOTSTRAP_PLACEHOLDER,
+    FenceKind,
+    LeaderHistory,
+    MemberState,
+    Role,
+    SwitchoverRequest,
+    SyncRecord,
+)
+from pgkeel.ha.rules import ALL_RULES, precheck, shutdown
+from pgkeel.ha.settings import Mode
+
+SYNC = SyncRecord("pg-0", ("pg-1", "pg-2"), 1, version=3)
+
+
+def elect_obs(**kw: object) -> ha.Observation:
+    """pg-1, detached replica, no leader; pg-2 answered behind it; pg-0 (last leader) gone and fenced."""
+    state = cluster(
+        leader=None,
+        members={"pg-2": record("pg-2", lsn=90)},
+        sync=SYNC,
+        history=LeaderHistory("pg-0", address("pg-0"), 1, 100, 1, FenceKind.EXTENSION),
+    )
+    base: dict[str, object] = {
+        "pg": replica_pg(streaming=False, following=None),
+        "state": state,
+        "peers": {"pg-2": probe("pg-2", lsn=90)},
+    }
+    base.update(kw)
+    return obs(**base)  # type: ignore[arg-type]
+
+
+# --- preio / shutdown -----------------------------------------------------------------------------
+
+
+def test_preio_lease_overdue() -> None:
+    o = obs("pg-0", pg=primary_pg(), fence=FenceKind.WATCHDOG, memory=Memory(last_renewal=NOW - 2.9, acting_primary=True))
+    decision = precheck(o)
+    assert decision is not None and kinds(decision) == ["Fence"]
+    # with the extension, commits are already refused inside postgres: no stop before I/O
+    assert precheck(obs("pg-0", pg=primary_pg(), memory=Memory(last_renewal=NOW - 2.9, acting_primary=True))) is None
+
+
+def test_shutdown_stop() -> None:
+    leader = shutdown(obs("pg-0", pg=primary_pg()))
+    assert kinds(leader) == ["StopPostgres", "ReleaseLeader", "DeleteMember"]
+    assert kinds(shutdown(obs("pg-1"))) == ["StopPostgres", "DeleteMember"]
+
+
+# --- global -----------------------------------------------------------------------------------------
+
+
+def test_global_refused() -> None:
+    d = decide(obs(memory=Memory(refused="foreign")))
+    assert (d.rule, kinds(d)) == ("global.refused", ["Refuse"])
+
+
+def test_global_store_down_fence() -> None:
+    o = obs("pg-0", pg=primary_pg(), store_down=True, fence=FenceKind.NONE, memory=Memory(last_renewal=NOW - 1.6))
+    d = decide(o)
+    assert (d.rule, kinds(d)) == ("global.store-down-fence", ["Fence"])
+
+
+def test_global_store_down() -> None:
+    fresh = decide(obs("pg-0", pg=primary_pg(), store_down=True, fence=FenceKind.NONE))
+    assert (fresh.rule, kinds(fresh)) == ("global.store-down", ["Wait"])
+    # past the deadline but fenced inside postgres: keep running (no crash recovery), keep trying
+    late = decide(obs("pg-0", pg=primary_pg(), store_down=True, memory=Memory(last_renewal=NOW - 5)))
+    assert late.rule == "global.store-down" and "pgkeel_fence" in late.reason
+
+
+def test_global_own_bootstrap_claim() -> None:
+    state = cluster(leader=None, members={}, initialize=BOOTSTRAP_PLACEHOLDER + "pg-0")
+    d = decide(obs("pg-0", pg=PgState(), state=state))
+    assert d.rule == "global.own-bootstrap-claim"
+    action = first(d, ha.Bootstrap)
+    assert isinstance(action, ha.Bootstrap) and action.reuse_claim
+
+
+def test_global_foreign_data() -> None:
+    d = decide(obs(pg=stopped_pg(system_identifier="123")))
+    assert d.rule == "global.foreign-data" and kinds(d) == ["Refuse"] and "another cluster" in d.reason
+
+
+def test_global_claim_initialize() -> None:
+    d = decide(obs(state=cluster(initialize=None)))
+    assert d.rule == "global.claim-initialize"
+    assert first(d, ha.ClaimInitialize) == ha.ClaimInitialize(system_identifier=SYSID, reason=d.reason)
+
+
+def test_global_renewal_overdue_fence() -> None:
+    """Reads work but renewals fail: past the fence deadline a primary with no in-postgres fence stops."""
+    o = obs("pg-0", pg=primary_pg(), fence=FenceKind.WATCHDOG, memory=Memory(last_renewal=NOW - 1.6))
+    assert decide(o).rule == "global.renewal-overdue-fence"
+    # a primary whose role is unknown after it was one counts as a primary
+    unknown = obs("pg-0", pg=primary_pg(in_recovery=None), fence=FenceKind.NONE,
+                  memory=Memory(last_renewal=NOW - 1.6, acting_primary=True))
+    assert decide(unknown).rule == "global.renewal-overdue-fence"
+
+
+# --- bootstrap ---------------------------------------------------------------------------------------
+
+
+def test_bootstrap_backoff() -> None:
+    d = decide(obs(pg=PgState(), state=cluster(leader=None, members={}, initialize=None),
+                   memory=Memory(retry_bootstrap_at=NOW + 4)))
+    assert d.rule == "bootstrap.backoff" and "Bootstrap" not in kinds(d)
+
+
+def test_bootstrap_initdb() -> None:
+    d = decide(obs("pg-0", pg=PgState(), state=cluster(leader=None, members={}, initialize=None)))
+    assert (d.rule, kinds(d)) == ("bootstrap.initdb", ["Bootstrap"])
+
+
+def test_bootstrap_stale_claim() -> None:
+    state = cluster(leader=None, members={}, initialize=BOOTSTRAP_PLACEHOLDER + "pg-0")
+    d = decide(obs(pg=PgState(), state=state, memory=Memory(claim_seen_since=NOW - 61)))
+    assert (d.rule, kinds(d)) == ("bootstrap.stale-claim", ["ClearStaleClaim"])
+
+
+def test_bootstrap_wait_claim() -> None:
+    state = cluster(leader=None, members={}, initialize=BOOTSTRAP_PLACEHOLDER + "pg-0")
+    d = decide(obs(pg=PgState(), state=state, memory=Memory(claim_seen_since=NOW - 5)))
+    assert d.rule == "bootstrap.wait-claim" and "Wait" in kinds(d)
+
+
+def test_bootstrap_wait_leader() -> None:
+    state = cluster(members={"pg-0": record("pg-0", Role.PRIMARY, MemberState.STOPPED)})
+    assert decide(obs(pg=PgState(), state=state)).rule == "bootstrap.wait-leader"
+
+
+def test_bootstrap_clone() -> None:
+    d = decide(obs(pg=PgState()))
+    assert d.rule == "bootstrap.clone"
+    clone = first(d, ha.CloneFrom)
+    assert isinstance(clone, ha.CloneFrom) and clone.address == address("pg-0")
+
+
+# --- lead ----------------------------------------------------------------------------------------------
+
+
+def test_lead_not_answering_too_long() -> None:
+    o = obs("pg-0", pg=primary_pg(in_recovery=None), memory=Memory(last_renewal=NOW - 0.2, not_answering_since=NOW - 31))
+    d = decide(o)
+    assert (d.rule, kinds(d)) == ("lead.not-answering-too-long", ["ReleaseLeader", "Fence"])
+
+
+def test_lead_not_answering() -> None:
+    d = decide(obs("pg-0", pg=primary_pg(in_recovery=None), memory=Memory(last_renewal=NOW - 0.2, acting_primary=True)))
+    assert d.rule == "lead.not-answering" and kinds(d)[0] == "RenewLeader"
+
+
+def test_lead_switchover_aborted() -> None:
+    o = obs("pg-0", pg=stopped_pg(was_primary=True), memory=Memory(last_renewal=NOW - 0.2, switchover_aborted=True))
+    d = decide(o)
+    assert d.rule == "lead.switchover-aborted"
+    start = first(d, ha.StartPostgres)
+    assert isinstance(start, ha.StartPostgres) and start.standby  # never restart as a primary after an abort
+
+
+def test_lead_down_too_long() -> None:
+    o = obs("pg-0", pg=stopped_pg(was_primary=True), memory=Memory(last_renewal=NOW - 0.2, pg_down_since=NOW - 11))
+    assert kinds(decide(o))[0] == "ReleaseLeader"
+    assert decide(o).rule == "lead.down-too-long"
+
+
+def test_lead_restart_as_standby() -> None:
+    """The lease holder's data was last a standby (a candidate that crashed before pg_promote)."""
+    d = decide(obs("pg-0", pg=stopped_pg(was_primary=False)))
+    assert d.rule == "lead.restart-as-standby"
+    start = first(d, ha.StartPostgres)
+    assert isinstance(start, ha.StartPostgres) and start.standby and start.leader is None
+    assert kinds(d)[0] == "RenewLeader"
+
+
+def test_lead_restart_in_place() -> None:
+    d = decide(obs("pg-0", pg=stopped_pg(was_primary=True)))
+    assert d.rule == "lead.restart-in-place" and kinds(d) == ["RenewLeader", "StartPostgres"]
+    start = first(d, ha.StartPostgres)
+    assert isinstance(start, ha.StartPostgres) and not start.standby
+
+
+def test_lead_promote() -> None:
+    d = decide(obs("pg-0", pg=replica_pg(following=None)))
+    assert d.rule == "lead.promote"
+    assert kinds(d)[0] == "RenewLeader" and "Promote" in kinds(d)
+
+
+def test_lead_switchover() -> None:
+    state = cluster(switchover=SwitchoverRequest(source="pg-0", target="pg-2"))
+    d = decide(obs("pg-0", pg=primary_pg(), state=state))
+    assert d.rule == "lead.switchover"
+    assert kinds(d) == ["RenewLeader", "Publish", "Checkpoint", "RenewLeader", "StopPostgres", "ConfirmReceived",
+                        "HandOver", "ClearSwitchover"]
+    hand = first(d, ha.HandOver)
+    assert isinstance(hand, ha.HandOver) and hand.target == "pg-2"
+
+
+def test_lead_switchover_no_target() -> None:
+    members = {"pg-0": primary_record(), "pg-1": record("pg-1", state=MemberState.RECOVERING)}
+    state = cluster(members=members, switchover=SwitchoverRequest(source="pg-0", target="pg-1"))
+    d = decide(obs("pg-0", pg=primary_pg(), state=state))
+    assert d.rule == "lead.switchover-no-target" and "ClearSwitchover" in kinds(d)
+
+
+def test_lead_serve() -> None:
+    d = decide(obs("pg-0", pg=primary_pg(sync_standby_names='ANY 1 ("pg-1","pg-2")', slots=frozenset({"pg_5"}))))
+    assert d.rule == "lead.serve"
+    assert kinds(d)[:2] == ["RenewLeader", "Publish"]
+    assert "RecordHistory" in kinds(d) and "EnsureSlots" in kinds(d)
+    drop = first(d, ha.DropSlots)
+    assert isinstance(drop, ha.DropSlots) and drop.slots == ("pg_5",)  # a member no longer configured
+
+
+# --- follow ---------------------------------------------------------------------------------------------
+
+
+def test_follow_demote() -> None:
+    d = decide(obs("pg-1", pg=primary_pg()))
+    assert d.rule == "follow.demote"
+    stop = first(d, ha.StopPostgres)
+    assert isinstance(stop, ha.StopPostgres) and stop.then == "rewind"
+
+
+def test_follow_leader_unpublished() -> None:
+    d = decide(obs(state=cluster(members={"pg-1": record("pg-1")})))
+    assert d.rule == "follow.leader-unpublished" and "Wait" in kinds(d)
+
+
+def test_follow_not_answering() -> None:
+    d = decide(obs(pg=replica_pg(in_recovery=None, following=None)))
+    assert d.rule == "follow.not-answering" and "Follow" in kinds(d)
+
+
+def test_follow_reclone() -> None:
+    d = decide(obs(pg=stopped_pg(), memory=Memory(reclone_needed=True)))
+    assert d.rule == "follow.reclone" and "Reclone" in kinds(d)
+
+
+def test_follow_reclone_blocked() -> None:
+    o = obs(pg=stopped_pg(), memory=Memory(reclone_needed=True, retry_rewind_at=NOW + 20, alarm="aside exists"))
+    d = decide(o)
+    assert d.rule == "follow.reclone-blocked" and d.reason == "aside exists"
+
+
+def test_follow_wait_leader_to_rewind() -> None:
+    state = cluster(members={"pg-0": record("pg-0", Role.PRIMARY, MemberState.STOPPED)})
+    d = decide(obs(pg=stopped_pg(was_primary=True), state=state))
+    assert d.rule == "follow.wait-leader-to-rewind"
+
+
+def test_follow_rewind_backoff() -> None:
+    d = decide(obs(pg=stopped_pg(was_primary=True), memory=Memory(retry_rewind_at=NOW + 3)))
+    assert d.rule == "follow.rewind-backoff" and "Rewind" not in kinds(d)
+
+
+def test_follow_rewind() -> None:
+    d = decide(obs(pg=stopped_pg(was_primary=True)))
+    assert d.rule == "follow.rewind" and kinds(d)[:2] == ["Rewind", "StartPostgres"]
+
+
+def test_follow_start() -> None:
+    d = decide(obs(pg=stopped_pg()))
+    assert d.rule == "follow.start"
+    start = first(d, ha.StartPostgres)
+    assert isinstance(start, ha.StartPostgres) and start.standby and start.leader == address("pg-0")
+
+
+def test_follow_rejoin() -> None:
+    d = decide(obs(memory=Memory(rewind_needed=True)))
+    assert d.rule == "follow.rejoin" and kinds(d)[0] == "StopPostgres"
+
+
+def test_follow_wal_gone() -> None:
+    d = decide(obs(pg=replica_pg(streaming=False, wal_source_lost=True)))
+    assert d.rule == "follow.wal-gone"
+    stop = first(d, ha.StopPostgres)
+    assert isinstance(stop, ha.StopPostgres) and stop.then == "reclone"
+
+
+def test_follow_repoint() -> None:
+    d = decide(obs(pg=replica_pg(following="10.0.0.9:5432")))
+    assert d.rule == "follow.repoint"
+    follow = first(d, ha.Follow)
+    assert isinstance(follow, ha.Follow) and follow.address == address("pg-0")
+
+
+def test_follow_stalled() -> None:
+    d = decide(obs(pg=replica_pg(streaming=False), memory=Memory(not_streaming_since=NOW - 11)))
+    assert d.rule == "follow.stalled"
+
+
+def test_follow_stream() -> None:
+    d = decide(obs())
+    assert d.rule == "follow.stream" and kinds(d) == ["Publish", "EnsureSlots"]
+
+
+# --- elect --------------------------------------------------------------------------------------------
+
+
+def test_elect_forced() -> None:
+    o = elect_obs(state=cluster(leader=None, switchover=SwitchoverRequest(target="pg-1", force=True)))
+    d = decide(o)
+    assert d.rule == "elect.forced" and kinds(d)[0] == "AcquireLeader" and "Promote" in kinds(d)
+
+
+def test_elect_reclaim() -> None:
+    d = decide(obs("pg-0", pg=primary_pg(), state=cluster(leader=None)))
+    assert (d.rule, kinds(d)) == ("elect.reclaim", ["AcquireLeader", "Publish"])
+
+
+def test_elect_start_readonly() -> None:
+    d = decide(obs(pg=stopped_pg(), state=cluster(leader=None)))
+    start = first(d, ha.StartPostgres)
+    assert d.rule == "elect.start-readonly" and isinstance(start, ha.StartPostgres) and start.standby
+
+
+def test_elect_not_answering() -> None:
+    d = decide(obs(pg=replica_pg(in_recovery=None), state=cluster(leader=None)))
+    assert d.rule == "elect.not-answering"
+
+
+def test_elect_detach() -> None:
+    d = decide(elect_obs(pg=replica_pg(streaming=True)))
+    assert d.rule == "elect.detach"
+    follow = first(d, ha.Follow)
+    assert isinstance(follow, ha.Follow) and follow.address is None
+
+
+def test_elect_old_leader_may_write() -> None:
+    unfenced = LeaderHistory("pg-0", address("pg-0"), 1, 100, 1, FenceKind.NONE)
+    state = cluster(leader=None, members={}, sync=SYNC, history=unfenced)
+    for answer in (OldLeader.PRIMARY, OldLeader.UNKNOWN):  # "cannot tell" is not "dead"
+        d = decide(elect_obs(state=state, old_leader=answer))
+        assert d.rule == "elect.old-leader-may-write", answer
+    assert decide(elect_obs(state=state, old_leader=OldLeader.NOT_PRIMARY)).rule == "elect.promote"
+
+
+def test_elect_ineligible() -> None:
+    d = decide(elect_obs(peers={"pg-2": probe("pg-2", lsn=200)}))
+    assert d.rule == "elect.ineligible" and "better candidate" in d.reason
+
+
+def test_elect_promote() -> None:
+    d = decide(elect_obs())
+    assert d.rule == "elect.promote"
+    assert kinds(d) == ["AcquireLeader", "WriteSyncRecord", "SetSyncNames", "Promote", "Publish"]
+
+
+# --- examples of the review's findings, each pinned to the rule that now handles it -------------------------
+
+
+def test_elect_ineligible_while_a_live_primary_can_reclaim() -> None:
+    """F8: a running primary whose agent answers reclaims; nobody promotes beside it."""
+    o = elect_obs(peers={"pg-0": probe("pg-0", in_recovery=False, dcs_ok=True)})
+    d = decide(o)
+    assert d.rule == "elect.ineligible" and "reclaims" in d.reason
+
+
+def test_elect_promote_beside_a_fenced_primary_whose_agent_is_dead() -> None:
+    """F1: the old primary's postgres still answers, its agent does not: pgkeel_fence already refuses its
+    commits, so the cluster fails over instead of staying unwritable."""
+    o = elect_obs(peers={"pg-0": probe("pg-0", in_recovery=False, dcs_ok=False), "pg-2": probe("pg-2", lsn=90)})
+    assert decide(o).rule == "elect.promote"
+    unfenced = replace(o.cluster, history=LeaderHistory("pg-0", address("pg-0"), 1, 100, 1, FenceKind.NONE))
+    assert decide(replace(o, cluster=unfenced, old_leader=OldLeader.PRIMARY)).rule != "elect.promote"
+
+
+def test_elect_ineligible_ranks_timeline_before_lsn() -> None:
+    """F6: an un-rewound old primary on an older timeline with more WAL does not win."""
+    o = elect_obs(pg=replica_pg(lsn=9000, timeline=1, following=None, streaming=False),
+                  peers={"pg-2": probe("pg-2", lsn=5000, timeline=2)})
+    assert decide(o).rule == "elect.ineligible"
+
+
+def test_elect_ineligible_ignores_a_peer_without_the_store_when_quorum_is_proven() -> None:
+    """F14: a peer that cannot reach the store is no candidate; with k=2 of 4 the others still prove it."""
+    sync = SyncRecord("pg-0", ("pg-1", "pg-2", "pg-3", "pg-4"), 2, version=3)
+    state = cluster(leader=None, members={}, sync=sync,
+                    history=LeaderHistory("pg-0", address("pg-0"), 1, 100, 1, FenceKind.EXTENSION))
+    peers = {"pg-2": probe("pg-2", lsn=99), "pg-3": probe("pg-3", lsn=98), "pg-4": probe("pg-4", lsn=500, dcs_ok=False)}
+    d = decide(elect_obs(state=state, peers=peers, n=5, k=2))
+    assert d.rule == "elect.promote"
+
+
+def test_elect_ineligible_without_a_sync_record_in_quorum_mode() -> None:
+    """F8: after a store wipe nothing proves a candidate holds every commit."""
+    state = cluster(leader=None, members={}, sync=None)
+    d = decide(elect_obs(state=state))
+    assert d.rule == "elect.ineligible" and "synchronous-set record" in d.reason
+
+
+def test_elect_ineligible_async_lag_uses_durable_history() -> None:
+    """F4: the lag bound holds after the old primary's member record expired."""
+    history = LeaderHistory("pg-0", address("pg-0"), 1, 10_000_000, 1, FenceKind.EXTENSION)
+    state = cluster(leader=None, members={}, history=history)
+    d = decide(elect_obs(state=state, mode=Mode.ASYNC, max_lag_bytes=1000, peers={}))
+    assert d.rule == "elect.ineligible" and "lagging" in d.reason
+
+
+def test_elect_promote_five_nodes_survive_two_failures_with_k_2() -> None:
+    """The default k = n: 5 nodes, primary and one replica lost, the remaining three prove it."""
+    sync = SyncRecord("pg-0", ("pg-1", "pg-2", "pg-3", "pg-4"), 2, version=3)
+    state = cluster(leader=None, members={}, sync=sync,
+                    history=LeaderHistory("pg-0", address("pg-0"), 1, 100, 1, FenceKind.EXTENSION))
+    peers = {"pg-2": probe("pg-2", lsn=99), "pg-3": probe("pg-3", lsn=98)}
+    assert decide(elect_obs(state=state, peers=peers, n=5, k=2)).rule == "elect.promote"
+    # the old default, k = 1 at every size: the same three survivors cannot prove anything (needs all four)
+    k1 = replace(state, sync=SyncRecord("pg-0", sync.members, 1, version=3))
+    assert decide(elect_obs(state=k1, peers=peers, n=5, k=1)).rule == "elect.ineligible"
+
+
+def test_lead_serve_changes_postgres_first_when_the_proof_weakens() -> None:
+    """F9: k raised 1 → 2 with the same members: postgres first, the store after the switch point is flushed."""
+    sync = SyncRecord("pg-0", ("pg-1", "pg-2", "pg-3", "pg-4"), 1, version=3)
+    pg = primary_pg(lsn=500, sync_standby_names='ANY 1 ("pg-1","pg-2","pg-3","pg-4")')
+    d = decide(obs("pg-0", pg=pg, state=cluster(sync=sync, n=5), n=5, k=2))
+    assert "SetSyncNames" in kinds(d) and "WriteSyncRecord" not in kinds(d)
+    moved = with_memory(
+        obs("pg-0", pg=primary_pg(lsn=600, sync_standby_names='ANY 2 ("pg-1","pg-2","pg-3","pg-4")',
+                                  replication=(ReplicaFlush("pg-1", 550), ReplicaFlush("pg-2", 400))),
+            state=cluster(sync=sync, n=5), n=5, k=2),
+        sync_switch=ha.SyncSwitch(("pg-1", "pg-2", "pg-3", "pg-4"), 2, 500),
+    )
+    assert "WriteSyncRecord" not in kinds(decide(moved))  # only one of the new set flushed past 500
+    flushed = with_memory(
+        obs("pg-0", pg=replace_replication(moved.pg, (ReplicaFlush("pg-1", 550), ReplicaFlush("pg-2", 510))),
+            state=cluster(sync=sync, n=5), n=5, k=2),
+        sync_switch=moved.memory.sync_switch,
+    )
+    assert "WriteSyncRecord" in kinds(decide(flushed))
+
+
+def replace_replication(pg: PgState, replication: tuple[ReplicaFlush, ...]) -> PgState:
+    return replace(pg, replication=replication)
+
+
+def test_every_rule_has_an_example() -> None:
+    here = {name for name, _ in inspect.getmembers(sys.modules[__name__], inspect.isfunction)}
+    missing = [r.name for r in ALL_RULES if "test_" + r.name.replace(".", "_").replace("-", "_") not in here]
+    assert not missing, f"rules without an example test named after them: {missing}"
