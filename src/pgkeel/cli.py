@@ -354,5 +354,23 @@ def bench_bootstrap(
         json_file.write_text(json.dumps(result, indent=1) + "\n")
 
 
+@app.command("sim")
+def sim_cmd(
+    seed: Annotated[int | None, typer.Option(help="Run one seed (with --transcript to replay it).")] = None,
+    seeds: Annotated[int, typer.Option(help="Run seeds 0..N-1 and print figures.")] = 100,
+    nodes: Annotated[int, typer.Option(help="1, 3 or 5 nodes.")] = 3,
+    mode: Annotated[str, typer.Option(help="quorum or async.")] = "quorum",
+    fence: Annotated[str, typer.Option(help="extension, watchdog or none (every node).")] = "extension",
+    steps: Annotated[int, typer.Option(help="Simulated time with faults, in 0.1 s steps (a tail follows).")] = 600,
+    transcript: Annotated[bool, typer.Option("--transcript", help="Print one line per decision and fault.")] = False,
+    scenario: Annotated[str | None, typer.Option(help="Run a named scenario (pgkeel.sim.scenarios).")] = None,
+) -> None:
+    """Deterministic multi-node simulation of the real HA rules under seeded faults; exit 1 on a violation."""
+    from pgkeel.sim.cli import main as sim_main
+
+    code = sim_main(seed, seeds, nodes, mode, fence, steps, transcript, scenario, print)
+    raise typer.Exit(code)
+
+
 def main() -> None:
     app()

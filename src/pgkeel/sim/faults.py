@@ -12,6 +12,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass
 
+from pgkeel.ha.records import SwitchoverRequest
 from pgkeel.sim.world import STORE, World
 
 KINDS = (
@@ -50,11 +51,30 @@ class Faults:
         self.world = world
         self.cuts: Counter[tuple[str, str]] = Counter()
         self.active: Counter[str] = Counter()  # "store-down", "store-slow"
+        self.resolved: dict[int, Fault] = {}  # a fault on "@primary" etc., as resolved when it began
+
+    def resolve(self, f: Fault) -> Fault:
+        """Targets chosen when the fault begins: @primary (the leading primary), @replica (its most
+        advanced standby), @bootstrapper (the node in the initialize claim)."""
+        w = self.world
+        primary = w.leading_primary()
+        replicas = sorted(
+            (n for n in w.nodes.values() if n is not primary and not n.down and n.pg.has_data),
+            key=lambda n: (-n.pg.lsn, n.name),
+        )
+        claim = (w.store.initialize or "").removeprefix("bootstrapping:")
+        names = {
+            "@primary": primary.name if primary else "",
+            "@replica": replicas[0].name if replicas else "",
+            "@replica2": replicas[1].name if len(replicas) > 1 else "",
+            "@bootstrapper": claim if claim in w.nodes else "",
+        }
+        return Fault(f.at, f.kind, names.get(f.node, f.node), names.get(f.other, f.other), f.duration)
 
     def schedule(self, faults: list[Fault]) -> None:
         for f in faults:
             self.world.at(f.at, lambda f=f: self.begin(f))  # type: ignore[misc]
-            if f.duration > 0 or f.kind not in ("crash-postgres",):
+            if f.kind not in ("crash-postgres", "slow-checkpoint", "switchover"):
                 self.world.at(f.at + f.duration, lambda f=f: self.end(f))  # type: ignore[misc]
 
     def _cut(self, a: str, b: str, delta: int) -> None:
@@ -76,6 +96,7 @@ class Faults:
 
     def begin(self, f: Fault) -> None:
         w = self.world
+        f = self.resolved.setdefault(id(f), self.resolve(f))
         w.last_fault_at = w.t
         w.log(f"FAULT {f}")
         agent = w.agents.get(f.node)
@@ -97,9 +118,15 @@ class Faults:
             node.down = True
             node.pg.crash()
             agent.crash()
+        elif f.kind == "slow-checkpoint" and node is not None:
+            node.pg.slow_checkpoint = f.duration  # the next checkpoint there lasts this long
+        elif f.kind == "switchover":  # an operator: `pgkeel switchover --to NODE` (the API writes the request)
+            request = SwitchoverRequest(source=w.store.live_holder(w.t), target=f.node or None)
+            w.store.set_switchover(request, w.settings.switchover_ttl, w.t)
 
     def end(self, f: Fault) -> None:
         w = self.world
+        f = self.resolved.get(id(f), f)
         w.last_fault_at = w.t
         agent = w.agents.get(f.node)
         node = w.nodes.get(f.node)

@@ -29,7 +29,7 @@ class SimStore:
     history: LeaderHistory | None = None
     up: bool = True
     slow: bool = False
-    acquisitions: list[tuple[float, str, int]] = field(default_factory=list)  # (time, holder, term)
+    acquisitions: list[tuple[float, str, int, str]] = field(default_factory=list)  # (time, holder, term, how)
 
     # --- reads ---------------------------------------------------------------------------------
     def live_holder(self, now: float) -> str | None:
@@ -55,7 +55,7 @@ class SimStore:
         if self.live_holder(now) is not None:
             return False
         self.holder, self.term, self.lease_ttl, self.lease_expires = name, self.term + 1, ttl, now + ttl
-        self.acquisitions.append((now, name, self.term))
+        self.acquisitions.append((now, name, self.term, "acquire"))
         return True
 
     def renew(self, name: str, ttl: float, now: float) -> bool:
@@ -74,7 +74,7 @@ class SimStore:
         if self.live_holder(now) != from_name:
             return False
         self.holder, self.term, self.lease_ttl, self.lease_expires = to_name, self.term + 1, ttl, now + ttl
-        self.acquisitions.append((now, to_name, self.term))
+        self.acquisitions.append((now, to_name, self.term, "take-over"))
         return True
 
     # --- cluster state ---------------------------------------------------------------------------

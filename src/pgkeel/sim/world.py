@@ -214,8 +214,10 @@ class World:
         self.after(SHIP_PERIOD, self.ship)
 
     def write(self) -> None:
-        """The writer: one commit to every node that accepts one (clients reach every node)."""
-        for node in self.nodes.values():
+        """The writer: one commit to every node that accepts one (clients reach every node), once the
+        cluster exists (the initialize key holds a system identifier: no writes during a bootstrap)."""
+        init = self.store.initialize
+        for node in self.nodes.values() if init and not init.startswith("bootstrapping:") else ():
             if self.can_commit(node):
                 txid = self.new_id()
                 node.pg.wal.append((node.pg.timeline or 1, txid))
@@ -259,14 +261,17 @@ class World:
             # another history, or ahead of the source ("requested starting point"): the walreceiver errors out
             pg.streaming, pg.received_from = False, None
             return
-        if slot is None or slot.lost or pg.lsn < src.retained_from():
+        # PostgreSQL 15 acquires the slot (it must exist) but does not refuse an invalidated physical slot:
+        # streaming works while the source still has the WAL from our position ("already removed" otherwise).
+        if slot is None or pg.lsn < src.retained_from():
             pg.streaming, pg.received_from = False, None
-            pg.source_lost = (slot is not None and slot.lost) or pg.lsn < src.retained_from()
+            pg.source_lost = slot is not None
             return
         pg.streaming, pg.received_from, pg.source_lost = True, source.name, False
         if final or self.rng.random() >= self.config.ship_skip:
             pg.wal = list(src.wal)
-        slot.restart = max(slot.restart, pg.lsn)
+        if not slot.lost:
+            slot.restart = max(slot.restart, pg.lsn)
 
     def ship_final(self, primary: Node) -> None:
         """Fast shutdown: the walsenders send everything, up to the shutdown checkpoint, to connected standbys."""

@@ -1,0 +1,89 @@
+"""Named scenarios: a fixed fault schedule against a fixed seed, and what must come of it.
+
+Each function returns the RunResult; tests/unit/sim/test_sim_scenarios.py asserts on it and
+`pgkeel sim --scenario NAME --transcript` replays it. Targets such as "@primary" are resolved
+when the fault begins (pgkeel.sim.faults.Faults.resolve), so a schedule does not depend on which
+node happened to bootstrap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pgkeel.ha.records import FenceKind
+from pgkeel.ha.settings import HASettings, Mode
+from pgkeel.sim.faults import Fault
+from pgkeel.sim.runner import RunResult, config_for, run
+from pgkeel.sim.world import SimConfig
+
+
+def _config(nodes: int, mode: Mode, fence: FenceKind = FenceKind.EXTENSION, **settings: object) -> SimConfig:
+    config = config_for(nodes, mode, fence)
+    if settings:
+        config.settings = HASettings(**{**config.settings.model_dump(), **settings})
+    return config
+
+
+def kill_primary_agent(mode: Mode, seed: int = 1) -> RunResult:
+    """kill -9 of only the primary's agent for 30 s; postgres keeps running (fenced by the extension)."""
+    return run(seed, _config(3, mode), steps=300, faults=[Fault(15.0, "kill-agent", "@primary", duration=30.0)])
+
+
+def five_nodes_lose_primary_and_best_replica(seed: int = 1) -> RunResult:
+    """5 nodes, quorum, sync_standbys=2: the primary and its most advanced replica crash at once (40 s)."""
+    faults = [
+        Fault(20.0, "crash-node", "@primary", duration=40.0),
+        Fault(20.0, "crash-node", "@replica", duration=40.0),
+    ]
+    return run(seed, _config(5, Mode.QUORUM, sync_standbys=2), steps=300, faults=faults)
+
+
+def replica_past_slot_limit(seed: int = 1) -> RunResult:
+    """A replica down for 60 s: the leader's slot for it passes max_slot_wal_keep_size and the WAL goes."""
+    return run(seed, _config(3, Mode.ASYNC), steps=300, faults=[Fault(15.0, "crash-node", "@replica", duration=60.0)])
+
+
+def bootstrap_killed(seed: int = 1) -> RunResult:
+    """The bootstrapping node's machine dies during initdb (its claim is in the store), back after 20 s."""
+    return run(
+        seed, _config(3, Mode.QUORUM), steps=300, faults=[Fault(0.9, "crash-node", "@bootstrapper", duration=20.0)]
+    )
+
+
+def pause_primary(fence: FenceKind = FenceKind.EXTENSION, seed: int = 1) -> RunResult:
+    """SIGSTOP of the whole primary (agent and postgres) for 20 s, far past the TTL, async mode."""
+    return run(
+        seed, _config(3, Mode.ASYNC, fence), steps=300, faults=[Fault(15.0, "pause-node", "@primary", duration=20.0)]
+    )
+
+
+def switchover_slow_checkpoint(seed: int = 1) -> RunResult:
+    """A switchover while the primary's checkpoint takes 4 s (longer than the 0.75 s budget)."""
+    faults = [Fault(14.0, "slow-checkpoint", "@primary", duration=4.0), Fault(15.0, "switchover", "@replica")]
+    return run(seed, _config(3, Mode.QUORUM), steps=300, faults=faults)
+
+
+def store_outage(mode: Mode = Mode.QUORUM, seed: int = 1) -> RunResult:
+    """The whole store down for 60 s."""
+    return run(seed, _config(3, mode), steps=300, faults=[Fault(15.0, "store-down", duration=60.0)])
+
+
+def candidate_without_store(seed: int = 1) -> RunResult:
+    """5 nodes, quorum: the primary crashes and its most advanced replica cannot reach the store (40 s).
+    The three others are enough to prove the quorum (need 4 - 2 + 1 = 3 of the synchronous set)."""
+    faults = [Fault(20.0, "crash-node", "@primary", duration=40.0), Fault(20.0, "cut-store", "@replica", duration=40.0)]
+    return run(seed, _config(5, Mode.QUORUM, sync_standbys=2), steps=300, faults=faults)
+
+
+SCENARIOS: dict[str, Callable[[], RunResult]] = {
+    "kill-primary-agent-async": lambda: kill_primary_agent(Mode.ASYNC),
+    "kill-primary-agent-quorum": lambda: kill_primary_agent(Mode.QUORUM),
+    "five-nodes-lose-two": five_nodes_lose_primary_and_best_replica,
+    "replica-past-slot-limit": replica_past_slot_limit,
+    "bootstrap-killed": bootstrap_killed,
+    "pause-primary": pause_primary,
+    "pause-primary-no-fence": lambda: pause_primary(FenceKind.NONE),
+    "switchover-slow-checkpoint": switchover_slow_checkpoint,
+    "store-outage": store_outage,
+    "candidate-without-store": candidate_without_store,
+}
