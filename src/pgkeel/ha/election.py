@@ -28,12 +28,36 @@ def my_probe(o: Observation) -> PeerProbe:
     return PeerProbe(o.me, True, True, o.pg.timeline, o.pg.lsn, o.pg.system_identifier, True)
 
 
+def last_leader_itself(o: Observation) -> bool:
+    """Nobody led after this node: the durable history (and in quorum mode the sync record) names it."""
+    cluster = o.cluster
+    history = cluster.history if cluster else None
+    if history is None or history.leader != o.me:
+        return False
+    if history.timeline is not None and (o.pg.timeline or 0) < history.timeline - 1:
+        return False
+    sync = cluster.sync if cluster else None
+    return o.settings.mode is not Mode.QUORUM or (sync is not None and sync.leader == o.me)
+
+
+def self_candidate(o: Observation) -> bool:
+    """This node's data cannot have diverged from the last leader's, so it may stand (published on /status).
+
+    A node that must rewind or re-clone may not — unless it *is* the last leader: then there is
+    nothing newer to have diverged from, and refusing would leave a fenced sole survivor stuck."""
+    if o.memory.reclone_needed:
+        return False
+    return not o.memory.rewind_needed or last_leader_itself(o)
+
+
 def witnesses(o: Observation) -> dict[str, PeerProbe]:
     """This node and every peer whose postgres answered now as a detached standby of this cluster and that
     reaches the store: only their positions are final facts a proof may use."""
     found = {o.me: my_probe(o)}
     for name, probe in o.peers.items():
         if name == o.me or not probe.running or not probe.in_recovery or not probe.dcs_ok or not probe.detached:
+            continue
+        if not probe.candidate:  # it may have diverged: its position proves nothing, and it will not stand
             continue
         sysid = o.pg.system_identifier
         if probe.system_identifier and sysid and probe.system_identifier != sysid:
@@ -90,7 +114,7 @@ def old_leader_may_write(o: Observation) -> str | None:
 
 def eligibility(o: Observation) -> str | None:
     """None when this node may promote now; otherwise the reason it must not."""
-    if o.memory.rewind_needed or o.memory.reclone_needed:
+    if not self_candidate(o):
         return "this node's data may have diverged from the last leader's: not a candidate until it rejoins"
     primary = running_primary_peer(o)
     if primary is not None:
@@ -128,8 +152,6 @@ def _lag_bound(o: Observation) -> str | None:
     reference = history.lsn if history is not None else None
     if reference is None:
         return None
-    if history is not None and history.timeline is not None and (o.pg.timeline or 0) < history.timeline:
-        return f"on timeline {o.pg.timeline}, older than the last leader's {history.timeline}"
     lag = reference - (o.pg.lsn or 0)
     if lag > o.settings.max_lag_bytes:
         return f"lagging the last leader position by {lag} bytes (limit {o.settings.max_lag_bytes})"

@@ -304,8 +304,9 @@ class Executor:
                 inst.initdb()
                 inst.configure(standby=False, leader=None, sync_standby_names="")
                 inst.start()
-                # initdb and the first start take a while: renew (and re-arm the fence) before writing
-                if not self._lease(self.dcs.renew_leader).ok:
+                # initdb and the first start take a while: renew (and re-arm the fence) before writing. On a
+                # slow machine the lease may have lapsed meanwhile; nobody else can lead without data, so retake it.
+                if not (self._lease(self.dcs.renew_leader).ok or self._lease(self.dcs.acquire_leader).ok):
                     raise RuntimeError("lost the lease during bootstrap")
                 inst.create_replication_role()
                 sysid = inst.status().system_identifier

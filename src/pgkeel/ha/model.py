@@ -65,6 +65,7 @@ class PeerProbe:
     system_identifier: str | None
     dcs_ok: bool = True  # it reaches the store, so it could lead
     detached: bool = True  # it receives no WAL, so its position is final
+    candidate: bool = True  # its data cannot have diverged (see election.self_candidate)
 
 
 @dataclass(frozen=True)

@@ -126,6 +126,7 @@ class PeerProber:
             system_identifier=str(sysid) if sysid is not None else None,
             dcs_ok=api.get("dcs_ok") is True,
             detached=detached,
+            candidate=api.get("candidate") is True,
         )
 
     def _api_status(self, api_url: str | None) -> dict[str, Any]:

@@ -414,6 +414,7 @@ def leading_as_standby(o: Observation) -> bool:
 def promote_leader(o: Observation) -> list[AnyAction]:
     return [
         RenewLeader(),
+        record_promotion(o),
         *sync_plan(o),
         Promote(
             sync_names=sync_names(o),
@@ -654,11 +655,18 @@ def forced_failover_to_me(o: Observation) -> bool:
 def forced_promote(o: Observation) -> list[AnyAction]:
     return [
         AcquireLeader(reason="forced failover to this node"),
+        record_promotion(o),
         ClearSwitchover(),
         *sync_plan(o),
         Promote(sync_names=sync_names(o), within=o.settings.fence_deadline, reason="forced failover"),
         publish(o, Role.PRIMARY),
     ]
+
+
+def superseded_primary(o: Observation) -> bool:
+    """Running as a primary, but the durable history says another node led after this one."""
+    history = o.cluster.history if o.cluster else None
+    return acting_primary(o) and history is not None and history.leader != o.me
 
 
 def primary_without_leader(o: Observation) -> bool:
@@ -726,10 +734,18 @@ def always(o: Observation) -> bool:
 def elect_and_promote(o: Observation) -> list[AnyAction]:
     return [
         AcquireLeader(reason="no leader: this node is the best eligible candidate"),
+        record_promotion(o),
         *sync_plan(o),
         Promote(sync_names=sync_names(o), within=o.settings.fence_deadline, reason="failover"),
         publish(o, Role.PRIMARY),
     ]
+
+
+def record_promotion(o: Observation) -> RecordHistory:
+    """Before pg_promote: the durable history names this node, so no later election forgets it led."""
+    timeline = (o.pg.timeline or 0) + 1 if o.pg.in_recovery else o.pg.timeline
+    history = LeaderHistory(leader=o.me, address=o.address, timeline=timeline, lsn=o.pg.lsn, fence=o.fence)
+    return RecordHistory(history=history, reason="record this node as the last leader before promoting")
 
 
 # --- before I/O, and at shutdown --------------------------------------------------------------

@@ -131,6 +131,12 @@ RULES: tuple[Rule, ...] = (
     Rule("follow.stream", p.following, p.stream, "streaming: publish and keep the others' slots moving"),
     # --- elect: no one holds the lease ---------------------------------------------------------------
     Rule("elect.forced", p.forced_failover_to_me, p.forced_promote, "an operator forced a failover to this node"),
+    Rule(
+        "elect.superseded-primary",
+        p.superseded_primary,
+        p.fence,
+        "running as a primary although another node led since (cut off meanwhile): stop, never reclaim",
+    ),
     Rule("elect.reclaim", p.primary_without_leader, p.reclaim, "running as primary with no leader: reclaim"),
     Rule("elect.start-readonly", p.down_without_leader, p.start_readonly, "start read-only to take part"),
     Rule("elect.not-answering", p.not_answering, p.wait_starting, "postgres is starting: wait"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from pgkeel.ha.election import self_candidate
 from pgkeel.ha.model import Decision, Memory, Observation, Publish
 from pgkeel.ha.records import FenceKind
 from pgkeel.instance import AsideInfo, ServerStatus
@@ -66,6 +67,7 @@ class NodeStatus(BaseModel):
     leader: str | None = None
     is_leader: bool = False
     dcs_ok: bool = False
+    candidate: bool = Field(default=False, description="may stand in an election: its data cannot have diverged")
     postgres: PostgresStatus = Field(default_factory=PostgresStatus)
     lag_bytes: int | None = None
     replication: list[ReplicationPeer] = Field(default_factory=list)
@@ -114,6 +116,7 @@ def node_status(
         leader=leader,
         is_leader=leader == o.me,
         dcs_ok=o.dcs_ok,
+        candidate=self_candidate(o),
         postgres=PostgresStatus(
             running=pg.running,
             in_recovery=pg.in_recovery,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 
+from pgkeel.ha.election import self_candidate
 from pgkeel.ha.memory import remember
 from pgkeel.ha.model import (
     AnyAction,
@@ -151,7 +152,7 @@ class SimAgent:
         o, decision, results, started = self._plan
         self.memory = remember(o, decision, results)
         self.last = o
-        self.api = {"dcs_ok": o.dcs_ok, "following": o.pg.following}
+        self.api = {"dcs_ok": o.dcs_ok, "following": o.pg.following, "candidate": self_candidate(o)}
         self._log(decision, results)
         self.busy = False
         w = self.world
@@ -275,6 +276,7 @@ class SimAgent:
             system_identifier=pg.sysid,
             dcs_ok=api.get("dcs_ok") is True,
             detached="following" in api and api["following"] is None,
+            candidate=api.get("candidate") is True,
         )
 
     def _old_leader(self, address: Address | None) -> OldLeader:

@@ -8,33 +8,31 @@ from typing import Any
 import httpx
 
 from pgkeel.api.server import ApiServer
+from pgkeel.ha.status import NodeStatus, PostgresStatus
 
 TOKEN = "t0ken-Of-The-Cluster_0123456789abcdef"
 MEMBERS = ("n-0", "n-1", "n-2")
 
 
 class FakeAgent:
-    """Just enough of `Agent` for the server: a snapshot, liveness, wake and switchover requests."""
+    """A `pgkeel.api.server.Node`: a status, liveness, wake and switchover requests (no HA loop behind it)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.switchovers: list[tuple[Any, bool]] = []
         self.wakes = 0
 
-    def snapshot(self) -> dict[str, Any]:
-        return {
-            "name": "n-0",
-            "role": "primary",
-            "leader": "n-0",
-            "is_leader": True,
-            "dcs_ok": True,
-            "postgres": {"running": True, "in_recovery": False, "timeline": 1, "lsn": 1234, "streaming": None},
-            "lag_bytes": None,
-            "replication": [],
-            "actions": [],
-            "refused": None,
-            "loop_duration_s": 0.01,
-        }
+    def status(self) -> NodeStatus:
+        return NodeStatus(
+            name="n-0",
+            role="primary",
+            leader="n-0",
+            is_leader=True,
+            dcs_ok=True,
+            postgres=PostgresStatus(running=True, in_recovery=False, timeline=1, lsn=1234),
+            rule="lead.serve",
+            loop_duration_s=0.01,
+        )
 
     def loop_alive(self) -> bool:
         return True
@@ -65,7 +63,7 @@ class FakeAgent:
 class Running:
     def __init__(self, token: str | None) -> None:
         self.agent = FakeAgent()
-        self.api = ApiServer(self.agent, "127.0.0.1", 0, token)  # type: ignore[arg-type]
+        self.api = ApiServer(self.agent, "127.0.0.1", 0, token)
         self.port = int(self.api.httpd.server_address[1])
         self.url = f"http://127.0.0.1:{self.port}"
         self.http = httpx.Client(base_url=self.url, timeout=5.0)

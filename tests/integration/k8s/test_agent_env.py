@@ -44,7 +44,7 @@ def test_defaults_follow_the_pod_contract(mounts: dict[str, str], tmp_path: Path
     assert cfg.config_file == tmp_path / "etc" / "postgresql.conf"
     assert cfg.passfile == tmp_path / "data" / ".pgpass"
     assert cfg.tls_dir == tmp_path / "data" / "tls" and "pg-rw.ns.svc" in cfg.tls_names
-    assert cfg.ttl == 3.0
+    assert cfg.ha.ttl == 3.0
 
 
 def test_passfile_is_private_and_escaped(mounts: dict[str, str]) -> None:

@@ -30,10 +30,19 @@ def address(name: str) -> Address:
     return Address("127.0.0.1", 5432 + NAMES.index(name))
 
 
-def record(name: str, role: Role = Role.REPLICA, state: MemberState = MemberState.STREAMING, lsn: int = 100) -> MemberRecord:
+def record(
+    name: str, role: Role = Role.REPLICA, state: MemberState = MemberState.STREAMING, lsn: int = 100
+) -> MemberRecord:
     a = address(name)
     return MemberRecord(
-        name, role=role, state=state, host=a.host, port=a.port, api_url=f"http://x/{name}", timeline=1, lsn=lsn,
+        name,
+        role=role,
+        state=state,
+        host=a.host,
+        port=a.port,
+        api_url=f"http://x/{name}",
+        timeline=1,
+        lsn=lsn,
         system_identifier=SYSID,
     )
 
@@ -43,15 +52,30 @@ def primary_record(name: str = "pg-0", lsn: int = 100) -> MemberRecord:
 
 
 def replica_pg(lsn: int = 100, **kw: Any) -> PgState:
-    base = dict(has_data=True, running=True, system_identifier=SYSID, in_recovery=True, timeline=1, lsn=lsn,
-                streaming=True, following=str(address("pg-0")))
+    base = dict(
+        has_data=True,
+        running=True,
+        system_identifier=SYSID,
+        in_recovery=True,
+        timeline=1,
+        lsn=lsn,
+        streaming=True,
+        following=str(address("pg-0")),
+    )
     base.update(kw)
     return PgState(**base)  # type: ignore[arg-type]  # test convenience: keyword overrides
 
 
 def primary_pg(lsn: int = 100, **kw: Any) -> PgState:
-    base = dict(has_data=True, running=True, system_identifier=SYSID, in_recovery=False, timeline=1, lsn=lsn,
-                sync_standby_names=None)
+    base = dict(
+        has_data=True,
+        running=True,
+        system_identifier=SYSID,
+        in_recovery=False,
+        timeline=1,
+        lsn=lsn,
+        sync_standby_names=None,
+    )
     base.update(kw)
     return PgState(**base)  # type: ignore[arg-type]
 

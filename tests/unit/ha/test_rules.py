@@ -65,7 +65,9 @@ def elect_obs(**kw: object) -> ha.Observation:
 
 
 def test_preio_lease_overdue() -> None:
-    o = obs("pg-0", pg=primary_pg(), fence=FenceKind.WATCHDOG, memory=Memory(last_renewal=NOW - 2.9, acting_primary=True))
+    o = obs(
+        "pg-0", pg=primary_pg(), fence=FenceKind.WATCHDOG, memory=Memory(last_renewal=NOW - 2.9, acting_primary=True)
+    )
     decision = precheck(o)
     assert decision is not None and kinds(decision) == ["Fence"]
     # with the extension, commits are already refused inside postgres: no stop before I/O
@@ -124,8 +126,12 @@ def test_global_renewal_overdue_fence() -> None:
     o = obs("pg-0", pg=primary_pg(), fence=FenceKind.WATCHDOG, memory=Memory(last_renewal=NOW - 1.6))
     assert decide(o).rule == "global.renewal-overdue-fence"
     # a primary whose role is unknown after it was one counts as a primary
-    unknown = obs("pg-0", pg=primary_pg(in_recovery=None), fence=FenceKind.NONE,
-                  memory=Memory(last_renewal=NOW - 1.6, acting_primary=True))
+    unknown = obs(
+        "pg-0",
+        pg=primary_pg(in_recovery=None),
+        fence=FenceKind.NONE,
+        memory=Memory(last_renewal=NOW - 1.6, acting_primary=True),
+    )
     assert decide(unknown).rule == "global.renewal-overdue-fence"
 
 
@@ -133,8 +139,13 @@ def test_global_renewal_overdue_fence() -> None:
 
 
 def test_bootstrap_backoff() -> None:
-    d = decide(obs(pg=PgState(), state=cluster(leader=None, members={}, initialize=None),
-                   memory=Memory(retry_bootstrap_at=NOW + 4)))
+    d = decide(
+        obs(
+            pg=PgState(),
+            state=cluster(leader=None, members={}, initialize=None),
+            memory=Memory(retry_bootstrap_at=NOW + 4),
+        )
+    )
     assert d.rule == "bootstrap.backoff" and "Bootstrap" not in kinds(d)
 
 
@@ -171,7 +182,9 @@ def test_bootstrap_clone() -> None:
 
 
 def test_lead_not_answering_too_long() -> None:
-    o = obs("pg-0", pg=primary_pg(in_recovery=None), memory=Memory(last_renewal=NOW - 0.2, not_answering_since=NOW - 31))
+    o = obs(
+        "pg-0", pg=primary_pg(in_recovery=None), memory=Memory(last_renewal=NOW - 0.2, not_answering_since=NOW - 31)
+    )
     d = decide(o)
     assert (d.rule, kinds(d)) == ("lead.not-answering-too-long", ["ReleaseLeader", "Fence"])
 
@@ -221,8 +234,16 @@ def test_lead_switchover() -> None:
     state = cluster(switchover=SwitchoverRequest(source="pg-0", target="pg-2"))
     d = decide(obs("pg-0", pg=primary_pg(), state=state))
     assert d.rule == "lead.switchover"
-    assert kinds(d) == ["RenewLeader", "Publish", "Checkpoint", "RenewLeader", "StopPostgres", "ConfirmReceived",
-                        "HandOver", "ClearSwitchover"]
+    assert kinds(d) == [
+        "RenewLeader",
+        "Publish",
+        "Checkpoint",
+        "RenewLeader",
+        "StopPostgres",
+        "ConfirmReceived",
+        "HandOver",
+        "ClearSwitchover",
+    ]
     hand = first(d, ha.HandOver)
     assert isinstance(hand, ha.HandOver) and hand.target == "pg-2"
 
@@ -338,6 +359,30 @@ def test_elect_forced() -> None:
 def test_elect_reclaim() -> None:
     d = decide(obs("pg-0", pg=primary_pg(), state=cluster(leader=None)))
     assert (d.rule, kinds(d)) == ("elect.reclaim", ["AcquireLeader", "Publish"])
+    ours = LeaderHistory("pg-0", address("pg-0"), 1, 100, 1, FenceKind.EXTENSION)
+    assert decide(obs("pg-0", pg=primary_pg(), state=cluster(leader=None, history=ours))).rule == "elect.reclaim"
+
+
+def test_elect_superseded_primary() -> None:
+    """Simulator seed 27: a primary cut off from the store while another led must not reclaim on its old timeline."""
+    theirs = LeaderHistory("pg-1", address("pg-1"), 2, 500, 2, FenceKind.EXTENSION)
+    d = decide(obs("pg-0", pg=primary_pg(), state=cluster(leader=None, history=theirs)))
+    assert (d.rule, kinds(d)) == ("elect.superseded-primary", ["Fence"])
+
+
+def test_elect_promote_the_fenced_last_leader_itself() -> None:
+    """Simulator pause-primary-no-fence: the old primary, fenced after a pause, is the newest data: it may stand,
+    and a peer that may not stand (it must rewind) is neither a better candidate nor a witness."""
+    history = LeaderHistory("pg-1", address("pg-1"), 1, 100, 1, FenceKind.WATCHDOG)
+    state = cluster(leader=None, members={}, sync=SyncRecord("pg-1", ("pg-0", "pg-2"), 1, version=4), history=history)
+    o = elect_obs(state=state, memory=Memory(rewind_needed=True), peers={"pg-2": probe("pg-2", lsn=90)})
+    assert decide(o).rule == "elect.promote"
+    # pg-2 must rewind: not "a better candidate" — and not a witness either, so quorum cannot be proven here
+    blocked = decide(elect_obs(peers={"pg-2": probe("pg-2", lsn=200, candidate=False)}))
+    assert blocked.rule == "elect.ineligible" and "quorum: heard from 1" in blocked.reason
+    assert decide(elect_obs(mode=Mode.ASYNC, peers={"pg-2": probe("pg-2", lsn=200, candidate=False)})).rule == (
+        "elect.promote"
+    )
 
 
 def test_elect_start_readonly() -> None:
@@ -375,7 +420,9 @@ def test_elect_ineligible() -> None:
 def test_elect_promote() -> None:
     d = decide(elect_obs())
     assert d.rule == "elect.promote"
-    assert kinds(d) == ["AcquireLeader", "WriteSyncRecord", "SetSyncNames", "Promote", "Publish"]
+    assert kinds(d) == ["AcquireLeader", "RecordHistory", "WriteSyncRecord", "SetSyncNames", "Promote", "Publish"]
+    history = first(d, ha.RecordHistory)
+    assert isinstance(history, ha.RecordHistory) and (history.history.leader, history.history.timeline) == ("pg-1", 2)
 
 
 # --- examples of the review's findings, each pinned to the rule that now handles it -------------------------
@@ -399,16 +446,22 @@ def test_elect_promote_beside_a_fenced_primary_whose_agent_is_dead() -> None:
 
 def test_elect_ineligible_ranks_timeline_before_lsn() -> None:
     """F6: an un-rewound old primary on an older timeline with more WAL does not win."""
-    o = elect_obs(pg=replica_pg(lsn=9000, timeline=1, following=None, streaming=False),
-                  peers={"pg-2": probe("pg-2", lsn=5000, timeline=2)})
+    o = elect_obs(
+        pg=replica_pg(lsn=9000, timeline=1, following=None, streaming=False),
+        peers={"pg-2": probe("pg-2", lsn=5000, timeline=2)},
+    )
     assert decide(o).rule == "elect.ineligible"
 
 
 def test_elect_ineligible_ignores_a_peer_without_the_store_when_quorum_is_proven() -> None:
     """F14: a peer that cannot reach the store is no candidate; with k=2 of 4 the others still prove it."""
     sync = SyncRecord("pg-0", ("pg-1", "pg-2", "pg-3", "pg-4"), 2, version=3)
-    state = cluster(leader=None, members={}, sync=sync,
-                    history=LeaderHistory("pg-0", address("pg-0"), 1, 100, 1, FenceKind.EXTENSION))
+    state = cluster(
+        leader=None,
+        members={},
+        sync=sync,
+        history=LeaderHistory("pg-0", address("pg-0"), 1, 100, 1, FenceKind.EXTENSION),
+    )
     peers = {"pg-2": probe("pg-2", lsn=99), "pg-3": probe("pg-3", lsn=98), "pg-4": probe("pg-4", lsn=500, dcs_ok=False)}
     d = decide(elect_obs(state=state, peers=peers, n=5, k=2))
     assert d.rule == "elect.promote"
@@ -432,8 +485,12 @@ def test_elect_ineligible_async_lag_uses_durable_history() -> None:
 def test_elect_promote_five_nodes_survive_two_failures_with_k_2() -> None:
     """The default k = n: 5 nodes, primary and one replica lost, the remaining three prove it."""
     sync = SyncRecord("pg-0", ("pg-1", "pg-2", "pg-3", "pg-4"), 2, version=3)
-    state = cluster(leader=None, members={}, sync=sync,
-                    history=LeaderHistory("pg-0", address("pg-0"), 1, 100, 1, FenceKind.EXTENSION))
+    state = cluster(
+        leader=None,
+        members={},
+        sync=sync,
+        history=LeaderHistory("pg-0", address("pg-0"), 1, 100, 1, FenceKind.EXTENSION),
+    )
     peers = {"pg-2": probe("pg-2", lsn=99), "pg-3": probe("pg-3", lsn=98)}
     assert decide(elect_obs(state=state, peers=peers, n=5, k=2)).rule == "elect.promote"
     # the old default, k = 1 at every size: the same three survivors cannot prove anything (needs all four)
@@ -448,15 +505,28 @@ def test_lead_serve_changes_postgres_first_when_the_proof_weakens() -> None:
     d = decide(obs("pg-0", pg=pg, state=cluster(sync=sync, n=5), n=5, k=2))
     assert "SetSyncNames" in kinds(d) and "WriteSyncRecord" not in kinds(d)
     moved = with_memory(
-        obs("pg-0", pg=primary_pg(lsn=600, sync_standby_names='ANY 2 ("pg-1","pg-2","pg-3","pg-4")',
-                                  replication=(ReplicaFlush("pg-1", 550), ReplicaFlush("pg-2", 400))),
-            state=cluster(sync=sync, n=5), n=5, k=2),
+        obs(
+            "pg-0",
+            pg=primary_pg(
+                lsn=600,
+                sync_standby_names='ANY 2 ("pg-1","pg-2","pg-3","pg-4")',
+                replication=(ReplicaFlush("pg-1", 550), ReplicaFlush("pg-2", 400)),
+            ),
+            state=cluster(sync=sync, n=5),
+            n=5,
+            k=2,
+        ),
         sync_switch=ha.SyncSwitch(("pg-1", "pg-2", "pg-3", "pg-4"), 2, 500),
     )
     assert "WriteSyncRecord" not in kinds(decide(moved))  # only one of the new set flushed past 500
     flushed = with_memory(
-        obs("pg-0", pg=replace_replication(moved.pg, (ReplicaFlush("pg-1", 550), ReplicaFlush("pg-2", 510))),
-            state=cluster(sync=sync, n=5), n=5, k=2),
+        obs(
+            "pg-0",
+            pg=replace_replication(moved.pg, (ReplicaFlush("pg-1", 550), ReplicaFlush("pg-2", 510))),
+            state=cluster(sync=sync, n=5),
+            n=5,
+            k=2,
+        ),
         sync_switch=moved.memory.sync_switch,
     )
     assert "WriteSyncRecord" in kinds(decide(flushed))

@@ -6,8 +6,6 @@ bench/sim_long.py run more.
 
 from __future__ import annotations
 
-import pytest
-
 from pgkeel.ha.records import FenceKind
 from pgkeel.ha.settings import Mode
 from pgkeel.sim.runner import config_for, run_many
@@ -40,6 +38,5 @@ def test_quorum_five_nodes() -> None:
     check(range(20), 5, Mode.QUORUM)
 
 
-@pytest.mark.xfail(strict=True, reason="an ineligible node that ranks best blocks every election (report)")
 def test_watchdog_fence_three_nodes() -> None:
     check(range(20), 3, Mode.QUORUM, FenceKind.WATCHDOG)

@@ -70,7 +70,6 @@ def test_pause_whole_primary_past_ttl_async_extension() -> None:
     assert promotions(r)
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_INELIGIBLE_BEST)
 def test_pause_whole_primary_without_fence_recovers_after_resume() -> None:
     r = sc.pause_primary(FenceKind.NONE)
     assert r.split_windows == 0  # holds: nobody promotes while the old primary cannot be asked
@@ -96,7 +95,6 @@ def test_candidate_without_store_does_not_block() -> None:
     assert any(20.0 < float(line.split()[0]) < 60.0 for line in promotions(r))
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_STALE_RECLAIM)
 def test_superseded_primary_does_not_reclaim_seed27() -> None:
     r = run(27, config_for(3, Mode.QUORUM))
     assert not any(v.kind == "lost-ack" for v in r.violations), "\n".join(r.transcript[-40:])
