@@ -1,5 +1,5 @@
 # Two commands a new user needs: `make up` (a local 3-node cluster) and `make test`.
-.PHONY: setup up down status test lint catalogue
+.PHONY: setup up down status test lint catalogue rules
 
 setup:
 	@bash scripts/setup.sh
@@ -15,10 +15,16 @@ status: setup
 
 lint: setup
 	.venv/bin/ruff check src tests bench scripts
+	.venv/bin/mypy
+	.venv/bin/pytest -q -p no:cacheprovider tests/unit/test_layers.py
 
 test: setup
 	.venv/bin/ruff check src tests bench scripts
+	.venv/bin/mypy
 	.venv/bin/pytest -q -p no:cacheprovider
 
 catalogue: setup
 	.venv/bin/python scripts/gen_guc_catalogue.py
+
+rules: setup
+	.venv/bin/pgkeel rules --markdown > docs/HA-RULES.md

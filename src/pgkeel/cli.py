@@ -270,8 +270,8 @@ def agent(
     if kubernetes == (config is not None):
         _fail(["give exactly one of --config FILE or --kubernetes"])
     if kubernetes:
+        from pgkeel.agent.from_env import config_from_env, write_passfile
         from pgkeel.instance import drop_privileges
-        from pgkeel.k8s.agent_env import config_from_env, write_passfile
 
         drop_privileges()  # first, so the pgpass file belongs to the user postgres runs as
         try:

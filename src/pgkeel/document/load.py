@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from pgkeel.document.model import PostgresCluster
 
@@ -45,7 +46,7 @@ def _path(loc: tuple[Any, ...]) -> str:
     return "".join(parts) or "(document)"
 
 
-def _message(err: dict[str, Any]) -> str:
+def _message(err: ErrorDetails) -> str:
     kind = err["type"]
     msg = str(err["msg"])
     if kind == "extra_forbidden":

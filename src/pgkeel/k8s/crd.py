@@ -54,14 +54,14 @@ def _convert(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
         nullable = len(concrete) < len(variants)
         base = {k: v for k, v in node.items() if k not in ("anyOf", "oneOf")}
         if len(concrete) == 1:
-            out = _convert({**concrete[0], **base}, defs)
+            variant = _convert({**concrete[0], **base}, defs)
         else:
-            out = {k: base[k] for k in ("description",) if k in base} | _PRESERVE
+            variant = {k: base[k] for k in ("description",) if k in base} | _PRESERVE
         if nullable:
-            out["nullable"] = True
-            if out.get("default", 0) is None:
-                del out["default"]
-        return out
+            variant["nullable"] = True
+            if variant.get("default", 0) is None:
+                del variant["default"]
+        return variant
     out: dict[str, Any] = {k: node[k] for k in _KEEP if k in node}
     if "const" in node:
         out["enum"] = [node["const"]]

@@ -18,6 +18,7 @@ from pgkeel.document import PostgresCluster
 from pgkeel.k8s import layout
 from pgkeel.k8s.rbac import role_rules
 from pgkeel.pgconf import render_config
+from pgkeel.tls import create_ca
 
 Manifest = dict[str, Any]
 
@@ -28,8 +29,6 @@ TERMINATION_GRACE_SECONDS = 120
 
 def generate_secrets(cluster_name: str = "pgkeel") -> dict[str, str]:
     """Fresh random passwords and API token (URL-safe: no quoting trouble in conninfo or headers), and a cluster CA."""
-    from pgkeel.tls import create_ca
-
     values = {
         key: secrets.token_urlsafe(32)
         for key in (layout.SUPERUSER_PASSWORD_KEY, layout.REPLICATION_PASSWORD_KEY, layout.API_TOKEN_KEY)

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pgkeel.agent.from_env import EnvError, config_from_env, write_passfile
 from pgkeel.k8s import layout
-from pgkeel.k8s.agent_env import EnvError, config_from_env, write_passfile
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -540,3 +540,12 @@ def test_every_rule_has_an_example() -> None:
     here = {name for name, _ in inspect.getmembers(sys.modules[__name__], inspect.isfunction)}
     missing = [r.name for r in ALL_RULES if "test_" + r.name.replace(".", "_").replace("-", "_") not in here]
     assert not missing, f"rules without an example test named after them: {missing}"
+
+
+def test_docs_ha_rules_is_generated_from_the_table() -> None:
+    from pathlib import Path
+
+    from pgkeel.ha.rules import rules_markdown
+
+    doc = Path(__file__).resolve().parents[3] / "docs" / "HA-RULES.md"
+    assert doc.read_text() == rules_markdown(), "docs/HA-RULES.md is stale: run `make rules`"
