@@ -125,3 +125,59 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.1, what: str 
 def rows_on(cluster: LocalCluster, name: str, table: str = "acked") -> set[int]:
     with psycopg.connect(cluster.node_dsn(name), autocommit=True) as conn:
         return {r[0] for r in conn.execute(f"SELECT id FROM {table}")}
+
+
+class WritableSampler:
+    """Tries a write on every node directly, every `interval` seconds: which nodes acknowledged one at each instant.
+
+    Each probe is one INSERT on its own node's connection with a short statement timeout, so a node whose
+    commits hang or are refused reads as "not writable" at that sample."""
+
+    def __init__(self, cluster: LocalCluster, interval: float = 0.05) -> None:
+        self.cluster = cluster
+        self.interval = interval
+        self.samples: list[tuple[float, frozenset[str]]] = []
+        self._names = cluster.cluster().member_names()
+        self._conns: dict[str, psycopg.Connection] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _conn(self, name: str) -> psycopg.Connection:
+        conn = self._conns.get(name)
+        if conn is None or conn.closed:
+            conn = psycopg.connect(self.cluster.node_dsn(name), autocommit=True, connect_timeout=1)
+            conn.execute("SET statement_timeout = 300")
+            self._conns[name] = conn
+        return conn
+
+    def start(self) -> WritableSampler:
+        with psycopg.connect(self.cluster.dsn(True), autocommit=True) as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS writable_probe (node text, at float8)")
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            ok = set()
+            for name in self._names:
+                try:
+                    self._conn(name).execute("INSERT INTO writable_probe VALUES (%s, %s)", (name, time.time()))
+                    ok.add(name)
+                except psycopg.Error:
+                    conn = self._conns.pop(name, None)
+                    if conn is not None:
+                        conn.close()
+            self.samples.append((time.monotonic(), frozenset(ok)))
+            time.sleep(self.interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        for conn in self._conns.values():
+            conn.close()
+
+    def split_brain_samples(self) -> list[tuple[float, frozenset[str]]]:
+        return [s for s in self.samples if len(s[1]) > 1]
+
+    def writable_after(self, t: float) -> set[str]:
+        return {name for at, names in self.samples if at > t for name in names}

@@ -21,7 +21,7 @@ def write_document(directory: Path, mode: str = "quorum", instances: int = 3) ->
     doc["metadata"]["name"] = "e2e"
     doc["spec"]["instances"] = instances
     doc["spec"]["resources"] = {"cpu": "1", "memory": "512Mi"}
-    doc["spec"]["replication"] = {"mode": mode} | ({"syncStandbys": 1} if mode == "quorum" else {})
+    doc["spec"]["replication"] = {"mode": mode}  # syncStandbys defaults to n = (instances - 1) / 2
     path = directory / "cluster.yaml"
     path.write_text(yaml.safe_dump(doc))
     return path
