@@ -40,6 +40,21 @@ def render_metrics(snap: dict[str, Any]) -> bytes:
     Gauge("pgkeel_loop_duration_seconds", "Duration of the last agent loop", labels, registry=registry).labels(
         name
     ).set(float(snap.get("loop_duration_s") or 0.0))
+    asides = snap.get("asides") or []
+    Gauge("pgkeel_aside_copies", "Data directory copies kept aside (at most 1)", labels, registry=registry).labels(
+        name
+    ).set(len(asides))
+    Gauge("pgkeel_aside_bytes", "Bytes held by aside copies of the data directory", labels, registry=registry).labels(
+        name
+    ).set(sum(int(a.get("bytes") or 0) for a in asides))
+    fence = Gauge(
+        "pgkeel_fence", "1 for what fences this node's commits past its lease", [*labels, "kind"], registry=registry
+    )
+    kind = (snap.get("fence") or {}).get("kind")
+    for k in ("extension", "watchdog", "none"):
+        fence.labels(name, k).set(1 if kind == k else 0)
+    alarm = Gauge("pgkeel_alarm", "1 while a condition needs an operator (/status alarm)", labels, registry=registry)
+    alarm.labels(name).set(1 if snap.get("alarm") else 0)
     leader = Gauge(
         "pgkeel_leader", "1 for the member this node sees holding the lease", [*labels, "leader"], registry=registry
     )

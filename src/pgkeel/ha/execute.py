@@ -345,6 +345,9 @@ class Executor:
         inst = self.instance
         if not inst.is_running():
             return Done()
+        for slot in action.recreate:
+            inst.drop_slot(slot)
+            log.warning("replication slot %s had lost its WAL: made afresh", slot)
         current = inst.slots()
         for name in action.names:
             slot = slot_name_for(name)

@@ -40,6 +40,7 @@ class PgState:
     sync_standby_names: str | None = None
     was_primary: bool = False  # the data directory was last a primary (control state "in production"/"shut down")
     slots: frozenset[str] = frozenset()
+    lost_slots: frozenset[str] = frozenset()  # inactive slots whose WAL is gone (wal_status 'lost')
     replication: tuple[ReplicaFlush, ...] = ()
     wal_source_lost: bool = False  # a replica whose leader no longer has the WAL it needs
 
@@ -255,6 +256,7 @@ class SetSyncNames(Action):
 @dataclass(frozen=True, kw_only=True)
 class EnsureSlots(Action):
     names: tuple[str, ...]
+    recreate: tuple[str, ...] = ()  # lost slots: dropped and created afresh so a re-cloned member can use them
     advance: tuple[tuple[str, int], ...] = ()  # replica: (member, lsn) to move the others' slots to
 
 

@@ -107,8 +107,11 @@ class Observer:
             return PgState(has_data=True, running=True, in_recovery=None, following=following)
         self.last_status = st
         slots: frozenset[str] = frozenset()
+        lost_slots: frozenset[str] = frozenset()
         with contextlib.suppress(psycopg.Error):
-            slots = frozenset(inst.slots())
+            states = inst.slot_states()
+            slots = frozenset(states)
+            lost_slots = frozenset(name for name, state in states.items() if state.lost and not state.active)
         lost = False
         if st.in_recovery and st.receiver_status != "streaming":
             with contextlib.suppress(OSError, psycopg.Error):
@@ -124,6 +127,7 @@ class Observer:
             streaming=st.receiver_status == "streaming",
             sync_standby_names=st.sync_standby_names,
             slots=slots,
+            lost_slots=lost_slots,
             replication=tuple(ReplicaFlush(p.name, p.flush_lsn) for p in st.peers),
             wal_source_lost=lost,
         )

@@ -479,7 +479,10 @@ def serve(o: Observation) -> list[AnyAction]:
     if request is not None and request.target == o.me:
         actions.append(ClearSwitchover(reason="already the leader"))
     actions += sync_plan(o)
-    actions.append(EnsureSlots(names=o.others))
+    wanted = {slot_name_for(m) for m in o.others}
+    lost = tuple(sorted(wanted & o.pg.lost_slots))
+    reason = f"slots whose WAL is gone, made afresh for their members' re-clone: {', '.join(lost)}" if lost else ""
+    actions.append(EnsureSlots(names=o.others, recreate=lost, reason=reason))
     stale = _stale_slots(o)
     if stale:
         actions.append(DropSlots(slots=stale, reason="slots of members no longer configured"))
