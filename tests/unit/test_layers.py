@@ -91,3 +91,17 @@ def test_no_function_level_imports_of_our_modules() -> None:
                 continue
             wrong.append(f"{rel}:{node.lineno} imports {module} inside a function")
     assert not wrong, "\n".join(wrong)
+
+
+def test_no_one_letter_module_aliases() -> None:
+    """`from pgkeel.ha import plans as p` hides what is being called: names say what the thing is."""
+    wrong = []
+    for path in sorted(ROOT.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                wrong += [
+                    f"{path.relative_to(ROOT)}:{node.lineno} {a.name} as {a.asname}"
+                    for a in node.names
+                    if a.asname is not None and len(a.asname) == 1
+                ]
+    assert not wrong, "\n".join(wrong)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pgkeel.ha import plans as p
+from pgkeel.ha import plans
 from pgkeel.ha.model import AnyAction, Decision, Observation
 
 Predicate = Callable[[Observation], bool]
@@ -27,13 +27,13 @@ Plan = Callable[[Observation], list[AnyAction]]
 
 # Each section applies only where its guard holds; a rule's own predicate adds what sets it apart.
 SECTION_GUARDS: dict[str, Predicate] = {
-    "preio": p.always,
-    "global": p.always,
-    "bootstrap": p.always,
-    "lead": p.i_lead,
-    "follow": p.another_leads,
-    "elect": p.no_one_leads,
-    "shutdown": p.always,
+    "preio": plans.always,
+    "global": plans.always,
+    "bootstrap": plans.always,
+    "lead": plans.i_lead,
+    "follow": plans.another_leads,
+    "elect": plans.no_one_leads,
+    "shutdown": plans.always,
 }
 
 
@@ -54,110 +54,163 @@ class Rule:
 
 RULES: tuple[Rule, ...] = (
     # --- global: before anything that needs the store or our role -------------------------------
-    Rule("global.refused", p.refused, p.refuse, "this node refused to join (foreign data): stay out"),
+    Rule("global.refused", plans.refused, plans.refuse, "this node refused to join (foreign data): stay out"),
     Rule(
         "global.store-down-fence",
-        p.store_down_and_fence_due,
-        p.fence,
+        plans.store_down_and_fence_due,
+        plans.fence,
         "the store is unreachable past the fence deadline: stop accepting writes",
     ),
-    Rule("global.store-down", p.store_down, p.wait_store, "the store is unreachable: change nothing"),
-    Rule("global.own-bootstrap-claim", p.own_bootstrap_claim, p.resume_bootstrap, "our own bootstrap died: redo it"),
-    Rule("global.foreign-data", p.foreign_data, p.refuse_foreign, "the data belongs to another cluster: refuse"),
+    Rule("global.store-down", plans.store_down, plans.wait_store, "the store is unreachable: change nothing"),
+    Rule(
+        "global.own-bootstrap-claim",
+        plans.own_bootstrap_claim,
+        plans.resume_bootstrap,
+        "our own bootstrap died: redo it",
+    ),
+    Rule(
+        "global.foreign-data", plans.foreign_data, plans.refuse_foreign, "the data belongs to another cluster: refuse"
+    ),
     Rule(
         "global.renewal-overdue-fence",
-        p.renewal_overdue_without_extension,
-        p.fence,
+        plans.renewal_overdue_without_extension,
+        plans.fence,
         "a primary whose lease renewals failed past the fence deadline stops (no in-postgres fence to rely on)",
     ),
     # --- bootstrap: no data directory yet ----------------------------------------------------------
-    Rule("bootstrap.backoff", p.bootstrap_backing_off, p.wait_bootstrap_backoff, "a failed bootstrap backs off"),
-    Rule("bootstrap.initdb", p.no_cluster_yet, p.bootstrap, "no cluster yet: claim the initialize key and initdb"),
-    Rule("bootstrap.stale-claim", p.stale_bootstrap_claim, p.clear_stale_claim, "a claim outlived its bootstrap"),
-    Rule("bootstrap.wait-claim", p.bootstrap_in_progress, p.wait_bootstrap, "another node is bootstrapping"),
-    Rule("bootstrap.wait-leader", p.no_running_leader_to_clone, p.wait_leader_to_clone, "nothing to clone yet"),
-    Rule("bootstrap.clone", p.no_data, p.clone, "clone the running leader"),
-    Rule("global.claim-initialize", p.initialize_lost, p.claim_initialize, "the store lost the initialize key"),
+    Rule(
+        "bootstrap.backoff", plans.bootstrap_backing_off, plans.wait_bootstrap_backoff, "a failed bootstrap backs off"
+    ),
+    Rule(
+        "bootstrap.initdb", plans.no_cluster_yet, plans.bootstrap, "no cluster yet: claim the initialize key and initdb"
+    ),
+    Rule(
+        "bootstrap.stale-claim", plans.stale_bootstrap_claim, plans.clear_stale_claim, "a claim outlived its bootstrap"
+    ),
+    Rule("bootstrap.wait-claim", plans.bootstrap_in_progress, plans.wait_bootstrap, "another node is bootstrapping"),
+    Rule("bootstrap.wait-leader", plans.no_running_leader_to_clone, plans.wait_leader_to_clone, "nothing to clone yet"),
+    Rule("bootstrap.clone", plans.no_data, plans.clone, "clone the running leader"),
+    Rule("global.claim-initialize", plans.initialize_lost, plans.claim_initialize, "the store lost the initialize key"),
     # --- lead: this node holds the lease -------------------------------------------------------------
     Rule(
         "lead.not-answering-too-long",
-        p.leading_and_not_answering_too_long,
-        p.release_and_fence,
+        plans.leading_and_not_answering_too_long,
+        plans.release_and_fence,
         "postgres runs but has not answered for too long: hand over",
     ),
-    Rule("lead.not-answering", p.leading_and_not_answering, p.renew_and_wait, "postgres is starting: keep the lease"),
+    Rule(
+        "lead.not-answering",
+        plans.leading_and_not_answering,
+        plans.renew_and_wait,
+        "postgres is starting: keep the lease",
+    ),
     Rule(
         "lead.switchover-aborted",
-        p.leading_after_aborted_switchover,
-        p.restart_after_aborted_switchover,
+        plans.leading_after_aborted_switchover,
+        plans.restart_after_aborted_switchover,
         "a switchover stopped postgres but did not hand over: come back as a standby, then promote",
     ),
-    Rule("lead.down-too-long", p.leading_and_down_too_long, p.release, "postgres did not come back: hand over"),
+    Rule("lead.down-too-long", plans.leading_and_down_too_long, plans.release, "postgres did not come back: hand over"),
     Rule(
         "lead.restart-as-standby",
-        p.leading_down_with_standby_data,
-        p.restart_leader_as_standby,
+        plans.leading_down_with_standby_data,
+        plans.restart_leader_as_standby,
         "the lease holder's data was last a standby: start it as one, then promote",
     ),
-    Rule("lead.restart-in-place", p.leading_and_down, p.restart_leader, "the leader's postgres is down: restart it"),
-    Rule("lead.promote", p.leading_as_standby, p.promote_leader, "holding the lease as a standby: promote"),
-    Rule("lead.switchover", p.switchover_requested, p.switchover, "a switchover was requested: hand over cleanly"),
+    Rule(
+        "lead.restart-in-place",
+        plans.leading_and_down,
+        plans.restart_leader,
+        "the leader's postgres is down: restart it",
+    ),
+    Rule("lead.promote", plans.leading_as_standby, plans.promote_leader, "holding the lease as a standby: promote"),
+    Rule(
+        "lead.switchover", plans.switchover_requested, plans.switchover, "a switchover was requested: hand over cleanly"
+    ),
     Rule(
         "lead.switchover-no-target",
-        p.switchover_without_target,
-        p.clear_switchover,
+        plans.switchover_without_target,
+        plans.clear_switchover,
         "a switchover was requested but no healthy replica can take over",
     ),
-    Rule("lead.serve", p.leading, p.serve, "renew the lease, publish, keep the quorum rule and slots"),
+    Rule("lead.serve", plans.leading, plans.serve, "renew the lease, publish, keep the quorum rule and slots"),
     # --- follow: another node holds the lease ------------------------------------------------------
-    Rule("follow.demote", p.following_as_primary, p.demote, "another node holds the lease: stop this primary"),
-    Rule("follow.leader-unpublished", p.leader_unpublished, p.wait_leader_address, "the leader has no address yet"),
-    Rule("follow.not-answering", p.following_and_not_answering, p.rejoin_unanswering, "a silent standby rejoins"),
-    Rule("follow.reclone", p.reclone_due, p.reclone, "diverged beyond pg_rewind or the WAL is gone: clone afresh"),
-    Rule("follow.reclone-blocked", p.reclone_blocked, p.wait_alarm, "a re-clone needs an operator: say so"),
+    Rule("follow.demote", plans.following_as_primary, plans.demote, "another node holds the lease: stop this primary"),
+    Rule(
+        "follow.leader-unpublished",
+        plans.leader_unpublished,
+        plans.wait_leader_address,
+        "the leader has no address yet",
+    ),
+    Rule(
+        "follow.not-answering", plans.following_and_not_answering, plans.rejoin_unanswering, "a silent standby rejoins"
+    ),
+    Rule(
+        "follow.reclone", plans.reclone_due, plans.reclone, "diverged beyond pg_rewind or the WAL is gone: clone afresh"
+    ),
+    Rule("follow.reclone-blocked", plans.reclone_blocked, plans.wait_alarm, "a re-clone needs an operator: say so"),
     Rule(
         "follow.wait-leader-to-rewind",
-        p.rewind_due_but_leader_not_running,
-        p.wait_leader_running,
+        plans.rewind_due_but_leader_not_running,
+        plans.wait_leader_running,
         "pg_rewind needs a running leader",
     ),
-    Rule("follow.rewind-backoff", p.rewind_backing_off, p.wait_rewind_backoff, "pg_rewind failed to connect: retry"),
-    Rule("follow.rewind", p.rewind_due, p.rewind, "was a primary: rejoin the leader's timeline with pg_rewind"),
-    Rule("follow.start", p.following_and_down, p.start_replica, "start as a replica of the leader"),
-    Rule("follow.rejoin", p.following_and_rewind_needed, p.stop_to_rewind, "may have diverged: stop to rewind"),
-    Rule("follow.wal-gone", p.wal_source_lost, p.stop_to_reclone, "the leader no longer has our WAL: re-clone"),
-    Rule("follow.repoint", p.following_elsewhere, p.repoint, "stream from the current leader"),
-    Rule("follow.stalled", p.stream_stalled, p.stop_to_rewind, "not streaming from the leader for too long: rejoin"),
-    Rule("follow.stream", p.following, p.stream, "streaming: publish and keep the others' slots moving"),
+    Rule(
+        "follow.rewind-backoff",
+        plans.rewind_backing_off,
+        plans.wait_rewind_backoff,
+        "pg_rewind failed to connect: retry",
+    ),
+    Rule("follow.rewind", plans.rewind_due, plans.rewind, "was a primary: rejoin the leader's timeline with pg_rewind"),
+    Rule("follow.start", plans.following_and_down, plans.start_replica, "start as a replica of the leader"),
+    Rule("follow.rejoin", plans.following_and_rewind_needed, plans.stop_to_rewind, "may have diverged: stop to rewind"),
+    Rule("follow.wal-gone", plans.wal_source_lost, plans.stop_to_reclone, "the leader no longer has our WAL: re-clone"),
+    Rule("follow.repoint", plans.following_elsewhere, plans.repoint, "stream from the current leader"),
+    Rule(
+        "follow.stalled",
+        plans.stream_stalled,
+        plans.stop_to_rewind,
+        "not streaming from the leader for too long: rejoin",
+    ),
+    Rule("follow.stream", plans.following, plans.stream, "streaming: publish and keep the others' slots moving"),
     # --- elect: no one holds the lease ---------------------------------------------------------------
-    Rule("elect.forced", p.forced_failover_to_me, p.forced_promote, "an operator forced a failover to this node"),
+    Rule(
+        "elect.forced", plans.forced_failover_to_me, plans.forced_promote, "an operator forced a failover to this node"
+    ),
     Rule(
         "elect.superseded-primary",
-        p.superseded_primary,
-        p.fence,
+        plans.superseded_primary,
+        plans.fence,
         "running as a primary although another node led since (cut off meanwhile): stop, never reclaim",
     ),
-    Rule("elect.reclaim", p.primary_without_leader, p.reclaim, "running as primary with no leader: reclaim"),
-    Rule("elect.start-readonly", p.down_without_leader, p.start_readonly, "start read-only to take part"),
-    Rule("elect.not-answering", p.not_answering, p.wait_starting, "postgres is starting: wait"),
-    Rule("elect.detach", p.still_attached, p.detach, "stop receiving WAL so positions compared are final"),
-    Rule("elect.old-leader-may-write", p.old_leader_may_write, p.wait_old_leader, "the old primary may still write"),
-    Rule("elect.ineligible", p.ineligible, p.wait_ineligible, "another candidate is better, or nothing is proven"),
-    Rule("elect.promote", p.always, p.elect_and_promote, "the best eligible candidate takes the lease"),
+    Rule("elect.reclaim", plans.primary_without_leader, plans.reclaim, "running as primary with no leader: reclaim"),
+    Rule("elect.start-readonly", plans.down_without_leader, plans.start_readonly, "start read-only to take part"),
+    Rule("elect.not-answering", plans.not_answering, plans.wait_starting, "postgres is starting: wait"),
+    Rule("elect.detach", plans.still_attached, plans.detach, "stop receiving WAL so positions compared are final"),
+    Rule(
+        "elect.old-leader-may-write",
+        plans.old_leader_may_write,
+        plans.wait_old_leader,
+        "the old primary may still write",
+    ),
+    Rule(
+        "elect.ineligible", plans.ineligible, plans.wait_ineligible, "another candidate is better, or nothing is proven"
+    ),
+    Rule("elect.promote", plans.always, plans.elect_and_promote, "the best eligible candidate takes the lease"),
 )
 
 
 PRE_IO_RULES: tuple[Rule, ...] = (
     Rule(
         "preio.lease-overdue",
-        p.lease_overdue_before_io,
-        p.fence,
+        plans.lease_overdue_before_io,
+        plans.fence,
         "before touching the store: a primary whose last renewal is nearly a TTL old stops first",
     ),
 )
 
 SHUTDOWN_RULES: tuple[Rule, ...] = (
-    Rule("shutdown.stop", p.always, p.stop_node, "stop postgres, give the lease back, remove our record"),
+    Rule("shutdown.stop", plans.always, plans.stop_node, "stop postgres, give the lease back, remove our record"),
 )
 
 
