@@ -79,3 +79,28 @@ def test_every_error_is_listed_at_once() -> None:
     errors = errors_of(doc(instances=4, workload="x", storage={"size": "lots"}))
     assert len(errors) == 3
     assert [e.split(":")[0] for e in errors] == ["spec.instances", "spec.storage.size", "spec.workload"]
+
+
+@pytest.mark.parametrize(("instances", "k"), [(1, 0), (3, 1), (5, 2), (7, 3), (9, 4)])
+def test_sync_standbys_defaults_to_n_so_any_n_failures_are_survivable(instances: int, k: int) -> None:
+    mode = "async" if instances == 1 else "quorum"
+    spec = parse_cluster(doc(instances=instances, replication={"mode": mode})).spec
+    assert spec.sync_standbys == k and spec.tolerated_failures == (instances - 1) // 2
+    assert spec.warnings() == []
+
+
+def test_a_smaller_sync_standbys_is_allowed_with_a_warning_naming_what_it_gives_up() -> None:
+    spec = parse_cluster(doc(instances=5, replication={"mode": "quorum", "syncStandbys": 1})).spec
+    assert spec.sync_standbys == 1
+    (warning,) = spec.warnings()
+    assert warning.startswith("replication.syncStandbys: 1 < n = 2") and "syncStandbys: 2" in warning
+
+
+def test_ha_settings_come_from_the_document_once() -> None:
+    from pgkeel.ha.settings import HASettings, Mode
+
+    cluster = parse_cluster(doc(instances=5, failover={"ttlSeconds": 6}, replication={"mode": "async"}))
+    settings = HASettings.from_document(cluster)
+    assert (settings.ttl, settings.mode, settings.fence_deadline, settings.member_ttl) == (6.0, Mode.ASYNC, 4.5, 18.0)
+    with pytest.raises(ValueError, match="mode"):
+        HASettings.model_validate({"mode": "quorom"})  # a typo is an error, never silently async
