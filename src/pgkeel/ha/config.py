@@ -55,7 +55,6 @@ class AgentConfig(BaseModel):
     def api_url(self) -> str:
         return f"http://{self.api_host}:{self.api_port}"
 
-
     def instance_config(self, extra_options: dict[str, str] | None = None) -> InstanceConfig:
         return InstanceConfig(
             name=self.name,

@@ -19,12 +19,9 @@ import httpx
 import psycopg
 
 from pgkeel.dcs import DCS, DCSError
-from pgkeel.ha.clock import now
-from pgkeel.ha.config import AgentConfig
-from pgkeel.ha.model import (
+from pgkeel.ha.actions import (
     AcquireLeader,
     AnyAction,
-    Blocked,
     Bootstrap,
     Checkpoint,
     ClaimInitialize,
@@ -33,15 +30,11 @@ from pgkeel.ha.model import (
     CloneFrom,
     ConfirmReceived,
     DeleteMember,
-    Done,
     DropSlots,
     EnsureSlots,
-    Failed,
     Fence,
     Follow,
     HandOver,
-    LeaseHeld,
-    Outcome,
     Promote,
     Publish,
     Reclone,
@@ -49,17 +42,16 @@ from pgkeel.ha.model import (
     Refuse,
     ReleaseLeader,
     RenewLeader,
-    Result,
     Rewind,
-    Rewound,
     SetSyncNames,
-    Started,
     StartPostgres,
     StopPostgres,
-    SyncNamesSet,
     Wait,
     WriteSyncRecord,
 )
+from pgkeel.ha.clock import now
+from pgkeel.ha.config import AgentConfig
+from pgkeel.ha.model import Blocked, Done, Failed, LeaseHeld, Outcome, Result, Rewound, Started, SyncNamesSet
 from pgkeel.ha.peers import PeerProber
 from pgkeel.ha.records import Address, FenceKind, MemberRecord, MemberState, Role
 from pgkeel.instance import (

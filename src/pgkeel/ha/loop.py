@@ -14,24 +14,13 @@ import time
 from typing import Any
 
 from pgkeel.dcs import DCS
+from pgkeel.ha.actions import EnsureSlots, Publish, RecordHistory, RenewLeader, SetSyncNames, Wait, WriteSyncRecord
 from pgkeel.ha.config import AgentConfig
 from pgkeel.ha.execute import Executor
 from pgkeel.ha.fencing import NodeFence
 from pgkeel.ha.housekeeping import Housekeeping
 from pgkeel.ha.memory import remember
-from pgkeel.ha.model import (
-    Decision,
-    EnsureSlots,
-    Memory,
-    Observation,
-    PgState,
-    Publish,
-    RecordHistory,
-    RenewLeader,
-    SetSyncNames,
-    Wait,
-    WriteSyncRecord,
-)
+from pgkeel.ha.model import Decision, Memory, Observation, PgState
 from pgkeel.ha.observe import Observer
 from pgkeel.ha.peers import PeerProber
 from pgkeel.ha.records import SwitchoverRequest
@@ -179,4 +168,3 @@ class Agent:
         request = SwitchoverRequest(source=leader, target=to, force=force).to_json()
         self.dcs.set_switchover(request, ttl=self.config.ha.switchover_ttl)
         return request
-

@@ -9,33 +9,35 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from pgkeel.ha.model import (
+from pgkeel.ha.actions import (
     AcquireLeader,
-    Blocked,
     Bootstrap,
-    Decision,
     Fence,
     Follow,
     HandOver,
-    LeaseHeld,
-    Memory,
-    Observation,
-    Outcome,
     Promote,
     Reclone,
     RecordHistory,
     Refuse,
     ReleaseLeader,
     RenewLeader,
-    Result,
     Rewind,
-    Rewound,
     SetSyncNames,
     StartPostgres,
     StopPostgres,
+    WriteSyncRecord,
+)
+from pgkeel.ha.model import (
+    Blocked,
+    Decision,
+    LeaseHeld,
+    Memory,
+    Observation,
+    Outcome,
+    Result,
+    Rewound,
     SyncNamesSet,
     SyncSwitch,
-    WriteSyncRecord,
 )
 from pgkeel.ha.sync import SyncRule
 from pgkeel.instance import RewindOutcome

@@ -2,7 +2,8 @@
 
 Sections run in order — global, bootstrap, lead, follow, elect — and the first rule whose
 predicate holds makes the plan. `pgkeel rules` prints the table; /status names the rule that fired.
-Predicates and plans are the named functions in pgkeel.ha.plans; this file is the index.
+Predicates and plans are the named functions in pgkeel.ha.plan_<section> (shared facts in
+pgkeel.ha.facts); this file is the index.
 
 Safety rules the table enforces (property-tested in tests/unit/ha, exercised by pgkeel.sim):
 - Only the lease holder runs as a writable primary; promotion always follows AcquireLeader (or
@@ -18,8 +19,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pgkeel.ha import plans
-from pgkeel.ha.model import AnyAction, Decision, Observation
+from pgkeel.ha import facts, plan_elect, plan_follow, plan_global, plan_lead
+from pgkeel.ha.actions import AnyAction
+from pgkeel.ha.model import Decision, Observation
 
 Predicate = Callable[[Observation], bool]
 Plan = Callable[[Observation], list[AnyAction]]
@@ -27,13 +29,13 @@ Plan = Callable[[Observation], list[AnyAction]]
 
 # Each section applies only where its guard holds; a rule's own predicate adds what sets it apart.
 SECTION_GUARDS: dict[str, Predicate] = {
-    "preio": plans.always,
-    "global": plans.always,
-    "bootstrap": plans.always,
-    "lead": plans.i_lead,
-    "follow": plans.another_leads,
-    "elect": plans.no_one_leads,
-    "shutdown": plans.always,
+    "preio": facts.always,
+    "global": facts.always,
+    "bootstrap": facts.always,
+    "lead": facts.i_lead,
+    "follow": facts.another_leads,
+    "elect": facts.no_one_leads,
+    "shutdown": facts.always,
 }
 
 
@@ -54,163 +56,264 @@ class Rule:
 
 RULES: tuple[Rule, ...] = (
     # --- global: before anything that needs the store or our role -------------------------------
-    Rule("global.refused", plans.refused, plans.refuse, "this node refused to join (foreign data): stay out"),
+    Rule(
+        "global.refused", plan_global.refused, plan_global.refuse, "this node refused to join (foreign data): stay out"
+    ),
     Rule(
         "global.store-down-fence",
-        plans.store_down_and_fence_due,
-        plans.fence,
+        plan_global.store_down_and_fence_due,
+        plan_global.fence,
         "the store is unreachable past the fence deadline: stop accepting writes",
     ),
-    Rule("global.store-down", plans.store_down, plans.wait_store, "the store is unreachable: change nothing"),
+    Rule(
+        "global.store-down", plan_global.store_down, plan_global.wait_store, "the store is unreachable: change nothing"
+    ),
     Rule(
         "global.own-bootstrap-claim",
-        plans.own_bootstrap_claim,
-        plans.resume_bootstrap,
+        plan_global.own_bootstrap_claim,
+        plan_global.resume_bootstrap,
         "our own bootstrap died: redo it",
     ),
     Rule(
-        "global.foreign-data", plans.foreign_data, plans.refuse_foreign, "the data belongs to another cluster: refuse"
+        "global.foreign-data",
+        plan_global.foreign_data,
+        plan_global.refuse_foreign,
+        "the data belongs to another cluster: refuse",
     ),
     Rule(
         "global.renewal-overdue-fence",
-        plans.renewal_overdue_without_extension,
-        plans.fence,
+        plan_global.renewal_overdue_without_extension,
+        plan_global.fence,
         "a primary whose lease renewals failed past the fence deadline stops (no in-postgres fence to rely on)",
     ),
     # --- bootstrap: no data directory yet ----------------------------------------------------------
     Rule(
-        "bootstrap.backoff", plans.bootstrap_backing_off, plans.wait_bootstrap_backoff, "a failed bootstrap backs off"
+        "bootstrap.backoff",
+        plan_global.bootstrap_backing_off,
+        plan_global.wait_bootstrap_backoff,
+        "a failed bootstrap backs off",
     ),
     Rule(
-        "bootstrap.initdb", plans.no_cluster_yet, plans.bootstrap, "no cluster yet: claim the initialize key and initdb"
+        "bootstrap.initdb",
+        plan_global.no_cluster_yet,
+        plan_global.bootstrap,
+        "no cluster yet: claim the initialize key and initdb",
     ),
     Rule(
-        "bootstrap.stale-claim", plans.stale_bootstrap_claim, plans.clear_stale_claim, "a claim outlived its bootstrap"
+        "bootstrap.stale-claim",
+        plan_global.stale_bootstrap_claim,
+        plan_global.clear_stale_claim,
+        "a claim outlived its bootstrap",
     ),
-    Rule("bootstrap.wait-claim", plans.bootstrap_in_progress, plans.wait_bootstrap, "another node is bootstrapping"),
-    Rule("bootstrap.wait-leader", plans.no_running_leader_to_clone, plans.wait_leader_to_clone, "nothing to clone yet"),
-    Rule("bootstrap.clone", plans.no_data, plans.clone, "clone the running leader"),
-    Rule("global.claim-initialize", plans.initialize_lost, plans.claim_initialize, "the store lost the initialize key"),
+    Rule(
+        "bootstrap.wait-claim",
+        plan_global.bootstrap_in_progress,
+        plan_global.wait_bootstrap,
+        "another node is bootstrapping",
+    ),
+    Rule(
+        "bootstrap.wait-leader",
+        plan_global.no_running_leader_to_clone,
+        plan_global.wait_leader_to_clone,
+        "nothing to clone yet",
+    ),
+    Rule("bootstrap.clone", plan_global.no_data, plan_global.clone, "clone the running leader"),
+    Rule(
+        "global.claim-initialize",
+        plan_global.initialize_lost,
+        plan_global.claim_initialize,
+        "the store lost the initialize key",
+    ),
     # --- lead: this node holds the lease -------------------------------------------------------------
     Rule(
         "lead.not-answering-too-long",
-        plans.leading_and_not_answering_too_long,
-        plans.release_and_fence,
+        plan_lead.leading_and_not_answering_too_long,
+        plan_lead.release_and_fence,
         "postgres runs but has not answered for too long: hand over",
     ),
     Rule(
         "lead.not-answering",
-        plans.leading_and_not_answering,
-        plans.renew_and_wait,
+        plan_lead.leading_and_not_answering,
+        plan_lead.renew_and_wait,
         "postgres is starting: keep the lease",
     ),
     Rule(
         "lead.switchover-aborted",
-        plans.leading_after_aborted_switchover,
-        plans.restart_after_aborted_switchover,
+        plan_lead.leading_after_aborted_switchover,
+        plan_lead.restart_after_aborted_switchover,
         "a switchover stopped postgres but did not hand over: come back as a standby, then promote",
     ),
-    Rule("lead.down-too-long", plans.leading_and_down_too_long, plans.release, "postgres did not come back: hand over"),
+    Rule(
+        "lead.down-too-long",
+        plan_lead.leading_and_down_too_long,
+        plan_lead.release,
+        "postgres did not come back: hand over",
+    ),
     Rule(
         "lead.restart-as-standby",
-        plans.leading_down_with_standby_data,
-        plans.restart_leader_as_standby,
+        plan_lead.leading_down_with_standby_data,
+        plan_lead.restart_leader_as_standby,
         "the lease holder's data was last a standby: start it as one, then promote",
     ),
     Rule(
         "lead.restart-in-place",
-        plans.leading_and_down,
-        plans.restart_leader,
+        plan_lead.leading_and_down,
+        plan_lead.restart_leader,
         "the leader's postgres is down: restart it",
     ),
-    Rule("lead.promote", plans.leading_as_standby, plans.promote_leader, "holding the lease as a standby: promote"),
     Rule(
-        "lead.switchover", plans.switchover_requested, plans.switchover, "a switchover was requested: hand over cleanly"
+        "lead.promote",
+        plan_lead.leading_as_standby,
+        plan_lead.promote_leader,
+        "holding the lease as a standby: promote",
+    ),
+    Rule(
+        "lead.switchover",
+        plan_lead.switchover_requested,
+        plan_lead.switchover,
+        "a switchover was requested: hand over cleanly",
     ),
     Rule(
         "lead.switchover-no-target",
-        plans.switchover_without_target,
-        plans.clear_switchover,
+        plan_lead.switchover_without_target,
+        plan_lead.clear_switchover,
         "a switchover was requested but no healthy replica can take over",
     ),
-    Rule("lead.serve", plans.leading, plans.serve, "renew the lease, publish, keep the quorum rule and slots"),
+    Rule("lead.serve", plan_lead.leading, plan_lead.serve, "renew the lease, publish, keep the quorum rule and slots"),
     # --- follow: another node holds the lease ------------------------------------------------------
-    Rule("follow.demote", plans.following_as_primary, plans.demote, "another node holds the lease: stop this primary"),
+    Rule(
+        "follow.demote",
+        plan_follow.following_as_primary,
+        plan_follow.demote,
+        "another node holds the lease: stop this primary",
+    ),
     Rule(
         "follow.leader-unpublished",
-        plans.leader_unpublished,
-        plans.wait_leader_address,
+        plan_follow.leader_unpublished,
+        plan_follow.wait_leader_address,
         "the leader has no address yet",
     ),
     Rule(
-        "follow.not-answering", plans.following_and_not_answering, plans.rejoin_unanswering, "a silent standby rejoins"
+        "follow.not-answering",
+        plan_follow.following_and_not_answering,
+        plan_follow.rejoin_unanswering,
+        "a silent standby rejoins",
     ),
     Rule(
-        "follow.reclone", plans.reclone_due, plans.reclone, "diverged beyond pg_rewind or the WAL is gone: clone afresh"
+        "follow.reclone",
+        plan_follow.reclone_due,
+        plan_follow.reclone,
+        "diverged beyond pg_rewind or the WAL is gone: clone afresh",
     ),
-    Rule("follow.reclone-blocked", plans.reclone_blocked, plans.wait_alarm, "a re-clone needs an operator: say so"),
+    Rule(
+        "follow.reclone-blocked",
+        plan_follow.reclone_blocked,
+        plan_follow.wait_alarm,
+        "a re-clone needs an operator: say so",
+    ),
     Rule(
         "follow.wait-leader-to-rewind",
-        plans.rewind_due_but_leader_not_running,
-        plans.wait_leader_running,
+        plan_follow.rewind_due_but_leader_not_running,
+        plan_follow.wait_leader_running,
         "pg_rewind needs a running leader",
     ),
     Rule(
         "follow.rewind-backoff",
-        plans.rewind_backing_off,
-        plans.wait_rewind_backoff,
+        plan_follow.rewind_backing_off,
+        plan_follow.wait_rewind_backoff,
         "pg_rewind failed to connect: retry",
     ),
-    Rule("follow.rewind", plans.rewind_due, plans.rewind, "was a primary: rejoin the leader's timeline with pg_rewind"),
-    Rule("follow.start", plans.following_and_down, plans.start_replica, "start as a replica of the leader"),
-    Rule("follow.rejoin", plans.following_and_rewind_needed, plans.stop_to_rewind, "may have diverged: stop to rewind"),
-    Rule("follow.wal-gone", plans.wal_source_lost, plans.stop_to_reclone, "the leader no longer has our WAL: re-clone"),
-    Rule("follow.repoint", plans.following_elsewhere, plans.repoint, "stream from the current leader"),
+    Rule(
+        "follow.rewind",
+        plan_follow.rewind_due,
+        plan_follow.rewind,
+        "was a primary: rejoin the leader's timeline with pg_rewind",
+    ),
+    Rule("follow.start", plan_follow.following_and_down, plan_follow.start_replica, "start as a replica of the leader"),
+    Rule(
+        "follow.rejoin",
+        plan_follow.following_and_rewind_needed,
+        plan_follow.stop_to_rewind,
+        "may have diverged: stop to rewind",
+    ),
+    Rule(
+        "follow.wal-gone",
+        plan_follow.wal_source_lost,
+        plan_follow.stop_to_reclone,
+        "the leader no longer has our WAL: re-clone",
+    ),
+    Rule("follow.repoint", plan_follow.following_elsewhere, plan_follow.repoint, "stream from the current leader"),
     Rule(
         "follow.stalled",
-        plans.stream_stalled,
-        plans.stop_to_rewind,
+        plan_follow.stream_stalled,
+        plan_follow.stop_to_rewind,
         "not streaming from the leader for too long: rejoin",
     ),
-    Rule("follow.stream", plans.following, plans.stream, "streaming: publish and keep the others' slots moving"),
+    Rule(
+        "follow.stream",
+        plan_follow.following,
+        plan_follow.stream,
+        "streaming: publish and keep the others' slots moving",
+    ),
     # --- elect: no one holds the lease ---------------------------------------------------------------
     Rule(
-        "elect.forced", plans.forced_failover_to_me, plans.forced_promote, "an operator forced a failover to this node"
+        "elect.forced",
+        plan_elect.forced_failover_to_me,
+        plan_elect.forced_promote,
+        "an operator forced a failover to this node",
     ),
     Rule(
         "elect.superseded-primary",
-        plans.superseded_primary,
-        plans.fence,
+        plan_elect.superseded_primary,
+        plan_global.fence,
         "running as a primary although another node led since (cut off meanwhile): stop, never reclaim",
     ),
-    Rule("elect.reclaim", plans.primary_without_leader, plans.reclaim, "running as primary with no leader: reclaim"),
-    Rule("elect.start-readonly", plans.down_without_leader, plans.start_readonly, "start read-only to take part"),
-    Rule("elect.not-answering", plans.not_answering, plans.wait_starting, "postgres is starting: wait"),
-    Rule("elect.detach", plans.still_attached, plans.detach, "stop receiving WAL so positions compared are final"),
+    Rule(
+        "elect.reclaim",
+        plan_elect.primary_without_leader,
+        plan_elect.reclaim,
+        "running as primary with no leader: reclaim",
+    ),
+    Rule(
+        "elect.start-readonly",
+        plan_elect.down_without_leader,
+        plan_elect.start_readonly,
+        "start read-only to take part",
+    ),
+    Rule("elect.not-answering", plan_elect.not_answering, plan_elect.wait_starting, "postgres is starting: wait"),
+    Rule(
+        "elect.detach",
+        plan_elect.still_attached,
+        plan_elect.detach,
+        "stop receiving WAL so positions compared are final",
+    ),
     Rule(
         "elect.old-leader-may-write",
-        plans.old_leader_may_write,
-        plans.wait_old_leader,
+        plan_elect.old_leader_may_write,
+        plan_elect.wait_old_leader,
         "the old primary may still write",
     ),
     Rule(
-        "elect.ineligible", plans.ineligible, plans.wait_ineligible, "another candidate is better, or nothing is proven"
+        "elect.ineligible",
+        plan_elect.ineligible,
+        plan_elect.wait_ineligible,
+        "another candidate is better, or nothing is proven",
     ),
-    Rule("elect.promote", plans.always, plans.elect_and_promote, "the best eligible candidate takes the lease"),
+    Rule("elect.promote", facts.always, plan_elect.elect_and_promote, "the best eligible candidate takes the lease"),
 )
 
 
 PRE_IO_RULES: tuple[Rule, ...] = (
     Rule(
         "preio.lease-overdue",
-        plans.lease_overdue_before_io,
-        plans.fence,
+        plan_global.lease_overdue_before_io,
+        plan_global.fence,
         "before touching the store: a primary whose last renewal is nearly a TTL old stops first",
     ),
 )
 
 SHUTDOWN_RULES: tuple[Rule, ...] = (
-    Rule("shutdown.stop", plans.always, plans.stop_node, "stop postgres, give the lease back, remove our record"),
+    Rule("shutdown.stop", facts.always, plan_global.stop_node, "stop postgres, give the lease back, remove our record"),
 )
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from pgkeel.ha.actions import Publish
 from pgkeel.ha.election import self_candidate
-from pgkeel.ha.model import Decision, Memory, Observation, Publish
+from pgkeel.ha.model import Decision, Memory, Observation
 from pgkeel.ha.records import FenceKind
 from pgkeel.instance import AsideInfo, ServerStatus
 

@@ -19,7 +19,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from pgkeel.ha.model import AnyAction, Observation, SetSyncNames, WriteSyncRecord
+from pgkeel.ha.actions import AnyAction, SetSyncNames, WriteSyncRecord
+from pgkeel.ha.model import Observation
 from pgkeel.ha.records import SyncRecord
 
 _NAMES = re.compile(r"^ANY (\d+) \((.*)\)$")

@@ -11,20 +11,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 
+from pgkeel.ha.actions import AnyAction
 from pgkeel.ha.election import self_candidate
 from pgkeel.ha.memory import remember
-from pgkeel.ha.model import (
-    AnyAction,
-    Decision,
-    Memory,
-    Observation,
-    OldLeader,
-    Outcome,
-    PeerProbe,
-    PgState,
-    ReplicaFlush,
-    Result,
-)
+from pgkeel.ha.model import Decision, Memory, Observation, OldLeader, Outcome, PeerProbe, PgState, ReplicaFlush, Result
 from pgkeel.ha.records import Address, ClusterState, FenceKind
 from pgkeel.ha.rules import decide, precheck
 from pgkeel.sim.executor import Later, Step, perform

@@ -15,10 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, assert_never
 
-from pgkeel.ha.model import (
+from pgkeel.ha.actions import (
     AcquireLeader,
     AnyAction,
-    Blocked,
     Bootstrap,
     Checkpoint,
     ClaimInitialize,
@@ -27,15 +26,11 @@ from pgkeel.ha.model import (
     CloneFrom,
     ConfirmReceived,
     DeleteMember,
-    Done,
     DropSlots,
     EnsureSlots,
-    Failed,
     Fence,
     Follow,
     HandOver,
-    LeaseHeld,
-    Outcome,
     Promote,
     Publish,
     Reclone,
@@ -43,17 +38,14 @@ from pgkeel.ha.model import (
     Refuse,
     ReleaseLeader,
     RenewLeader,
-    Result,
     Rewind,
-    Rewound,
     SetSyncNames,
-    Started,
     StartPostgres,
     StopPostgres,
-    SyncNamesSet,
     Wait,
     WriteSyncRecord,
 )
+from pgkeel.ha.model import Blocked, Done, Failed, LeaseHeld, Outcome, Result, Rewound, Started, SyncNamesSet
 from pgkeel.ha.records import Address, MemberRecord, MemberState, Role
 from pgkeel.instance import RewindOutcome, slot_name_for
 from pgkeel.sim.pg import SLOT_KEEP, Slot, fork_point, is_prefix

@@ -6,7 +6,8 @@ from dataclasses import replace
 from typing import Any
 
 from pgkeel.dcs import Leader
-from pgkeel.ha.model import AnyAction, Decision, Memory, Observation, OldLeader, PeerProbe, PgState
+from pgkeel.ha.actions import AnyAction
+from pgkeel.ha.model import Decision, Memory, Observation, OldLeader, PeerProbe, PgState
 from pgkeel.ha.records import (
     Address,
     ClusterState,

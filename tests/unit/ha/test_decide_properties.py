@@ -9,11 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pgkeel.dcs import Leader
-from pgkeel.ha import model as ha
+from pgkeel.ha import actions, model
 from pgkeel.ha.election import eligibility, old_leader_may_write, rank, witnesses
+from pgkeel.ha.facts import acting_primary
 from pgkeel.ha.memory import START_FAILURES_BEFORE_REWIND, remember
 from pgkeel.ha.model import Decision, Memory, Observation, OldLeader, PgState
-from pgkeel.ha.plans import acting_primary
 from pgkeel.ha.records import (
     BOOTSTRAP_PLACEHOLDER,
     ClusterState,
@@ -138,7 +138,9 @@ def test_writable_postgres_only_with_a_lease_confirmed_in_the_same_plan(o: Obser
     """Promote and start-as-primary come only after AcquireLeader/RenewLeader in the same plan."""
     d = decide(o)
     for i, action in enumerate(d.actions):
-        writable = isinstance(action, ha.Promote) or (isinstance(action, ha.StartPostgres) and not action.standby)
+        writable = isinstance(action, actions.Promote) or (
+            isinstance(action, actions.StartPostgres) and not action.standby
+        )
         if writable:
             before = kinds(Decision(d.rule, d.actions[:i]))
             assert "AcquireLeader" in before or ("RenewLeader" in before and holds_lease(o)), (d.rule, kinds(d))
@@ -200,7 +202,7 @@ def test_a_lease_holder_with_standby_data_never_starts_as_primary(o: Observation
     if not (holds_lease(o) and o.pg.has_data and not o.pg.running and (not o.pg.was_primary or o.memory.rewind_needed)):
         return
     for action in decide(o).actions:
-        assert not (isinstance(action, ha.StartPostgres) and not action.standby)
+        assert not (isinstance(action, actions.StartPostgres) and not action.standby)
 
 
 @settings(max_examples=1000, deadline=None)
@@ -236,10 +238,10 @@ def test_at_most_one_node_claims_the_lease_and_it_holds_the_highest_position(
 @given(st.integers(1, 10))
 def test_failed_replica_starts_lead_to_a_rewind_after_three(failures: int) -> None:
     o = obs(pg=PgState(has_data=True, system_identifier=SYSID, timeline=1, lsn=1))
-    start = ha.StartPostgres(standby=True, leader=address("pg-0"))
+    start = actions.StartPostgres(standby=True, leader=address("pg-0"))
     memory = o.memory
     for i in range(failures):
-        memory = remember(replace(o, memory=memory), Decision("follow.start", (start,)), [(start, ha.Failed())])
+        memory = remember(replace(o, memory=memory), Decision("follow.start", (start,)), [(start, model.Failed())])
         assert memory.rewind_needed == ((i + 1) % START_FAILURES_BEFORE_REWIND == 0 or memory.rewind_needed)
     assert memory.rewind_needed == (failures >= START_FAILURES_BEFORE_REWIND)
 
@@ -248,12 +250,12 @@ def test_failed_replica_starts_lead_to_a_rewind_after_three(failures: int) -> No
 @given(st.integers(1, 12))
 def test_bootstrap_failures_back_off_and_cap(failures: int) -> None:
     o = obs("pg-0", pg=PgState())
-    bootstrap = ha.Bootstrap(placeholder=BOOTSTRAP_PLACEHOLDER + "pg-0")
+    bootstrap = actions.Bootstrap(placeholder=BOOTSTRAP_PLACEHOLDER + "pg-0")
     memory = o.memory
     waits = []
     for _ in range(failures):
         memory = remember(
-            replace(o, memory=memory), Decision("bootstrap.initdb", (bootstrap,)), [(bootstrap, ha.Failed())]
+            replace(o, memory=memory), Decision("bootstrap.initdb", (bootstrap,)), [(bootstrap, model.Failed())]
         )
         waits.append(memory.retry_bootstrap_at - o.now)
     assert waits == sorted(waits) and waits[0] >= 1.0 and waits[-1] <= 60.0
@@ -261,12 +263,14 @@ def test_bootstrap_failures_back_off_and_cap(failures: int) -> None:
 
 def test_a_switchover_that_stopped_postgres_without_handing_over_never_restarts_as_primary() -> None:
     o = obs("pg-0", pg=PgState(has_data=True, running=True, system_identifier=SYSID, in_recovery=False, lsn=5))
-    stop, confirm = ha.StopPostgres(), ha.ConfirmReceived(target="pg-1", address=address("pg-1"), within=1.5)
-    memory = remember(o, Decision("lead.switchover", (stop, confirm)), [(stop, ha.Done()), (confirm, ha.Failed())])
+    stop, confirm = actions.StopPostgres(), actions.ConfirmReceived(target="pg-1", address=address("pg-1"), within=1.5)
+    memory = remember(
+        o, Decision("lead.switchover", (stop, confirm)), [(stop, model.Done()), (confirm, model.Failed())]
+    )
     assert memory.switchover_aborted and memory.rewind_needed
     after = decide(obs("pg-0", pg=PgState(has_data=True, system_identifier=SYSID, was_primary=True), memory=memory))
     assert after.rule == "lead.switchover-aborted"
-    assert all(a.standby for a in after.actions if isinstance(a, ha.StartPostgres))
+    assert all(a.standby for a in after.actions if isinstance(a, actions.StartPostgres))
 
 
 @settings(max_examples=300, deadline=None)
@@ -275,8 +279,8 @@ def test_only_divergence_leads_to_a_reclone(outcome: RewindOutcome, failures: in
     o = obs(
         pg=PgState(has_data=True, system_identifier=SYSID), memory=Memory(rewind_needed=True, rewind_failures=failures)
     )
-    rewind = ha.Rewind(leader="pg-0", address=address("pg-0"))
-    memory = remember(o, Decision("follow.rewind", (rewind,)), [(rewind, ha.Rewound(ok=False, result=outcome))])
+    rewind = actions.Rewind(leader="pg-0", address=address("pg-0"))
+    memory = remember(o, Decision("follow.rewind", (rewind,)), [(rewind, model.Rewound(ok=False, result=outcome))])
     assert memory.reclone_needed == outcome.needs_reclone
     if outcome in (RewindOutcome.UNREACHABLE, RewindOutcome.FAILED):
         assert memory.retry_rewind_at > o.now and memory.rewind_needed
@@ -314,7 +318,7 @@ def test_changing_the_synchronous_set_keeps_every_acknowledged_commit_provable(
             in_recovery=False,
             lsn=1000,
             sync_standby_names=rule.render(),
-            replication=tuple(ha.ReplicaFlush(m, 2000) for m in new_members),
+            replication=tuple(model.ReplicaFlush(m, 2000) for m in new_members),
         )
         o = Observation(
             me="pg-0",
@@ -329,14 +333,14 @@ def test_changing_the_synchronous_set_keeps_every_acknowledged_commit_provable(
         if not plan:
             break
         for action in plan:
-            if isinstance(action, ha.SetSyncNames):
+            if isinstance(action, actions.SetSyncNames):
                 new_rule = SyncRule.parse(action.names)
                 assert new_rule is not None
                 assert covers(record, new_rule), "postgres moved to a rule the record in force does not cover"
                 rule = new_rule
                 acked_under.append(rule)
-                memory = replace(memory, sync_switch=ha.SyncSwitch(rule.members, rule.quorum, 1500))
-            elif isinstance(action, ha.WriteSyncRecord):
+                memory = replace(memory, sync_switch=model.SyncSwitch(rule.members, rule.quorum, 1500))
+            elif isinstance(action, actions.WriteSyncRecord):
                 flushed = memory.sync_switch is not None  # every member of the new set flushed to 2000 > 1500
                 assert all(covers(action.record, r) for r in acked_under) or flushed
                 record = replace(action.record, version=record.version + 1)

@@ -27,7 +27,7 @@ from builders import (
     with_memory,
 )
 
-from pgkeel.ha import model as ha
+from pgkeel.ha import actions, model
 from pgkeel.ha.model import Memory, OldLeader, PgState, ReplicaFlush
 from pgkeel.ha.records import (
     BOOTSTRAP_PLACEHOLDER,
@@ -44,7 +44,7 @@ from pgkeel.ha.settings import Mode
 SYNC = SyncRecord("pg-0", ("pg-1", "pg-2"), 1, version=3)
 
 
-def elect_obs(**kw: object) -> ha.Observation:
+def elect_obs(**kw: object) -> model.Observation:
     """pg-1, detached replica, no leader; pg-2 answered behind it; pg-0 (last leader) gone and fenced."""
     state = cluster(
         leader=None,
@@ -106,8 +106,8 @@ def test_global_own_bootstrap_claim() -> None:
     state = cluster(leader=None, members={}, initialize=BOOTSTRAP_PLACEHOLDER + "pg-0")
     d = decide(obs("pg-0", pg=PgState(), state=state))
     assert d.rule == "global.own-bootstrap-claim"
-    action = first(d, ha.Bootstrap)
-    assert isinstance(action, ha.Bootstrap) and action.reuse_claim
+    action = first(d, actions.Bootstrap)
+    assert isinstance(action, actions.Bootstrap) and action.reuse_claim
 
 
 def test_global_foreign_data() -> None:
@@ -118,7 +118,7 @@ def test_global_foreign_data() -> None:
 def test_global_claim_initialize() -> None:
     d = decide(obs(state=cluster(initialize=None)))
     assert d.rule == "global.claim-initialize"
-    assert first(d, ha.ClaimInitialize) == ha.ClaimInitialize(system_identifier=SYSID, reason=d.reason)
+    assert first(d, actions.ClaimInitialize) == actions.ClaimInitialize(system_identifier=SYSID, reason=d.reason)
 
 
 def test_global_renewal_overdue_fence() -> None:
@@ -174,8 +174,8 @@ def test_bootstrap_wait_leader() -> None:
 def test_bootstrap_clone() -> None:
     d = decide(obs(pg=PgState()))
     assert d.rule == "bootstrap.clone"
-    clone = first(d, ha.CloneFrom)
-    assert isinstance(clone, ha.CloneFrom) and clone.address == address("pg-0")
+    clone = first(d, actions.CloneFrom)
+    assert isinstance(clone, actions.CloneFrom) and clone.address == address("pg-0")
 
 
 # --- lead ----------------------------------------------------------------------------------------------
@@ -198,8 +198,8 @@ def test_lead_switchover_aborted() -> None:
     o = obs("pg-0", pg=stopped_pg(was_primary=True), memory=Memory(last_renewal=NOW - 0.2, switchover_aborted=True))
     d = decide(o)
     assert d.rule == "lead.switchover-aborted"
-    start = first(d, ha.StartPostgres)
-    assert isinstance(start, ha.StartPostgres) and start.standby  # never restart as a primary after an abort
+    start = first(d, actions.StartPostgres)
+    assert isinstance(start, actions.StartPostgres) and start.standby  # never restart as a primary after an abort
 
 
 def test_lead_down_too_long() -> None:
@@ -212,16 +212,16 @@ def test_lead_restart_as_standby() -> None:
     """The lease holder's data was last a standby (a candidate that crashed before pg_promote)."""
     d = decide(obs("pg-0", pg=stopped_pg(was_primary=False)))
     assert d.rule == "lead.restart-as-standby"
-    start = first(d, ha.StartPostgres)
-    assert isinstance(start, ha.StartPostgres) and start.standby and start.leader is None
+    start = first(d, actions.StartPostgres)
+    assert isinstance(start, actions.StartPostgres) and start.standby and start.leader is None
     assert kinds(d)[0] == "RenewLeader"
 
 
 def test_lead_restart_in_place() -> None:
     d = decide(obs("pg-0", pg=stopped_pg(was_primary=True)))
     assert d.rule == "lead.restart-in-place" and kinds(d) == ["RenewLeader", "StartPostgres"]
-    start = first(d, ha.StartPostgres)
-    assert isinstance(start, ha.StartPostgres) and not start.standby
+    start = first(d, actions.StartPostgres)
+    assert isinstance(start, actions.StartPostgres) and not start.standby
 
 
 def test_lead_promote() -> None:
@@ -244,8 +244,8 @@ def test_lead_switchover() -> None:
         "HandOver",
         "ClearSwitchover",
     ]
-    hand = first(d, ha.HandOver)
-    assert isinstance(hand, ha.HandOver) and hand.target == "pg-2"
+    hand = first(d, actions.HandOver)
+    assert isinstance(hand, actions.HandOver) and hand.target == "pg-2"
 
 
 def test_lead_switchover_no_target() -> None:
@@ -260,8 +260,8 @@ def test_lead_serve() -> None:
     assert d.rule == "lead.serve"
     assert kinds(d)[:2] == ["RenewLeader", "Publish"]
     assert "RecordHistory" in kinds(d) and "EnsureSlots" in kinds(d)
-    drop = first(d, ha.DropSlots)
-    assert isinstance(drop, ha.DropSlots) and drop.slots == ("pg_5",)  # a member no longer configured
+    drop = first(d, actions.DropSlots)
+    assert isinstance(drop, actions.DropSlots) and drop.slots == ("pg_5",)  # a member no longer configured
 
 
 # --- follow ---------------------------------------------------------------------------------------------
@@ -270,8 +270,8 @@ def test_lead_serve() -> None:
 def test_follow_demote() -> None:
     d = decide(obs("pg-1", pg=primary_pg()))
     assert d.rule == "follow.demote"
-    stop = first(d, ha.StopPostgres)
-    assert isinstance(stop, ha.StopPostgres) and stop.then == "rewind"
+    stop = first(d, actions.StopPostgres)
+    assert isinstance(stop, actions.StopPostgres) and stop.then == "rewind"
 
 
 def test_follow_leader_unpublished() -> None:
@@ -314,8 +314,8 @@ def test_follow_rewind() -> None:
 def test_follow_start() -> None:
     d = decide(obs(pg=stopped_pg()))
     assert d.rule == "follow.start"
-    start = first(d, ha.StartPostgres)
-    assert isinstance(start, ha.StartPostgres) and start.standby and start.leader == address("pg-0")
+    start = first(d, actions.StartPostgres)
+    assert isinstance(start, actions.StartPostgres) and start.standby and start.leader == address("pg-0")
 
 
 def test_follow_rejoin() -> None:
@@ -326,15 +326,15 @@ def test_follow_rejoin() -> None:
 def test_follow_wal_gone() -> None:
     d = decide(obs(pg=replica_pg(streaming=False, wal_source_lost=True)))
     assert d.rule == "follow.wal-gone"
-    stop = first(d, ha.StopPostgres)
-    assert isinstance(stop, ha.StopPostgres) and stop.then == "reclone"
+    stop = first(d, actions.StopPostgres)
+    assert isinstance(stop, actions.StopPostgres) and stop.then == "reclone"
 
 
 def test_follow_repoint() -> None:
     d = decide(obs(pg=replica_pg(following="10.0.0.9:5432")))
     assert d.rule == "follow.repoint"
-    follow = first(d, ha.Follow)
-    assert isinstance(follow, ha.Follow) and follow.address == address("pg-0")
+    follow = first(d, actions.Follow)
+    assert isinstance(follow, actions.Follow) and follow.address == address("pg-0")
 
 
 def test_follow_stalled() -> None:
@@ -387,8 +387,8 @@ def test_elect_promote_the_fenced_last_leader_itself() -> None:
 
 def test_elect_start_readonly() -> None:
     d = decide(obs(pg=stopped_pg(), state=cluster(leader=None)))
-    start = first(d, ha.StartPostgres)
-    assert d.rule == "elect.start-readonly" and isinstance(start, ha.StartPostgres) and start.standby
+    start = first(d, actions.StartPostgres)
+    assert d.rule == "elect.start-readonly" and isinstance(start, actions.StartPostgres) and start.standby
 
 
 def test_elect_not_answering() -> None:
@@ -399,8 +399,8 @@ def test_elect_not_answering() -> None:
 def test_elect_detach() -> None:
     d = decide(elect_obs(pg=replica_pg(streaming=True)))
     assert d.rule == "elect.detach"
-    follow = first(d, ha.Follow)
-    assert isinstance(follow, ha.Follow) and follow.address is None
+    follow = first(d, actions.Follow)
+    assert isinstance(follow, actions.Follow) and follow.address is None
 
 
 def test_elect_old_leader_may_write() -> None:
@@ -421,8 +421,11 @@ def test_elect_promote() -> None:
     d = decide(elect_obs())
     assert d.rule == "elect.promote"
     assert kinds(d) == ["AcquireLeader", "RecordHistory", "WriteSyncRecord", "SetSyncNames", "Promote", "Publish"]
-    history = first(d, ha.RecordHistory)
-    assert isinstance(history, ha.RecordHistory) and (history.history.leader, history.history.timeline) == ("pg-1", 2)
+    history = first(d, actions.RecordHistory)
+    assert isinstance(history, actions.RecordHistory) and (history.history.leader, history.history.timeline) == (
+        "pg-1",
+        2,
+    )
 
 
 # --- examples of the review's findings, each pinned to the rule that now handles it -------------------------
@@ -516,7 +519,7 @@ def test_lead_serve_changes_postgres_first_when_the_proof_weakens() -> None:
             n=5,
             k=2,
         ),
-        sync_switch=ha.SyncSwitch(("pg-1", "pg-2", "pg-3", "pg-4"), 2, 500),
+        sync_switch=model.SyncSwitch(("pg-1", "pg-2", "pg-3", "pg-4"), 2, 500),
     )
     assert "WriteSyncRecord" not in kinds(decide(moved))  # only one of the new set flushed past 500
     flushed = with_memory(
