@@ -6,13 +6,16 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from pgkeel.document import SpecError, load_cluster
+from pgkeel.document import PostgresCluster, SpecError, load_cluster
+
+if TYPE_CHECKING:
+    from pgkeel.local import LocalCluster
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Highly available PostgreSQL, anywhere.")
 render_app = typer.Typer(no_args_is_help=True, help="Render configuration or manifests from a cluster document.")
@@ -33,7 +36,7 @@ def _fail(lines: list[str], title: str = "error") -> None:
     raise typer.Exit(1)
 
 
-def _load_valid(path: Path):  # type: ignore[no-untyped-def]
+def _load_valid(path: Path) -> PostgresCluster:
     """Load and fully validate a document (spec and PostgreSQL parameters); exit 1 listing every error."""
     from pgkeel.pgconf import validate_cluster
 
@@ -170,7 +173,7 @@ def up(
     console.print(f"\npsql: [cyan]{me} psql --dir {directory}[/]   stop: [cyan]{me} down --dir {directory}[/]")
 
 
-def _print_status(status: dict) -> None:  # type: ignore[type-arg]
+def _print_status(status: dict[str, Any]) -> None:
     from pgkeel.instance.lsn import format_lsn
 
     table = Table("name", "role", "state", "timeline", "lsn", "lag", "sync", "leader", "port", "cert expires")
@@ -192,7 +195,7 @@ def _print_status(status: dict) -> None:  # type: ignore[type-arg]
     console.print(table)
 
 
-def _local(directory: Path):  # type: ignore[no-untyped-def]
+def _local(directory: Path) -> LocalCluster:
     from pgkeel.local import LocalCluster
 
     local = LocalCluster(directory)

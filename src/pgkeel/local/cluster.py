@@ -189,9 +189,10 @@ class LocalCluster:
     # --- status -------------------------------------------------------------------------------
     def fetch(self, name: str, path: str = "/status", timeout: float = 1.0) -> dict[str, Any] | None:
         try:
-            return httpx.get(self.api_url(name) + path, timeout=timeout).json()  # type: ignore[no-any-return]
+            body = httpx.get(self.api_url(name) + path, timeout=timeout).json()
         except (httpx.HTTPError, ValueError, KeyError):
             return None
+        return body if isinstance(body, dict) else None
 
     def dsn(self, read_write: bool = True) -> str:
         cluster = self.cluster()

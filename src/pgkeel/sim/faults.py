@@ -8,6 +8,7 @@ timer (ttl 3 s, member_ttl 10 s, stream_failure_timeout 10 s, restart_timeout 10
 
 from __future__ import annotations
 
+import functools
 import random
 from collections import Counter
 from dataclasses import dataclass
@@ -73,9 +74,9 @@ class Faults:
 
     def schedule(self, faults: list[Fault]) -> None:
         for f in faults:
-            self.world.at(f.at, lambda f=f: self.begin(f))  # type: ignore[misc]
+            self.world.at(f.at, functools.partial(self.begin, f))
             if f.kind not in ("crash-postgres", "slow-checkpoint", "switchover"):
-                self.world.at(f.at + f.duration, lambda f=f: self.end(f))  # type: ignore[misc]
+                self.world.at(f.at + f.duration, functools.partial(self.end, f))
 
     def _cut(self, a: str, b: str, delta: int) -> None:
         self.cuts[(a, b)] += delta
