@@ -1,4 +1,5 @@
-"""The reliability lab in async mode (kill-primary) and the lab network's cleanup on failure.
+"""The reliability lab in async mode (kill-primary; kill-agent, whose primary is now fenced inside
+postgres and replaced) and the lab network's cleanup on failure.
 
 Separate from test_lab_faults.py so that module's shared lab cluster (and the lab lock) is gone first.
 """
@@ -9,11 +10,9 @@ import os
 import shutil
 
 import pytest
-from test_lab_faults import assert_safe
+from test_lab_faults import run_one
 
-from pgkeel.lab.cluster import LabCluster
 from pgkeel.lab.netns import Network, lab_lock, leftovers
-from pgkeel.lab.trial import run_trial
 
 pytestmark = [
     pytest.mark.e2e,
@@ -23,9 +22,9 @@ pytestmark = [
 
 
 @pytest.mark.timeout(240)
-def test_lab_async_kill_primary_is_safe_and_rejoins() -> None:
-    with LabCluster("async") as lab:
-        assert_safe(run_trial(lab, "kill-primary"), quorum=False)
+@pytest.mark.parametrize("fault", ["kill-primary", "kill-agent"])
+def test_lab_async_fault_is_safe_and_rejoins(fault: str) -> None:
+    run_one("async", fault)
 
 
 def test_lab_network_is_removed_even_when_the_body_fails() -> None:

@@ -6,6 +6,7 @@ No I/O here, so every rule is unit-tested (tests/unit/lab). Times are time.monot
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -72,12 +73,13 @@ def split_brain_windows(attempts: Iterable[Attempt]) -> list[Window]:
     return windows
 
 
-def outage(attempts: Sequence[Attempt], t_fault: float, writer: str = "rw") -> float | None:
-    """Longest gap between consecutive acks of `writer`, from its last ack before the fault on.
+def outage(attempts: Sequence[Attempt], t_fault: float, writer: str | None = "rw") -> float | None:
+    """Longest gap between consecutive acks of `writer` (None: of any writer), from the last ack
+    before the fault on.
 
     None when the writer never acknowledged anything after the fault (the trial then failed).
     """
-    acks = sorted(a.t_done for a in attempts if a.writer == writer and a.outcome != "fail")
+    acks = sorted(a.t_done for a in attempts if writer in (None, a.writer) and a.outcome != "fail")
     before = [t for t in acks if t <= t_fault]
     after = [t for t in acks if t > t_fault]
     if not after:
@@ -113,3 +115,17 @@ def summary(values: Sequence[float | None]) -> dict[str, float | None]:
     n = len(present)
     median = present[n // 2] if n % 2 else (present[n // 2 - 1] + present[n // 2]) / 2
     return {"median": median, "min": present[0], "max": present[-1]}
+
+
+def percentile(values: Sequence[float | None], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..1) of the values present: p90 of 20 trials is the 18th smallest."""
+    present = sorted(v for v in values if v is not None)
+    if not present:
+        return None
+    rank = max(1, math.ceil(q * len(present)))
+    return present[rank - 1]
+
+
+def distribution(values: Sequence[float | None]) -> dict[str, float | int | None]:
+    """summary() plus p90 and how many values were present (what the reliability table prints)."""
+    return {**summary(values), "p90": percentile(values, 0.9), "n": sum(v is not None for v in values)}

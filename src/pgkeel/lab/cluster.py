@@ -8,6 +8,7 @@ The lab restarts killed agents itself, as `pgkeel up` does for a local cluster.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import sys
@@ -24,6 +25,7 @@ import yaml
 from pgkeel.document import PostgresCluster, load_cluster
 from pgkeel.document.model import ClusterSpec
 from pgkeel.ha.config import AgentConfig
+from pgkeel.instance.aside import aside_path
 from pgkeel.instance.files import atomic_write
 from pgkeel.lab.etcd import EtcdCluster
 from pgkeel.lab.netns import HOST_ADDRESS, SUBNET_PREFIX, Network, lab_lock
@@ -33,6 +35,8 @@ from pgkeel.pgconf import render_config
 
 PG_PORT = 5432
 API_PORT = 8008
+ETCD_MEMBERS = 3
+RULE_IN_LOG = re.compile(r"\[([a-z]+\.[a-z-]+)\]")
 
 
 @dataclass(frozen=True)
@@ -41,10 +45,14 @@ class Timings:
     loop_wait: float = 0.5
 
 
-def cluster_document(mode: str, instances: int = 3, timings: Timings = Timings()) -> dict[str, Any]:
+def cluster_document(
+    mode: str, instances: int = 3, timings: Timings = Timings(), storage: str = "10Gi"
+) -> dict[str, Any]:
+    """The lab's PostgresCluster. syncStandbys is left to its default, n for 2n+1 instances (1 of 3, 2 of 5).
+
+    `storage` drives the WAL budget: at 1Gi, max_slot_wal_keep_size is about 200 MB (the absent-replica fault).
+    """
     replication: dict[str, Any] = {"mode": mode}
-    if mode == "quorum":
-        replication["syncStandbys"] = 1
     spec: dict[str, Any] = {}
     if "tls" in ClusterSpec.model_fields:
         # the lab measures failover, not TLS; the agent-issued certificates need a CA laid out per lab
@@ -58,6 +66,7 @@ def cluster_document(mode: str, instances: int = 3, timings: Timings = Timings()
             "instances": instances,
             "postgres": {"version": 15},
             "resources": {"cpu": "1", "memory": "1Gi"},
+            "storage": {"size": storage},
             "replication": replication,
             "failover": {"ttlSeconds": timings.ttl, "loopWaitSeconds": timings.loop_wait},
             "network": {"allowedCidrs": [f"{SUBNET_PREFIX}.0/24"]},
@@ -68,16 +77,27 @@ def cluster_document(mode: str, instances: int = 3, timings: Timings = Timings()
 class LabCluster:
     """Network + etcd + agents. Context manager: everything goes away on exit, also on errors."""
 
-    def __init__(self, mode: str, instances: int = 3, timings: Timings = Timings(), keep: bool = False) -> None:
+    def __init__(
+        self,
+        mode: str,
+        instances: int = 3,
+        timings: Timings = Timings(),
+        keep: bool = False,
+        storage: str = "10Gi",
+        start_agents: bool = True,
+    ) -> None:
         self.mode = mode
         self.instances = instances
         self.timings = timings
         self.keep = keep
+        self.storage = storage
+        self.start_agents = start_agents  # False: the caller starts them (the kill-bootstrap fault watches that)
         self.root = Path(tempfile.mkdtemp(prefix="pgkeel-lab-"))
         os.chmod(self.root, 0o755)
         self.layout = Layout(self.root)
         self.net = Network(instances)
-        self.etcd = EtcdCluster(self.net, self.root / "etcd")
+        # three etcd members (in the first three nodes' namespaces) whatever the cluster size
+        self.etcd = EtcdCluster(self.net, self.root / "etcd", members=min(ETCD_MEMBERS, instances))
         self.agents: dict[str, Popen[bytes]] = {}
         self.cluster: PostgresCluster | None = None
         self._lock = lab_lock()
@@ -92,8 +112,9 @@ class LabCluster:
             (self.root / "etcd").mkdir()
             self.etcd.start()
             self._prepare()
-            for name in self.names:
-                self.start_agent(name)
+            if self.start_agents:
+                for name in self.names:
+                    self.start_agent(name)
         except BaseException:
             self.close()
             raise
@@ -123,7 +144,7 @@ class LabCluster:
 
     def _prepare(self) -> None:
         doc = self.root / "cluster.yaml"
-        doc.write_text(yaml.safe_dump(cluster_document(self.mode, self.instances, self.timings)))
+        doc.write_text(yaml.safe_dump(cluster_document(self.mode, self.instances, self.timings, self.storage)))
         cluster = load_cluster(doc)
         self.cluster = cluster
         lay = self.layout
@@ -185,6 +206,45 @@ class LabCluster:
         except OSError:
             return None
         return pid if b"postgres" in cmd and alive(pid) else None
+
+    def datadir(self, name: str) -> Path:
+        return self.layout.node(name) / "data"
+
+    def aside_dir(self, name: str) -> Path:
+        """The node's single aside slot (pgkeel.instance.aside): where a re-clone keeps the old data."""
+        return aside_path(self.datadir(name))
+
+    def agent_log(self, name: str) -> Path:
+        return self.layout.node(name) / "agent.log"
+
+    def log_offsets(self) -> dict[str, int]:
+        """Current size of every agent.log, so a trial can read only what its agents logged."""
+        out = {}
+        for name in self.names:
+            try:
+                out[name] = self.agent_log(name).stat().st_size
+            except OSError:
+                out[name] = 0
+        return out
+
+    def logged_since(self, offsets: dict[str, int], name: str) -> str:
+        try:
+            with open(self.agent_log(name), "rb") as f:
+                f.seek(offsets.get(name, 0))
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def rules_since(self, offsets: dict[str, int]) -> dict[str, list[str]]:
+        """Per node, the HA rules its agent logged (`[elect.promote] ...`) since `offsets`, in first-seen order."""
+        out: dict[str, list[str]] = {}
+        for name in self.names:
+            seen: list[str] = []
+            for rule in RULE_IN_LOG.findall(self.logged_since(offsets, name)):
+                if rule not in seen:
+                    seen.append(rule)
+            out[name] = seen
+        return out
 
     def password(self) -> str:
         return self.layout.password_file("superuser").read_text().strip()

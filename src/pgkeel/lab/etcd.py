@@ -1,6 +1,7 @@
 """A 3-member etcd cluster, member i inside node i's namespace, so a partitioned node loses the store.
 
-Member i listens on 198.18.0.(11+i):2379 (clients) and :2380 (peers). Default raft timings
+With more than three nodes the members live in the first three namespaces. Member i listens
+on 198.18.0.(11+i):2379 (clients) and :2380 (peers). Default raft timings
 (100 ms heartbeat, 1 s election): the minimum lease is 2 s, below the default 3 s TTL.
 """
 
@@ -21,9 +22,10 @@ PEER_PORT = 2380
 
 
 class EtcdCluster:
-    def __init__(self, net: Network, base: Path) -> None:
+    def __init__(self, net: Network, base: Path, members: int | None = None) -> None:
         self.net = net
         self.base = base
+        self.size = members if members is not None else net.size
         self.procs: list[Popen[bytes]] = []
 
     def name(self, i: int) -> str:
@@ -31,13 +33,13 @@ class EtcdCluster:
 
     @property
     def url(self) -> str:
-        hosts = ",".join(f"{self.net.address(i)}:{CLIENT_PORT}" for i in range(self.net.size))
+        hosts = ",".join(f"{self.net.address(i)}:{CLIENT_PORT}" for i in range(self.size))
         return f"etcd://{hosts}"
 
     def start(self, timeout: float = 30.0) -> None:
         net = self.net
-        initial = ",".join(f"{self.name(i)}=http://{net.address(i)}:{PEER_PORT}" for i in range(net.size))
-        for i in range(net.size):
+        initial = ",".join(f"{self.name(i)}=http://{net.address(i)}:{PEER_PORT}" for i in range(self.size))
+        for i in range(self.size):
             addr = net.address(i)
             argv = [
                 *net.exec_prefix(i),
@@ -66,7 +68,7 @@ class EtcdCluster:
 
     def healthy(self) -> bool:
         """Every member answers a linearizable read (so there is a raft leader and all are joined)."""
-        for i in range(self.net.size):
+        for i in range(self.size):
             try:
                 r = httpx.post(
                     f"http://{self.net.address(i)}:{CLIENT_PORT}/v3/kv/range", json={"key": "AA=="}, timeout=0.5

@@ -5,6 +5,11 @@ returned cleanly, `indeterminate` when it returned with PostgreSQL's WARNING tha
 synchronous replication was cancelled (committed locally, maybe not replicated), and `fail` when
 it raised. A client gives up on a statement after `deadline` seconds by shutting its socket down,
 as a real application with a timeout would (a paused server otherwise holds it forever).
+
+The multi-host writer treats "read-only transaction" (SQLSTATE 25006: a standby, or a primary whose
+lease fence refuses commits) as "not the primary": it reconnects, and libpq's
+target_session_attrs=read-write picks the server again. A pinned writer keeps its connection and
+probes every 100 ms: it is there to catch a node that acknowledges what it should not.
 """
 
 from __future__ import annotations
@@ -37,10 +42,17 @@ class Attempt:
 
 class Writer(threading.Thread):
     def __init__(
-        self, label: str, conninfo: str, id_base: int, interval: float = 0.015, deadline: float = 2.0
+        self,
+        label: str,
+        conninfo: str,
+        id_base: int,
+        interval: float = 0.015,
+        deadline: float = 2.0,
+        reconnect_on_read_only: bool = False,
     ) -> None:
         super().__init__(name=f"lab-writer-{label}", daemon=True)
         self.label = label
+        self.reconnect_on_read_only = reconnect_on_read_only
         self.conninfo = conninfo
         self.ids = itertools.count(id_base)
         self.interval = interval
@@ -108,6 +120,8 @@ class Writer(threading.Thread):
                     outcome = "indeterminate" if self._warned else "ack"
                 except pg_errors.ReadOnlySqlTransaction:
                     read_only = True
+                    if self.reconnect_on_read_only:
+                        self._drop()
                 except psycopg.Error:
                     self._drop()
                 finally:
@@ -125,7 +139,7 @@ class Workload:
     """One multi-host read-write writer plus one writer pinned to each node."""
 
     def __init__(self, rw_conninfo: str, pinned: dict[str, str]) -> None:
-        self.writers = [Writer("rw", rw_conninfo, 0)]
+        self.writers = [Writer("rw", rw_conninfo, 0, reconnect_on_read_only=True)]
         for i, (node, conninfo) in enumerate(sorted(pinned.items()), start=1):
             self.writers.append(Writer(node, conninfo, i * 100_000_000, interval=0.02))
 
