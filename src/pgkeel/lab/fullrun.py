@@ -62,12 +62,14 @@ def _machine() -> dict[str, Any]:
     }
 
 
-def run(out: Path, trials: int, new_trials: int, faults: list[str], modes: list[str]) -> int:
+def run(out: Path, trials: int, new_trials: int, faults: list[str], modes: list[str], code: str = "") -> int:
     out.mkdir(parents=True, exist_ok=True)
     meta_path = out / "run.json"
     meta: dict[str, Any] = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     meta.setdefault("started", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     meta["machine"] = _machine()
+    meta["code"] = code or meta.get("code", "")
+    meta["pgkeel"] = str(Path(__file__).resolve().parents[1])
     meta["plan"] = {f: new_trials if f in NEW_FAULTS else trials for f in faults}
     meta_path.write_text(json.dumps(meta, indent=1) + "\n")
     failures = 0
@@ -233,12 +235,14 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--new-trials", type=int, default=None)
     r.add_argument("--fault", action="append", choices=FAULTS)
     r.add_argument("--mode", action="append", choices=MODES)
+    r.add_argument("--code", default="", help="What code ran (e.g. the git commit), kept in OUTDIR/run.json.")
     t = sub.add_parser("table")
     t.add_argument("out", type=Path)
     args = parser.parse_args(argv)
     if args.command == "run":
         new = args.new_trials if args.new_trials is not None else args.trials
-        return 1 if run(args.out, args.trials, new, args.fault or list(FAULTS), args.mode or list(MODES)) else 0
+        failed = run(args.out, args.trials, new, args.fault or list(FAULTS), args.mode or list(MODES), args.code)
+        return 1 if failed else 0
     runs = load(args.out)
     print(main_table(runs))
     print()

@@ -67,16 +67,23 @@ class TrialResult:
         return asdict(self)
 
 
-def _wait_rejoined(lab: LabCluster, since: float) -> float | None:
+def _wait_rejoined(lab: LabCluster, since: float, problems: list[str]) -> float | None:
     """Seconds from `since` until every member is back and streaming (checked no earlier than 1 s on,
-    so a snapshot taken before the agents noticed the fault cannot count)."""
+    so a snapshot taken before the agents noticed the fault cannot count). None, with the reason in
+    `problems`, after REJOIN_BOUND_S or as soon as a node refuses to join (a state only an operator ends)."""
     earliest = since + 2 * lab.timings.loop_wait
     deadline = since + REJOIN_BOUND_S
     while time.monotonic() < deadline:
         now = time.monotonic()
-        if now >= earliest and lab.healthy():
+        snap = lab.snapshot()
+        refused = {n: s["refused"] for n, s in snap.items() if s and s.get("refused")}
+        if refused:
+            problems.append(f"refused to join (needs an operator): {refused}")
+            return None
+        if now >= earliest and lab.healthy(snap):
             return now - since
         time.sleep(0.1)
+    problems.append(f"not all members streaming within {REJOIN_BOUND_S:g}s of the restore")
     return None
 
 
@@ -139,6 +146,7 @@ def run_trial(lab: LabCluster, fault: str) -> TrialResult:
     primary = lab.wait_healthy(REJOIN_BOUND_S)
     problems: list[str] = []
     details: dict[str, Any] = {"fence": fence_kinds(lab)}
+    details["sync_standby_names"] = ((lab.fetch(primary) or {}).get("postgres") or {}).get("sync_standby_names")
     if any(kind != "extension" for kind in details["fence"].values()):
         problems.append(f"lease fence degraded (pgkeel_fence not loaded): {details['fence']}")
     offsets = lab.log_offsets()
@@ -154,9 +162,7 @@ def run_trial(lab: LabCluster, fault: str) -> TrialResult:
         t_fault = time.monotonic()
         inject(fault, lab, monitor, primary, t_fault, details)
         t_restored = time.monotonic()
-        rejoin = _wait_rejoined(lab, t_restored)
-        if rejoin is None:
-            problems.append(f"not all members streaming within {REJOIN_BOUND_S:g}s of the restore")
+        rejoin = _wait_rejoined(lab, t_restored, problems)
         time.sleep(SETTLE_S)
     finally:
         attempts = workload.stop()
@@ -218,12 +224,16 @@ def bootstrap_lab(mode: str, timings: Timings | None = None, keep: bool = False)
 
 
 def run_bootstrap_trial(
-    lab: LabCluster, dead_s: float = BOOTSTRAP_DEAD_S, jitter_s: float = BOOTSTRAP_KILL_JITTER_S
+    lab: LabCluster,
+    dead_s: float = BOOTSTRAP_DEAD_S,
+    jitter_s: float = BOOTSTRAP_KILL_JITTER_S,
+    after_initdb: bool = False,
 ) -> TrialResult:
     """kill-bootstrap on a `bootstrap_lab()` (entered): start every agent, SIGKILL the one that logs
     `[bootstrap.initdb]` (its initdb dies with it) at a random moment up to `jitter_s` later (so kills
-    land before, inside and just after initdb), keep it dead for `dead_s` (default: past the claim
-    timeout), start it again.
+    land before, inside and just after initdb; `jitter_s=0`: at once) or, with `after_initdb`, as soon
+    as initdb has written pg_control (the data directory has a system identifier); keep it dead for
+    `dead_s` (default: past the claim timeout), start it again.
 
     The cluster must come up: one primary, every member streaming within REJOIN_BOUND_S of the restart,
     one system identifier, at most one aside copy per node; then writers run on it for a few seconds.
@@ -231,13 +241,13 @@ def run_bootstrap_trial(
     """
     if lab.agents:
         raise ValueError("kill-bootstrap needs a lab whose agents have not started: use bootstrap_lab()")
-    return _bootstrap_trial(lab, dead_s, jitter_s)
+    return _bootstrap_trial(lab, dead_s, jitter_s, after_initdb)
 
 
-def _bootstrap_trial(lab: LabCluster, dead_s: float, jitter_s: float) -> TrialResult:
+def _bootstrap_trial(lab: LabCluster, dead_s: float, jitter_s: float, after_initdb: bool) -> TrialResult:
     problems: list[str] = []
-    delay = random.uniform(0.0, jitter_s)
-    details: dict[str, Any] = {"dead_s": dead_s, "kill_delay_s": delay}
+    delay = 0.0 if after_initdb else random.uniform(0.0, jitter_s)
+    details: dict[str, Any] = {"dead_s": dead_s, "kill_delay_s": delay, "kill_after_initdb": after_initdb}
     monitor = Monitor(lab)
     monitor.start()
     try:
@@ -245,6 +255,11 @@ def _bootstrap_trial(lab: LabCluster, dead_s: float, jitter_s: float) -> TrialRe
         for name in lab.names:
             lab.start_agent(name)
         victim = _wait_logged(lab, "[bootstrap.initdb]", timeout=60)
+        if after_initdb:
+            control = lab.datadir(victim) / "global" / "pg_control"
+            deadline = time.monotonic() + 30
+            while not control.exists() and time.monotonic() < deadline:
+                time.sleep(0.005)
         time.sleep(delay)
         lab.kill_agent(victim)
         t_fault = time.monotonic()
@@ -258,12 +273,10 @@ def _bootstrap_trial(lab: LabCluster, dead_s: float, jitter_s: float) -> TrialRe
         time.sleep(dead_s)
         lab.start_agent(victim)
         t_restored = time.monotonic()
-        rejoin = _wait_rejoined(lab, t_restored)
-        if rejoin is None:
-            problems.append(f"the cluster was not up (all members streaming) {REJOIN_BOUND_S:g}s after the restart")
+        rejoin = _wait_rejoined(lab, t_restored, problems)
     finally:
         samples = monitor.stop()
-    final_primary = lab.wait_healthy(REJOIN_BOUND_S)
+    final_primary = lab.wait_healthy(REJOIN_BOUND_S) if rejoin is not None else lab.primary()
     first_leader = next((s for s in samples if s.t > t_fault and s.role == "primary" and s.is_leader), None)
     promoted = (first_leader.node, first_leader.t - t_fault) if first_leader else None
     snap = lab.snapshot()
@@ -275,15 +288,20 @@ def _bootstrap_trial(lab: LabCluster, dead_s: float, jitter_s: float) -> TrialRe
     many = {n: paths for n, paths in details["asides"].items() if len(paths) > 1}
     if many:
         problems.append(f"more than one aside copy: {many}")
-    # the cluster serves writes: a few seconds of the usual writers
-    prepare_table(lab.conninfo())
-    workload = Workload(lab.conninfo(), {n: lab.conninfo([n], read_write=False) for n in lab.names})
-    workload.start()
-    time.sleep(BOOTSTRAP_WRITES_S)
-    attempts = workload.stop()
-    final = final_ids(lab.conninfo([final_primary], read_write=False))
-    if not any(a.outcome == "ack" for a in attempts):
-        problems.append("the bootstrapped cluster acknowledged no write")
+    # the cluster serves writes: a few seconds of the usual writers (on whatever came up)
+    attempts: list[Attempt] = []
+    final: set[int] = set()
+    if final_primary is None:
+        problems.append("no primary")
+    else:
+        prepare_table(lab.conninfo())
+        workload = Workload(lab.conninfo(), {n: lab.conninfo([n], read_write=False) for n in lab.names})
+        workload.start()
+        time.sleep(BOOTSTRAP_WRITES_S)
+        attempts = workload.stop()
+        final = final_ids(lab.conninfo([final_primary], read_write=False))
+        if not any(a.outcome == "ack" for a in attempts):
+            problems.append("the bootstrapped cluster acknowledged no write")
     details["rules"] = lab.rules_since(dict.fromkeys(lab.names, 0))
     details["restore_after_s"] = t_restored - t_fault
     return _judge(
