@@ -68,13 +68,6 @@ def test_lab_quorum_fault_is_safe(fault: str) -> None:
 
 
 @pytest.mark.timeout(240)
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="agent bug: a node whose bootstrap died after initdb, back after another node bootstrapped the "
-    "cluster, refuses its own never-used data forever ([global.foreign-data], then [global.refused]) instead of "
-    "moving it aside and cloning",
-)
 def test_lab_bootstrap_killed_after_initdb_comes_up() -> None:
     run_one("quorum", "kill-bootstrap", after_initdb=True)
 

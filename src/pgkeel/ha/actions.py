@@ -62,6 +62,11 @@ class Reclone(Action):
 
 
 @dataclass(frozen=True, kw_only=True)
+class SetAside(Action):
+    """Stop postgres and keep the data directory aside (one copy at most, never deleted); the node then clones."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class AcquireLeader(Action):
     pass
 
@@ -213,6 +218,7 @@ AnyAction = (
     | ClaimInitialize
     | CloneFrom
     | Reclone
+    | SetAside
     | AcquireLeader
     | RenewLeader
     | ReleaseLeader

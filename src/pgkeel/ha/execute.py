@@ -43,6 +43,7 @@ from pgkeel.ha.actions import (
     ReleaseLeader,
     RenewLeader,
     Rewind,
+    SetAside,
     SetSyncNames,
     StartPostgres,
     StopPostgres,
@@ -147,6 +148,14 @@ class Executor:
                 return self._clone(action.address, action.sync_names, "the directory held no cluster")
             case Reclone():
                 return self._clone(action.address, action.sync_names, action.reason or "re-clone")
+            case SetAside():
+                self.instance.stop("fast")
+                try:
+                    log.warning("data directory kept at %s", self.instance.move_datadir_aside(action.reason))
+                except AsideOccupied as exc:
+                    return Blocked(error=str(exc))
+                self.instance.clear_bootstrap_mark()
+                return Done()
             case WriteSyncRecord():
                 ok = self.dcs.set_sync(action.record.to_json(), action.expected_version)
                 return Done() if ok else Failed(error="sync record changed: re-read next loop")
@@ -287,6 +296,7 @@ class Executor:
         else:
             if self._lease(self.dcs.acquire_leader).ok is False:
                 return Failed(error="could not take the lease")
+            inst.mark_bootstrap()  # until the store records this cluster, its data is known to be ours, unused
             try:
                 if not inst.data_dir_empty():
                     try:
@@ -316,6 +326,7 @@ class Executor:
                 return Failed(error=str(exc))
         if not self.dcs.set_initialize(action.placeholder, sysid):
             return Failed(error="the bootstrap claim changed under us")
+        inst.clear_bootstrap_mark()
         log.info("bootstrapped cluster %s (system identifier %s)", self.config.scope, sysid)
         return Done()
 

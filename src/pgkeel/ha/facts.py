@@ -159,6 +159,8 @@ def foreign_reason(o: Observation) -> str | None:
     sysid = o.pg.system_identifier
     if not o.pg.has_data or not init or init.startswith(BOOTSTRAP_PLACEHOLDER) or sysid is None or sysid == init:
         return None
+    if o.pg.unfinished_bootstrap:
+        return None  # our own dead bootstrap's data, never used: set aside, not refused (plan_global)
     return (
         f"data directory belongs to another cluster (system identifier {sysid}, cluster has {init}); "
         "refusing to join. Move the data directory away to let this node clone the cluster."

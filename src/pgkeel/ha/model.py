@@ -43,6 +43,7 @@ class PgState:
     lost_slots: frozenset[str] = frozenset()  # inactive slots whose WAL is gone (wal_status 'lost')
     replication: tuple[ReplicaFlush, ...] = ()
     wal_source_lost: bool = False  # a replica whose leader no longer has the WAL it needs
+    unfinished_bootstrap: bool = False  # the data is what this node's own bootstrap left before it was recorded
 
 
 class OldLeader(StrEnum):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from dataclasses import replace
 
 import psycopg
 
@@ -73,6 +74,12 @@ class Observer:
             return None
 
     def read_postgres(self) -> PgState:
+        pg = self._read_postgres()
+        if pg.has_data and self.instance.bootstrap_unfinished():
+            return replace(pg, unfinished_bootstrap=True)
+        return pg
+
+    def _read_postgres(self) -> PgState:
         inst = self.instance
         if not inst.has_data():
             self.last_status = None

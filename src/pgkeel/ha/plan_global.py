@@ -15,6 +15,7 @@ from pgkeel.ha.actions import (
     Fence,
     Refuse,
     ReleaseLeader,
+    SetAside,
     StopPostgres,
     Wait,
 )
@@ -78,6 +79,27 @@ def resume_bootstrap(o: Observation) -> list[AnyAction]:
     if o.pg.has_data and o.pg.system_identifier and o.pg.running and o.pg.in_recovery is False:
         return [Bootstrap(placeholder=placeholder, reuse_claim=True, reason="finish our bootstrap: record the cluster")]
     return [Bootstrap(placeholder=placeholder, reuse_claim=True, reason="our bootstrap died midway: run it again")]
+
+
+def failed_bootstrap_data(o: Observation) -> bool:
+    """Data our own bootstrap left before it died, while another node's cluster is now recorded in the store."""
+    init = o.cluster.initialize if o.cluster else None
+    return (
+        o.pg.has_data
+        and o.pg.unfinished_bootstrap
+        and init is not None
+        and not init.startswith(BOOTSTRAP_PLACEHOLDER)
+        and init != o.pg.system_identifier
+    )
+
+
+def set_aside_failed_bootstrap(o: Observation) -> list[AnyAction]:
+    return [
+        SetAside(
+            reason="this node's bootstrap died before its cluster was recorded and another node's cluster "
+            "now is: keep the never-used data aside, then clone"
+        ),
+    ]
 
 
 def foreign_data(o: Observation) -> bool:

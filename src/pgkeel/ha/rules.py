@@ -75,6 +75,12 @@ RULES: tuple[Rule, ...] = (
         "our own bootstrap died: redo it",
     ),
     Rule(
+        "global.failed-bootstrap-data",
+        plan_global.failed_bootstrap_data,
+        plan_global.set_aside_failed_bootstrap,
+        "our own dead bootstrap's never-used data, while another cluster is recorded: set it aside and clone",
+    ),
+    Rule(
         "global.foreign-data",
         plan_global.foreign_data,
         plan_global.refuse_foreign,

@@ -348,6 +348,23 @@ class Instance:
             raise RewindError(result)
         return result.outcome is RewindOutcome.REWOUND
 
+    @property
+    def bootstrap_marker(self) -> Path:
+        """Beside PGDATA (initdb wants an empty directory): present from before initdb until the cluster is
+        recorded in the store, so data a dead bootstrap left is known to be ours and never used."""
+        d = self.config.datadir
+        return d.with_name(d.name + ".bootstrapping")
+
+    def mark_bootstrap(self) -> None:
+        self.bootstrap_marker.parent.mkdir(parents=True, exist_ok=True)
+        self.bootstrap_marker.write_text(f"{os.getpid()}\n")
+
+    def clear_bootstrap_mark(self) -> None:
+        self.bootstrap_marker.unlink(missing_ok=True)
+
+    def bootstrap_unfinished(self) -> bool:
+        return self.bootstrap_marker.exists()
+
     def rewind_incomplete(self) -> bool:
         """An interrupted pg_rewind left this directory unusable (start() refuses it)."""
         return rewind_marker(self.config.datadir).exists()

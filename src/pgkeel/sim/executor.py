@@ -39,6 +39,7 @@ from pgkeel.ha.actions import (
     ReleaseLeader,
     RenewLeader,
     Rewind,
+    SetAside,
     SetSyncNames,
     StartPostgres,
     StopPostgres,
@@ -123,6 +124,15 @@ def _perform(a: SimAgent, action: AnyAction, done: list[Result]) -> Step:
             return clone(a, action.address, action.sync_names)
         case Reclone():
             return clone(a, action.address, action.sync_names)
+        case SetAside():
+            a.stop("fast")
+            if pg.has_data:
+                if pg.asides >= 1:
+                    return Blocked(error="an aside copy already exists: an operator must remove it"), 0.01
+                pg.asides += 1
+                w.log(f"{me} data directory moved aside (asides: {pg.asides})")
+            pg.has_data = False
+            return Done(), 0.05
         case WriteSyncRecord():
             ok = w.store_call(me, lambda: s.set_sync(action.record, action.expected_version))
             return (Done() if ok else Failed(error="sync record changed")), lat

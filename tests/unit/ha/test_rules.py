@@ -110,6 +110,15 @@ def test_global_own_bootstrap_claim() -> None:
     assert isinstance(action, actions.Bootstrap) and action.reuse_claim
 
 
+def test_global_failed_bootstrap_data() -> None:
+    """Lab kill-bootstrap after initdb: our own dead bootstrap left data, another node's cluster is recorded now.
+    The data was never used: it goes aside (kept, not deleted) and the node clones; foreign data stays refused."""
+    o = obs(pg=stopped_pg(system_identifier="123", unfinished_bootstrap=True))
+    d = decide(o)
+    assert (d.rule, kinds(d)) == ("global.failed-bootstrap-data", ["SetAside"])
+    assert decide(obs(pg=stopped_pg(system_identifier="123"))).rule == "global.foreign-data"
+
+
 def test_global_foreign_data() -> None:
     d = decide(obs(pg=stopped_pg(system_identifier="123")))
     assert d.rule == "global.foreign-data" and kinds(d) == ["Refuse"] and "another cluster" in d.reason
