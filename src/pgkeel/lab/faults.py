@@ -39,8 +39,10 @@ FAULTS = (
 )
 
 # Faults after which another node must lead (the old primary cannot stay, or is asked to go).
+# pause-primary is not one: a primary resumed before the election ended may take its lapsed lease back
+# (`[elect.reclaim]`: nobody led meanwhile, its fence refused commits since the deadline), see verify().
 FAILOVER_FAULTS = frozenset(
-    {"kill-primary", "kill-agent", "pause-primary", "partition-primary", "switchover", "kill-primary-and-replica"}
+    {"kill-primary", "kill-agent", "partition-primary", "switchover", "kill-primary-and-replica"}
 )
 
 KILL_AGENT_S = 30.0  # a dead agent's primary is fenced inside postgres and replaced after the TTL
@@ -94,7 +96,10 @@ def inject(
         lab.ensure_agents()
     elif fault == "pause-primary":
         lab.pause(primary, signal.SIGSTOP)
-        time.sleep(2 * ttl)  # longer than the TTL: a new leader is elected meanwhile
+        # Frozen until a new leader is elected (at least 2 TTLs, at most 30 s): a pause that ends mid-election
+        # may legitimately end with the old leader reclaiming its own lease, which is not this fault.
+        time.sleep(2 * ttl)
+        details["promoted_while_paused"] = monitor.wait_promoted(primary, t_fault, timeout=30)
         lab.pause(primary, signal.SIGCONT)
     elif fault == "partition-primary":
         i = lab.index(primary)
@@ -173,6 +178,12 @@ def _one(conn: psycopg.Connection[Any], sql: str, params: tuple[Any, ...] = ()) 
 def verify(fault: str, lab: LabCluster, details: dict[str, Any], offsets: dict[str, int]) -> list[str]:
     """Fault-specific checks once the cluster is healthy again; returns what failed (empty: all held)."""
     problems: list[str] = []
+    if fault == "pause-primary" and details.get("outcome") != "failover":
+        primary = details.get("old_primary", "")
+        if "elect.reclaim" in (details.get("rules") or {}).get(primary, []):
+            details["outcome"] = "reclaimed"  # resumed before a peer was elected: took its own lapsed lease back
+        else:
+            problems.append(f"no other node took over from {primary} and it did not reclaim the lease")
     if fault == "absent-replica":
         replica = details["replica"]
         # The primary's agent re-creates a lost slot at once ("had lost its WAL: made afresh"), so the

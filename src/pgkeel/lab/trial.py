@@ -170,11 +170,13 @@ def run_trial(lab: LabCluster, fault: str) -> TrialResult:
     final_primary = lab.wait_healthy(REJOIN_BOUND_S)
     final = final_ids(lab.conninfo([final_primary], read_write=False))
     promoted = checks.promotion(samples, primary, t_fault)
+    details["rules"] = lab.rules_since(offsets)
+    details["outcome"] = "failover" if promoted else "same primary"
+    details["old_primary"] = primary
     if fault in FAILOVER_FAULTS and promoted is None:
         problems.append(f"no other node took over from {primary}")
     problems += verify(fault, lab, details, offsets)
     details["restore_after_s"] = t_restored - t_fault
-    details["rules"] = lab.rules_since(offsets)
     details["rw_after_fault"] = _by_node(a for a in attempts if a.writer == "rw" and a.t_send > t_fault)
     result = _judge(
         fault,
