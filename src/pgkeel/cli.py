@@ -289,7 +289,10 @@ def agent(
 
 
 # --- bench: the reliability lab (pgkeel.lab) ------------------------------------------------------
-FAULT_HELP = "kill-primary, kill-postgres, kill-agent, pause-primary, partition-primary or switchover."
+FAULT_HELP = (
+    "kill-primary, kill-postgres, kill-agent, pause-primary, partition-primary, switchover, "
+    "kill-primary-and-replica, absent-replica or kill-bootstrap."
+)
 bench_app = typer.Typer(no_args_is_help=True, help="Reliability lab: faults on a cluster of network namespaces.")
 app.add_typer(bench_app, name="bench")
 

@@ -67,3 +67,10 @@ def test_explain_json_has_exactly_the_five_keys() -> None:
     assert {r["context"] for r in rows} <= {"restart", "reload"}
     by_name = {r["name"]: r for r in rows}
     assert by_name["shared_buffers"]["value"] == "1GB" and by_name["shared_buffers"]["source"] == "tuned"
+
+
+def test_cli_fault_help_names_every_lab_fault() -> None:
+    from pgkeel.cli import FAULT_HELP
+    from pgkeel.lab.faults import FAULTS
+
+    assert all(fault in FAULT_HELP for fault in FAULTS), FAULT_HELP

@@ -105,3 +105,4 @@ def test_no_one_letter_module_aliases() -> None:
                     if a.asname is not None and len(a.asname) == 1
                 ]
     assert not wrong, "\n".join(wrong)
+

@@ -9,8 +9,6 @@ past its lease. The agent only arms it after a lease success and disarms it when
 from __future__ import annotations
 
 import logging
-import os
-import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,13 +81,3 @@ def _ensure_watchdog(path: Path, datadir: Path, log_file: Path) -> None:
     child = spawn(path, datadir, log_file)
     pidfile.write_text(f"{child.pid}\n")
 
-
-def stop_watchdog(config: AgentConfig) -> None:
-    """At `pgkeel down`: the watchdog of a stopped node has nothing left to guard."""
-    pidfile = deadline_file_for(config).with_name(deadline_file_for(config).name + ".watchdog.pid")
-    try:
-        pid = int(pidfile.read_text().strip())
-        if b"pgkeel.instance.watchdog" in Path(f"/proc/{pid}/cmdline").read_bytes():
-            os.kill(pid, signal.SIGTERM)
-    except (OSError, ValueError):
-        pass
