@@ -172,7 +172,10 @@ class Store:
     def __init__(self, history: int = 1000) -> None:
         self.cond = threading.Condition()
         self.objects: dict[Key, Obj] = {}
-        self.rv = 0
+        # Never 0: a list answers with the store's revision, and "0" would make a watch from it mean
+        # "from any version" (current state as ADDED), folding changes made meanwhile into one event.
+        # etcd's revisions start at 1 for the same reason.
+        self.rv = 1
         self.history = history
         self.events: list[tuple[int, Key, str, Obj]] = []
         self.compacted = 0  # watches must start at or after this resourceVersion
