@@ -46,8 +46,15 @@ def main() -> None:
     started = time.perf_counter()
     totals: dict[tuple[int, str, str], Summary] = {}
     with concurrent.futures.ProcessPoolExecutor(args.workers) as pool:
+        done = violating = 0
+        planned = sum(stop - start for _, _, _, start, stop, _ in jobs)
         for job, summary in zip(jobs, pool.map(chunk, jobs), strict=True):
             totals.setdefault(job[:3], Summary()).merge(summary)
+            done += summary.schedules
+            violating += len(summary.failed)
+            if done % (10 * CHUNK) < CHUNK or done == planned:  # a sign of life every ~2,000 schedules
+                print(f"progress: {done}/{planned} schedules, {violating} with a violation, "
+                      f"{time.perf_counter() - started:.0f}s", flush=True)
     elapsed = time.perf_counter() - started
     grand = Summary()
     for (nodes, mode, fence), summary in totals.items():
