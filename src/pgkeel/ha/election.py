@@ -8,7 +8,13 @@ Invariants:
   No sync record means nothing can be proven.
 - A peer that cannot reach the store is neither a candidate nor a witness: it cannot lead, and
   counting it would let it block everyone.
-- Async mode: the reference position is the durable leader history, which outlives member records.
+- Async mode: the reference position is the durable leader history, which outlives member records,
+  and a reachable peer that may stand but still receives WAL is waited for (bounded by
+  `attached_peer_wait`): its position is not final, and promoting past it would lose what only it got.
+- A candidate on an older timeline than the last leader served on never promotes: PostgreSQL would
+  name its new timeline after the newest history file it knows, reusing an ID that already exists
+  with other contents, and then neither pg_rewind nor streaming can tell the two apart (Patroni
+  applies the same rule).
 - The old leader: "cannot tell whether it still writes" is never "dead", unless a fence that does
   not depend on its agent guarantees it stopped committing when its lease lapsed.
 """
@@ -50,6 +56,27 @@ def self_candidate(o: Observation) -> bool:
     return not o.memory.rewind_needed or last_leader_itself(o)
 
 
+def behind_last_timeline(o: Observation) -> str | None:
+    """Why this node's timeline is too old to promote from, or None.
+
+    The history is first written just before pg_promote with the timeline the promotion will create
+    (no term: a prediction that may never have come true), then by the leader while it serves (with
+    its lease term: the timeline it really writes on). A candidate one timeline behind a prediction
+    is what every replica is when that promotion failed, so it may stand."""
+    history = o.cluster.history if o.cluster else None
+    if history is None or history.timeline is None or history.leader == o.me:
+        return None
+    mine = o.pg.timeline or 0
+    floor = history.timeline if history.term is not None else history.timeline - 1
+    if mine >= floor:
+        return None
+    return (
+        f"on timeline {mine}, behind timeline {history.timeline} of the last leader {history.leader}: "
+        "promoting would reuse an existing timeline ID; waiting for a node that followed it "
+        "(failover --force overrides)"
+    )
+
+
 def witnesses(o: Observation) -> dict[str, PeerProbe]:
     """This node and every peer whose postgres answered now as a detached standby of this cluster and that
     reaches the store: only their positions are final facts a proof may use."""
@@ -64,6 +91,27 @@ def witnesses(o: Observation) -> dict[str, PeerProbe]:
             continue
         found[name] = probe
     return found
+
+
+def attached_rival(o: Observation) -> str | None:
+    """A reachable peer of this cluster that may stand and reaches the store but has not stopped receiving WAL."""
+    sysid = o.pg.system_identifier
+    for name, probe in sorted(o.peers.items()):
+        if name == o.me or not probe.running or not probe.in_recovery or not probe.dcs_ok or probe.detached:
+            continue
+        if not probe.candidate or (probe.system_identifier and sysid and probe.system_identifier != sysid):
+            continue
+        return name
+    return None
+
+
+def _waiting_for_attached(o: Observation) -> str | None:
+    rival = attached_rival(o)
+    since = o.memory.leaderless_since
+    bound = o.settings.attached_peer_wait
+    if rival is None or (since is not None and o.now - since >= bound):
+        return None
+    return f"{rival} still receives WAL, so its position is not final: waiting for it to detach (at most {bound:g}s)"
 
 
 def fenced(o: Observation, name: str) -> bool:
@@ -116,6 +164,9 @@ def eligibility(o: Observation) -> str | None:
     """None when this node may promote now; otherwise the reason it must not."""
     if not self_candidate(o):
         return "this node's data may have diverged from the last leader's: not a candidate until it rejoins"
+    behind = behind_last_timeline(o)
+    if behind is not None:
+        return behind
     primary = running_primary_peer(o)
     if primary is not None:
         return f"{primary} runs as a primary: it reclaims the lease"
@@ -127,7 +178,7 @@ def eligibility(o: Observation) -> str | None:
             return f"{name} is a better candidate (timeline/LSN {theirs} vs {mine})"
     if o.settings.mode is Mode.QUORUM:
         return _quorum_proof(o, candidates)
-    return _lag_bound(o)
+    return _waiting_for_attached(o) or _lag_bound(o)
 
 
 def _quorum_proof(o: Observation, candidates: dict[str, PeerProbe]) -> str | None:

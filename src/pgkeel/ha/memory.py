@@ -76,6 +76,7 @@ def observed(m: Memory, o: Observation) -> Memory:
         not_answering_since=(m.not_answering_since or now) if not_answering else None,
         not_streaming_since=(m.not_streaming_since or now) if stalled else None,
         claim_seen_since=(m.claim_seen_since or now) if (claim is not None and claim != o.me) else None,
+        leaderless_since=(m.leaderless_since or now) if (cluster is not None and leader is None) else None,
     )
 
 

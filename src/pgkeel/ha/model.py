@@ -96,6 +96,7 @@ class Memory:
     bootstrap_failures: int = 0
     retry_bootstrap_at: float = 0.0
     claim_seen_since: float | None = None  # another node's bootstrap claim, first seen (to detect a dead one)
+    leaderless_since: float | None = None  # the store was first read with nobody holding the lease
     switchover_aborted: bool = False  # a switchover stopped postgres and then did not hand over
     sync_switch: SyncSwitch | None = None
     history_written: LeaderHistory | None = None

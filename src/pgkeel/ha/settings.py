@@ -38,6 +38,15 @@ class HASettings(BaseModel):
     switchover_ttl: float = Field(default=60.0, gt=0)
 
     @property
+    def attached_peer_wait(self) -> float:
+        """Async elections: how long a candidate waits for a reachable peer still receiving WAL to detach.
+
+        A live peer detaches in its next loop (one loop and one probe round); its final position may be
+        ahead, and promoting past it would lose what only it received. Bounded, so a stuck peer only
+        delays a failover."""
+        return 2 * self.loop_wait + 2 * self.dcs_timeout
+
+    @property
     def fence_deadline(self) -> float:
         """How long after the start of its last successful renewal a leader may still commit.
 

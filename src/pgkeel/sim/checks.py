@@ -9,7 +9,10 @@
 3. data: no node keeps more than one aside copy, and no data directory was ever removed.
 4. liveness: once the store and a majority of members (agent and postgres up, unfrozen, reaching
    the store both ways and each other) have stayed so for `bound` seconds, exactly one node can
-   acknowledge writes. One violation per stable period.
+   acknowledge writes. One violation per stable period. Async mode waits by design when every
+   healthy node lags the last leader's recorded position by more than max_lag or sits on an older
+   timeline than the one it served on (pgkeel.ha.election): no violation then, the old leader must
+   come back (or an operator forces a failover).
 """
 
 from __future__ import annotations
@@ -85,6 +88,21 @@ class Checker:
                 else:
                     self.lost_async += 1
 
+    def _electable(self, healthy: frozenset[str]) -> bool:
+        """Could any healthy node pass the async lag and timeline bounds against the durable history?"""
+        w = self.world
+        history = w.store.history
+        settings = w.config.settings
+        if settings.mode is not Mode.ASYNC or history is None or history.leader in healthy:
+            return True
+        floor = (history.timeline or 0) - (0 if history.term is not None else 1)
+        for name in healthy:
+            pg = w.nodes[name].pg
+            lag_ok = history.lsn is None or history.lsn - pg.lsn <= settings.max_lag_bytes
+            if lag_ok and (pg.timeline or 0) >= floor:
+                return True
+        return False
+
     def healthy(self) -> frozenset[str]:
         w = self.world
         if not w.store.up or w.store.slow:
@@ -108,6 +126,8 @@ class Checker:
             self._healthy, self._stable_since, self._liveness_reported = healthy, w.t, False
         majority = len(w.nodes) // 2 + 1
         if len(healthy) < majority or self._liveness_reported or w.t - self._stable_since < self.bound:
+            return
+        if not writable and not self._electable(healthy):
             return
         if len(writable) != 1:
             self._liveness_reported = True

@@ -42,9 +42,13 @@ class RunResult:
         return not self.violations
 
 
+SIM_MAX_LAG = 30  # the simulated WAL advances one unit per commit, ten a second: 3 s of writes
+
+
 def config_for(nodes: int = 3, mode: Mode = Mode.QUORUM, fence: FenceKind = FenceKind.EXTENSION) -> SimConfig:
     sync = 1 if nodes <= 3 else 2  # 2n+1 nodes survive n failures: ANY n over the others
-    return SimConfig(nodes=nodes, settings=HASettings(mode=mode, sync_standbys=sync if nodes > 1 else 0), fence=fence)
+    settings = HASettings(mode=mode, sync_standbys=sync if nodes > 1 else 0, max_lag_bytes=SIM_MAX_LAG)
+    return SimConfig(nodes=nodes, settings=settings, fence=fence)
 
 
 Hook = Callable[[World, Faults], None]

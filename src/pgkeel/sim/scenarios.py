@@ -75,6 +75,20 @@ def candidate_without_store(seed: int = 1) -> RunResult:
     return run(seed, _config(5, Mode.QUORUM, sync_standbys=2), steps=300, faults=faults)
 
 
+def replica_behind_two_failovers(seed: int = 1, keep_world: bool = False) -> RunResult:
+    """Async: the least advanced replica is cut off from its peers (20 s) across a failover, then the new
+    primary crashes too (40 s). The cut-off replica, still on timeline 1, is alone with the store: promoting
+    would create a second "timeline 2" that pg_rewind and streaming cannot tell from the real one."""
+    faults = [
+        Fault(14.0, "cut-peer", "@replica2", "@primary", duration=20.0),
+        Fault(14.0, "cut-peer", "@replica2", "@replica", duration=20.0),
+        Fault(15.0, "crash-node", "@primary", duration=200.0),
+        Fault(24.0, "crash-node", "@primary", duration=40.0),
+    ]
+    config = _config(3, Mode.ASYNC, max_lag_bytes=100_000)  # only the timeline rule may stop it
+    return run(seed, config, steps=900, faults=faults, keep_world=keep_world)
+
+
 SCENARIOS: dict[str, Callable[[], RunResult]] = {
     "kill-primary-agent-async": lambda: kill_primary_agent(Mode.ASYNC),
     "kill-primary-agent-quorum": lambda: kill_primary_agent(Mode.QUORUM),
@@ -86,4 +100,5 @@ SCENARIOS: dict[str, Callable[[], RunResult]] = {
     "switchover-slow-checkpoint": switchover_slow_checkpoint,
     "store-outage": store_outage,
     "candidate-without-store": candidate_without_store,
+    "replica-behind-two-failovers": replica_behind_two_failovers,
 }

@@ -456,6 +456,42 @@ def test_elect_promote_beside_a_fenced_primary_whose_agent_is_dead() -> None:
     assert decide(replace(o, cluster=unfenced, old_leader=OldLeader.PRIMARY)).rule != "elect.promote"
 
 
+def test_elect_ineligible_waits_a_bounded_time_for_an_attached_peer_in_async_mode() -> None:
+    """Async: a peer still receiving WAL may end up ahead; promoting past it loses what only it received.
+    The wait is bounded: a peer that never detaches only delays the failover by attached_peer_wait."""
+    attached = {"pg-2": probe("pg-2", lsn=90, detached=False)}
+    o = elect_obs(mode=Mode.ASYNC, peers=attached)
+    d = decide(o)
+    assert d.rule == "elect.ineligible" and "pg-2 still receives WAL" in d.reason
+    bound = o.settings.attached_peer_wait
+    assert decide(with_memory(o, leaderless_since=o.now - bound / 2)).rule == "elect.ineligible"
+    assert decide(with_memory(o, leaderless_since=o.now - bound)).rule == "elect.promote"
+    # a peer that cannot stand (no store, may have diverged) or has detached is not waited for
+    for quiet in ({"dcs_ok": False}, {"candidate": False}, {"detached": True}):
+        peers = {"pg-2": probe("pg-2", lsn=90, **{"detached": False, **quiet})}
+        assert decide(elect_obs(mode=Mode.ASYNC, peers=peers)).rule == "elect.promote", quiet
+    # quorum mode waits for its proof from the synchronous set instead (an attached peer is no witness)
+    assert "still receives WAL" not in decide(elect_obs(peers=attached)).reason
+
+
+def test_elect_ineligible_on_a_timeline_older_than_the_last_leader_served_on() -> None:
+    """Promoting from timeline 1 after the last leader served on timeline 3 would create a second
+    "timeline 2" (PostgreSQL names it after the newest history file it knows); pg_rewind then says
+    "no rewind required" to nodes of the other timeline 2, which never stream again (sim seed 27)."""
+    served = LeaderHistory("pg-0", address("pg-0"), 3, 100, 7, FenceKind.EXTENSION)  # a term: it served
+    peers = {"pg-2": probe("pg-2", lsn=90, timeline=2)}
+    o = elect_obs(pg=replica_pg(timeline=2, following=None, streaming=False), peers=peers)
+    o = replace(o, cluster=replace(o.cluster, history=served))
+    d = decide(o)
+    assert d.rule == "elect.ineligible" and "behind timeline 3" in d.reason
+    # predicted by record_promotion (no term): the promotion may never have happened, so one behind may stand
+    predicted = replace(served, term=None)
+    assert decide(replace(o, cluster=replace(o.cluster, history=predicted))).rule == "elect.promote"
+    two_behind = replace(o, pg=replica_pg(timeline=1, following=None, streaming=False))
+    assert decide(replace(two_behind, cluster=replace(o.cluster, history=predicted))).rule == "elect.ineligible"
+    assert decide(replace(o, pg=replica_pg(timeline=3, following=None, streaming=False))).rule == "elect.promote"
+
+
 def test_elect_ineligible_ranks_timeline_before_lsn() -> None:
     """F6: an un-rewound old primary on an older timeline with more WAL does not win."""
     o = elect_obs(

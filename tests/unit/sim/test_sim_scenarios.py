@@ -103,3 +103,13 @@ def test_superseded_primary_does_not_reclaim_seed27() -> None:
 def test_replay_is_deterministic() -> None:
     a, b = run(5, config_for(3), steps=200), run(5, config_for(3), steps=200)
     assert a.transcript == b.transcript and a.acks == b.acks
+
+
+def test_replica_behind_two_failovers_never_reuses_a_timeline_id() -> None:
+    r = sc.replica_behind_two_failovers(keep_world=True)
+    assert_clean(r)
+    timelines = [line.split("timeline ")[1].split()[0] for line in promotions(r)]
+    assert len(timelines) == len(set(timelines)), promotions(r)  # each promotion made a timeline of its own
+    assert r.world is not None
+    standbys = [n for n in r.world.nodes.values() if n.pg.in_recovery]
+    assert len(standbys) == 2 and all(n.pg.streaming for n in standbys), "both others stream again at the end"
