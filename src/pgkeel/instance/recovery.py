@@ -35,6 +35,36 @@ def source_conninfo(inst: Instance, host: str, port: int, suffix: str) -> str:
     )
 
 
+_SOURCE_TIMELINES_SQL = """
+SELECT (SELECT timeline_id FROM pg_control_checkpoint()),
+       CASE WHEN pg_is_in_recovery() THEN NULL
+            ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END
+"""
+
+
+def source_not_checkpointed(inst: Instance, host: str, port: int) -> str | None:
+    """Why pg_rewind cannot trust the source yet, or None.
+
+    pg_rewind takes the source's timeline from its control file, which a promotion updates only at
+    the next checkpoint: run before it, it compares the old primary with the source's *previous*
+    timeline, says "no rewind required", and the old primary then never streams (Patroni waits for
+    the same checkpoint). The new primary checkpoints right after promoting; this waits for it. A
+    source that cannot be asked is left to pg_rewind, which classifies the connection error itself."""
+    c = inst.config
+    conninfo = source_conninfo(inst, host, port, "rewind-check") + f" passfile={c.passfile} connect_timeout=3"
+    try:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            row = conn.execute(_SOURCE_TIMELINES_SQL).fetchone()
+    except psycopg.Error:
+        return None
+    if row is None or row[0] is None or row[1] is None or int(row[0]) >= int(row[1]):
+        return None
+    return (
+        f"the source {host}:{port} has not checkpointed since its promotion (timeline {row[0]} in its control "
+        f"file, {row[1]} now): pg_rewind would wrongly find no rewind required; retrying"
+    )
+
+
 def try_rewind(inst: Instance, host: str, port: int, major: int | None = None) -> RewindResult:
     """Run pg_rewind against host:port (postgres must be stopped) and classify the result.
 
@@ -51,6 +81,9 @@ def try_rewind(inst: Instance, host: str, port: int, major: int | None = None) -
             marker.read_text(encoding="utf-8", errors="replace"),
             None,
         )
+    waiting = source_not_checkpointed(inst, host, port)
+    if waiting is not None:
+        return RewindResult(RewindOutcome.UNREACHABLE, waiting, "", None)  # retryable; nothing was touched
     major = tool_major(inst) if major is None else major
     # pg_rewind may run crash recovery in single-user mode first, which refuses standby mode.
     set_standby_signal(c.datadir, False)

@@ -150,3 +150,26 @@ def test_interrupted_rewind_is_never_started_or_rerun(nodes: Nodes) -> None:
         a.start()
     aside = a.move_datadir_aside("interrupted rewind")
     assert not marker.exists() and (aside / marker.name).exists()
+
+
+def test_waits_for_the_sources_checkpoint_after_promotion(nodes: Nodes) -> None:
+    """Before the new primary's first checkpoint its control file still names the old timeline, and
+    pg_rewind would find "no rewind required" for an old primary that has diverged: wait for it."""
+    a = nodes.primary("a")
+    a.query("CREATE TABLE t (i int, pad text)")
+    # A slow spread checkpoint at promotion: many pages dirtied by replay, pacing over a long timeout.
+    b = nodes.replica(a, "b", checkpoint_timeout="1h", checkpoint_completion_target="0.9", shared_buffers="64MB")
+    a.query("INSERT INTO t SELECT i, repeat('x', 200) FROM generate_series(1, 150000) i")
+    a.query("SELECT pg_switch_wal()")
+    Nodes.wait_for(lambda: b.query("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (a.query(
+        "SELECT pg_current_wal_lsn()::text")[0][0],))[0][0])
+    a.query("CHECKPOINT")  # the last common checkpoint, whose WAL a keeps
+    b.promote()
+    a.query("INSERT INTO t VALUES (0, 'a only')")  # a's own, divergent history
+    a.stop("fast")
+    waiting = a.try_rewind(*addr(b))
+    assert waiting.outcome is RewindOutcome.UNREACHABLE and "has not checkpointed" in waiting.reason
+    assert waiting.returncode is None and not a.rewind_incomplete()  # pg_rewind was not run
+    b.checkpoint()
+    result = a.try_rewind(*addr(b))
+    assert result.outcome is RewindOutcome.REWOUND, result.output
