@@ -23,7 +23,7 @@ RUN python3 -m venv /opt/pgkeel \
 # against the same Debian PostgreSQL 15 headers as the runtime packages below.
 FROM debian:${DEBIAN} AS fence
 RUN apt-get update \
- && apt-get install -y --no-install-recommends postgresql-server-dev-15 make gcc libc6-dev \
+ && apt-get install -y --no-install-recommends postgresql-server-dev-15 libkrb5-dev make gcc libc6-dev \
  && rm -rf /var/lib/apt/lists/*
 COPY ext/pgkeel_fence /src/pgkeel_fence
 RUN make -C /src/pgkeel_fence PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config with_llvm=no \

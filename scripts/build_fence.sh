@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent build of the pgkeel_fence extension (ext/pgkeel_fence) with PGXS against Debian's
-# PostgreSQL 15 headers: installs postgresql-server-dev-15 when missing, then builds and installs
+# PostgreSQL 15 headers: installs postgresql-server-dev-15 (and libkrb5-dev: Debian's server headers
+# are built --with-gssapi, so libpq-be.h includes gssapi.h) when missing, then builds and installs
 # pgkeel_fence.so into `pg_config --pkglibdir` only when it is missing or older than its source.
 # Prints one line of what it did; on a compiler error prints the compiler's output and fails.
 set -euo pipefail
@@ -11,11 +12,14 @@ SRC=ext/pgkeel_fence
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
 did=()
-if ! dpkg-query -W -f='${Status}' postgresql-server-dev-15 2>/dev/null | grep -q "install ok installed"; then
+missing=()
+for pkg in postgresql-server-dev-15 libkrb5-dev make gcc libc6-dev; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
-    postgresql-server-dev-15 make gcc libc6-dev >/dev/null
-  did+=("installed postgresql-server-dev-15")
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  did+=("installed ${missing[*]}")
 fi
 
 target="$("$PG_CONFIG" --pkglibdir)/pgkeel_fence.so"

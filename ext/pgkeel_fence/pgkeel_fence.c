@@ -28,22 +28,38 @@
  *
  * Each backend maps the file lazily at its first write commit and stat()s the path at every write
  * commit, so a removed file refuses and a replaced file (rename over the path) is remapped.
+ *
+ * Sessions: on a primary (not in recovery) whose lease is not valid, a new TCP session is rejected
+ * at connection time with SQLSTATE 57P03 (cannot connect now), so clients that route by host list
+ * (libpq target_session_attrs=read-write, JDBC targetServerType=primary) move on to the new primary
+ * at once instead of staying on a node that refuses every commit; a deposed primary's reads may be
+ * stale, too. Still admitted: sessions over the Unix socket (the node's own agent, an operator on
+ * the host) and non-superuser roles with REPLICATION (replicas, peers' election probes, pg_rewind);
+ * their writes
+ * are still refused at commit. Applications connect over TCP, whatever role they use (the
+ * superuser included). pgkeel_fence.reject_sessions = off (PGC_SIGHUP) admits every session.
  */
 #include "postgres.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "libpq/auth.h"
+#include "libpq/libpq-be.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "port/atomics.h"
+#include "replication/walsender.h"
 #include "tcop/utility.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 
@@ -88,6 +104,7 @@ void		_PG_init(void);
 
 static char *fence_deadline_file = NULL;
 static bool fence_enforce = true;
+static bool fence_reject_sessions = true;
 
 static const volatile FenceFileData *fence_map = NULL;
 static dev_t fence_dev;
@@ -96,6 +113,7 @@ static char own_boot_id[BOOT_ID_LEN];
 static bool own_boot_id_known = false;
 
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
+static ClientAuthentication_hook_type prev_ClientAuthentication = NULL;
 
 static bool
 check_deadline_file(char **newval, void **extra, GucSource source)
@@ -291,6 +309,45 @@ fence_ProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyT
 		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
 }
 
+/* Admitted while the lease is not valid: the Unix socket (this node's agent, an operator on the
+ * host) and roles with REPLICATION (replicas, peers' probes, pg_rewind) that are not superusers:
+ * initdb gives its superuser REPLICATION too, and applications often connect as it. */
+static bool
+session_exempt(Port *port)
+{
+	Oid			roleid;
+
+	if (port->raddr.addr.ss_family == AF_UNIX)
+		return true;
+	roleid = get_role_oid(port->user_name, true);
+	return OidIsValid(roleid) && has_rolreplication(roleid) && !superuser_arg(roleid);
+}
+
+/* Reject a new ordinary session on a primary that holds no valid lease (see the header). */
+static void
+fence_ClientAuthentication(Port *port, int status)
+{
+	int64		left_ns;
+	FenceVerdict v;
+
+	if (prev_ClientAuthentication)
+		prev_ClientAuthentication(port, status);
+	if (status != STATUS_OK || !fence_enforce || !fence_reject_sessions || am_walsender)
+		return;
+	if (RecoveryInProgress())
+		return;					/* a standby: read-only anyway, and the lease is not its business */
+	v = fence_check(&left_ns);
+	if (v == FENCE_OK || session_exempt(port))
+		return;
+	ereport(FATAL,
+			(errcode(ERRCODE_CANNOT_CONNECT_NOW),
+			 errmsg("pgkeel_fence: this node holds no valid leader lease; connect to the current primary"),
+			 errdetail("New TCP sessions are not accepted here: %s (deadline file \"%s\").",
+					   verdict_text(v), fence_deadline_file ? fence_deadline_file : ""),
+			 errhint("Sessions are accepted again when the pgkeel agent renews the lease on this node. "
+					 "The local socket and replication roles are still admitted.")));
+}
+
 PG_FUNCTION_INFO_V1(pgkeel_fence_status);
 
 /* For humans: pgkeel_fence_status() -> (writable, reason, seconds_left, enforce). */
@@ -337,9 +394,19 @@ _PG_init(void)
 							 PGC_SIGHUP,
 							 0,
 							 NULL, NULL, NULL);
+	DefineCustomBoolVariable("pgkeel_fence.reject_sessions",
+							 "Reject new TCP sessions on a primary without a valid lease.",
+							 "So that clients routing by host list find the new primary at once.",
+							 &fence_reject_sessions,
+							 true,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
 	MarkGUCPrefixReserved("pgkeel_fence");
 
 	RegisterXactCallback(fence_xact_callback, NULL);
 	prev_ProcessUtility = ProcessUtility_hook;
 	ProcessUtility_hook = fence_ProcessUtility;
+	prev_ClientAuthentication = ClientAuthentication_hook;
+	ClientAuthentication_hook = fence_ClientAuthentication;
 }

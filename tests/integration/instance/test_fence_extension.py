@@ -240,6 +240,67 @@ def test_transaction_open_when_the_deadline_passes_cannot_commit(armed: Any) -> 
     assert rows(conn) == []
 
 
+def connect_as(server: Server, user: str, **extra: Any) -> psycopg.Connection[Any]:
+    """Over TCP (127.0.0.1), as applications connect; extra overrides (host= a socket directory)."""
+    params = {**server.conninfo(), "host": "127.0.0.1", "user": user, **extra}
+    return psycopg.connect(**params, autocommit=True, connect_timeout=5)
+
+
+def test_fenced_primary_rejects_new_tcp_sessions_so_clients_find_the_new_primary(
+        armed: Any, template: Path, workdir: Path) -> None:
+    server, ff, conn = armed
+    conn.execute("CREATE ROLE app LOGIN")
+    conn.execute("CREATE ROLE repl LOGIN REPLICATION")
+    conn.execute("GRANT ALL ON t TO app")
+    with connect_as(server, "app") as app:
+        insert(app, 1)  # a valid lease admits everyone
+        ff.disarm()
+        refused(app, 2)  # an open session stays, and its writes are refused at commit
+    for user in ("app", "postgres"):  # applications over TCP, whatever their role
+        with pytest.raises(psycopg.OperationalError) as info:
+            connect_as(server, user)
+        assert FENCED in str(info.value) and "no valid leader lease" in str(info.value)
+        assert "refus" not in str(info.value).lower()  # the election reads "refused" as "no postmaster"
+    admitted = [("repl", {}), ("postgres", {"host": str(server.root)}), ("app", {"host": str(server.root)})]
+    for user, extra in admitted:  # peers' probes and replicas; the node's own agent and operators (socket)
+        with connect_as(server, user, **extra) as c:
+            assert c.execute("SELECT pg_is_in_recovery()").fetchone() == (False,)
+
+    # libpq routing by host list moves on at once to a node that is writable.
+    other_root = workdir / "other"
+    other_root.mkdir(mode=0o755)
+    RUN_AS.chown(other_root)
+    run(["cp", "-a", str(template), str(other_root / "data")], run_as=RUN_AS, timeout=60)
+    other = Server(other_root, other_root / "data", other_root / "fence", preload=False)
+    other.start()
+    try:
+        with other.connect() as c:
+            c.execute("CREATE ROLE app LOGIN")
+        route = {"host": "127.0.0.1,127.0.0.1", "port": f"{server.port},{other.port}",
+                 "target_session_attrs": "read-write"}
+        with connect_as(server, "app", **route) as routed:
+            assert routed.info.port == other.port
+        ff.arm_until(boottime() + 60)  # renewed: sessions are admitted again
+        with connect_as(server, "app", **route) as routed:
+            assert routed.info.port == server.port
+            insert(routed, 3)
+    finally:
+        other.stop()
+
+    conn.execute("ALTER SYSTEM SET pgkeel_fence.reject_sessions = off")
+    try:
+        conn.execute("SELECT pg_reload_conf()")
+        ff.disarm()
+        wait_for(lambda: conn.execute("SHOW pgkeel_fence.reject_sessions").fetchone() == ("off",), 10, "the reload")
+        with connect_as(server, "app") as app:  # admitted, but still cannot write
+            refused(app, 4)
+    finally:
+        conn.execute("ALTER SYSTEM RESET pgkeel_fence.reject_sessions")
+        conn.execute("SELECT pg_reload_conf()")
+    ff.arm_until(boottime() + 60)
+    assert rows(conn) == [1, 3]
+
+
 def test_two_phase_commit_is_fenced(library: Path, make_server: Any, workdir: Path) -> None:
     ff = FenceFile.create(workdir / "fence")
     ff.arm_until(boottime() + 60)
