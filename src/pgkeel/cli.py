@@ -157,14 +157,22 @@ def up(
 ) -> None:
     """Start every node of the document on this machine; start only missing ones on an existing dir."""
     from pgkeel.local import LocalCluster
+    from pgkeel.local.cluster import AgentExited
+    from pgkeel.local.runtime import place_cluster_dir
 
     for warning in _load_valid(file).spec.warnings():
         err.print(f"[yellow]warning[/] {warning}", highlight=False)
+    try:
+        directory, moved = place_cluster_dir(directory, default=directory == DEFAULT_DIR)
+    except ValueError as exc:
+        _fail([str(exc)])
+    if moved:
+        err.print(f"[yellow]note[/] {moved}", highlight=False)
     local = LocalCluster(directory)
     try:
         with console.status("starting…") as spinner:
             status = local.up(file, timeout=timeout, progress=lambda text: spinner.update(text))
-    except (ValueError, TimeoutError) as exc:
+    except (ValueError, TimeoutError, AgentExited) as exc:
         _fail([str(exc)])
     _print_status(status)
     console.print("\n[bold]write:[/]", status["dsn_rw"], highlight=False, soft_wrap=True)

@@ -11,7 +11,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +22,7 @@ from pgkeel.document import PostgresCluster, load_cluster
 from pgkeel.ha.config import AgentConfig
 from pgkeel.instance.files import atomic_write
 from pgkeel.local.layout import Layout, chown_for_postgres
+from pgkeel.local.runtime import AgentCommand, agent_command
 from pgkeel.pgconf import render_config
 
 HOST = "127.0.0.1"
@@ -49,9 +49,14 @@ def read_pid(path: Path) -> int | None:
         return None
 
 
+class AgentExited(RuntimeError):
+    """An agent of the local cluster is not running (it died, or was never started)."""
+
+
 class LocalCluster:
     def __init__(self, root: str | Path) -> None:
         self.layout = Layout(Path(root).resolve())
+        self._command: AgentCommand | None = None
 
     # --- facts ----------------------------------------------------------------------------
     def cluster(self) -> PostgresCluster:
@@ -134,17 +139,25 @@ class LocalCluster:
         )
         atomic_write(lay.agent_config(name), config.model_dump_json(indent=1) + "\n", mode=0o644)
 
+    def agent_command(self) -> AgentCommand:
+        """This interpreter, or a copy of pgkeel the postgres user can read (see local.runtime)."""
+        if self._command is None:
+            self._command = agent_command()
+        return self._command
+
     def start_agent(self, name: str) -> int:
         lay = self.layout
+        command = self.agent_command()
         log = open(lay.node(name) / "agent.log", "ab")  # noqa: SIM115 - handed to the child
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "pgkeel", "agent", "--config", str(lay.agent_config(name))],
+                [*command.argv, "agent", "--config", str(lay.agent_config(name))],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 cwd="/",
+                env={**os.environ, **command.env},
             )
         finally:
             log.close()
@@ -165,11 +178,29 @@ class LocalCluster:
             progress(f"started agents: {', '.join(started) or 'none (all running)'}")
         return self.wait_healthy(timeout, progress)
 
+    def log_tail(self, name: str, lines: int = 15) -> str:
+        try:
+            text = (self.layout.node(name) / "agent.log").read_text(errors="replace")
+        except OSError:
+            return "(no agent.log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def check_agents_alive(self) -> None:
+        """Raise AgentExited, with the tail of its log, for a member whose agent is not running."""
+        for name in self.cluster().member_names():
+            if self.agent_pid(name) is None:
+                log = self.layout.node(name) / "agent.log"
+                raise AgentExited(f"the agent of {name} exited; the end of {log}:\n{self.log_tail(name)}")
+
     def wait_healthy(self, timeout: float = 120.0, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-        """Wait until one primary holds the lease and every other member streams from it."""
+        """Wait until one primary holds the lease and every other member streams from it.
+
+        Never in silence: an agent that exits is reported at once with the end of its log, and a
+        timeout says which agents still run."""
         deadline = time.monotonic() + timeout
         last = ""
         while True:
+            self.check_agents_alive()
             status = self.status()
             members = status["members"]
             primaries = [m for m in members if m["role"] == "primary" and m["name"] == status["leader"]]
@@ -181,8 +212,11 @@ class LocalCluster:
             if len(primaries) == 1 and len(streaming) == len(members) - 1:
                 return status
             if time.monotonic() > deadline:
+                running = [n for n in self.cluster().member_names() if self.agent_pid(n) is not None]
                 raise TimeoutError(
-                    f"cluster not healthy within {timeout:g}s: {summary}; see {self.layout.root}/nodes/*/agent.log"
+                    f"cluster not healthy within {timeout:g}s: {summary}; agents still running: "
+                    f"{', '.join(running) or 'none'} (`pgkeel down` stops them); "
+                    f"see {self.layout.root}/nodes/*/agent.log"
                 )
             time.sleep(0.2)
 
