@@ -172,9 +172,13 @@ def eligibility(o: Observation) -> str | None:
         return f"{primary} runs as a primary: it reclaims the lease"
     candidates = witnesses(o)
     mine = rank(candidates[o.me])
+    history = o.cluster.history if o.cluster else None
+    last = history.leader if history is not None else None
     for name, probe in candidates.items():
+        if name == o.me or last_leader_itself(o):
+            continue  # the last leader holds every commit it acknowledged: nobody is better
         theirs = rank(probe)
-        if theirs > mine or (theirs == mine and name < o.me):
+        if theirs > mine or (theirs == mine and (name == last or name < o.me)):
             return f"{name} is a better candidate (timeline/LSN {theirs} vs {mine})"
     if o.settings.mode is Mode.QUORUM:
         return _quorum_proof(o, candidates)
@@ -189,13 +193,29 @@ def _quorum_proof(o: Observation, candidates: dict[str, PeerProbe]) -> str | Non
         return None  # the last leader itself: every acknowledged commit was made here
     if o.me not in sync.members:
         return f"not in the last leader's synchronous set {list(sync.members)}"
-    heard = [m for m in sync.members if m in candidates]
+    heard = [m for m in sync.members if m in candidates or _behind_me(o, m)]
     if len(heard) < sync.needed:
         return (
             f"quorum: heard from {len(heard)} of the synchronous set {list(sync.members)}, need {sync.needed} "
             "to prove no acknowledged commit is missing; waiting"
         )
     return None
+
+
+def _behind_me(o: Observation, name: str) -> bool:
+    """A synchronous-set member that answered now as a standby of this cluster, not ahead of this node.
+
+    Its position bounds what it ever acknowledged to the last leader (a standby's flush position only
+    grows while it follows that leader, and nobody else led since the sync record names it), so it
+    proves it holds nothing this node lacks, even when it may not stand itself (a stalled replica
+    waiting for a rewind, one that cannot reach the store)."""
+    probe = o.peers.get(name)
+    if probe is None or name == o.me or not probe.running or not probe.in_recovery:
+        return False
+    sysid = o.pg.system_identifier
+    if probe.system_identifier and sysid and probe.system_identifier != sysid:
+        return False
+    return rank(probe) <= rank(my_probe(o))
 
 
 def _lag_bound(o: Observation) -> str | None:

@@ -492,6 +492,32 @@ def test_elect_ineligible_on_a_timeline_older_than_the_last_leader_served_on() -
     assert decide(replace(o, pg=replica_pg(timeline=3, following=None, streaming=False))).rule == "elect.promote"
 
 
+def test_elect_promote_counts_a_behind_sync_member_that_cannot_stand_as_a_witness() -> None:
+    """Sim seed 252 (300 steps): the other member of ANY 1 (pg-1, pg-2) stalled and waits for a rewind
+    (not a candidate), behind pg-1: its position still proves it holds nothing pg-1 lacks. Ahead, it
+    would prove nothing, and pg-1 waits."""
+    for quiet in ({"candidate": False}, {"dcs_ok": False}, {"detached": False}):
+        behind = {"pg-2": probe("pg-2", lsn=22, **quiet)}
+        assert decide(elect_obs(peers=behind)).rule == "elect.promote", quiet
+        ahead = {"pg-2": probe("pg-2", lsn=500, **quiet)}
+        d = decide(elect_obs(peers=ahead))
+        assert d.rule == "elect.ineligible" and "heard from 1" in d.reason, quiet
+
+
+def test_elect_promote_the_last_leader_on_a_tie_even_with_a_lower_named_peer() -> None:
+    """Sim seed 870: the last leader (now a standby) deferred to an equal peer with a lower name that
+    could never prove its quorum; nobody led. The last leader holds every commit it acknowledged."""
+    sync = SyncRecord("pg-1", ("pg-0", "pg-2"), 1, version=3)
+    history = LeaderHistory("pg-1", address("pg-1"), 1, 100, 5, FenceKind.EXTENSION)
+    state = cluster(leader=None, members={"pg-0": record("pg-0")}, sync=sync, history=history)
+    o = elect_obs(state=state, peers={"pg-0": probe("pg-0", lsn=100)})
+    assert decide(o).rule == "elect.promote"
+    # and the lower-named peer defers to the last leader on the tie
+    theirs = replace(o, me="pg-0", peers={"pg-1": probe("pg-1", lsn=100)}, address=address("pg-0"))
+    d = decide(theirs)
+    assert d.rule == "elect.ineligible" and "pg-1 is a better candidate" in d.reason
+
+
 def test_elect_ineligible_ranks_timeline_before_lsn() -> None:
     """F6: an un-rewound old primary on an older timeline with more WAL does not win."""
     o = elect_obs(
