@@ -193,7 +193,7 @@ def _quorum_proof(o: Observation, candidates: dict[str, PeerProbe]) -> str | Non
         return None  # the last leader itself: every acknowledged commit was made here
     if o.me not in sync.members:
         return f"not in the last leader's synchronous set {list(sync.members)}"
-    heard = [m for m in sync.members if m in candidates or _behind_me(o, m)]
+    heard = [m for m in sync.members if m in candidates or behind_me(o, m)]
     if len(heard) < sync.needed:
         return (
             f"quorum: heard from {len(heard)} of the synchronous set {list(sync.members)}, need {sync.needed} "
@@ -202,7 +202,7 @@ def _quorum_proof(o: Observation, candidates: dict[str, PeerProbe]) -> str | Non
     return None
 
 
-def _behind_me(o: Observation, name: str) -> bool:
+def behind_me(o: Observation, name: str) -> bool:
     """A synchronous-set member that answered now as a standby of this cluster, not ahead of this node.
 
     Its position bounds what it ever acknowledged to the last leader (a standby's flush position only

@@ -19,7 +19,10 @@ SELECT pg_is_in_recovery(),
        pg_last_wal_replay_lsn()::text,
        (SELECT timeline_id FROM pg_control_checkpoint()),
        (SELECT system_identifier::text FROM pg_control_system()),
-       current_setting('synchronous_standby_names')
+       current_setting('synchronous_standby_names'),
+       CASE WHEN pg_is_in_recovery() THEN
+            (SELECT max(('x' || substr(name, 1, 8))::bit(32)::int) FROM pg_ls_waldir()
+              WHERE name ~ '^[0-9A-F]{8}[.]history$') END
 """
 _RECEIVER_SQL = "SELECT status, sender_host, sender_port, received_tli FROM pg_stat_wal_receiver"
 _SLOTS_SQL = (
@@ -32,7 +35,7 @@ _PEERS_SQL = "SELECT application_name, state, sync_state, flush_lsn::text, repla
 def read_status(inst: Instance) -> ServerStatus:
     """A running server as seen over SQL (its role, position, timeline, peers)."""
     (row,) = inst.query(_STATUS_SQL)
-    in_recovery, primary_lsn, primary_tli, recv, replay, ckpt_tli, sysid, ssn = row
+    in_recovery, primary_lsn, primary_tli, recv, replay, ckpt_tli, sysid, ssn, history_tli = row
     receiver = inst.query(_RECEIVER_SQL) if in_recovery else []
     peers = tuple(
         ReplicaPeer(name, state, sync_state, parse_lsn(flush), parse_lsn(rep))
@@ -41,7 +44,12 @@ def read_status(inst: Instance) -> ServerStatus:
     if in_recovery:
         recv_lsn, replay_lsn = parse_lsn(recv), parse_lsn(replay)
         lsn = max(recv_lsn or 0, replay_lsn or 0)
-        timeline = int(receiver[0][3]) if receiver and receiver[0][3] else int(ckpt_tli)
+        # Without a WAL receiver the checkpoint's timeline can be old: a standby that switched timeline
+        # (streaming, or pg_rewind) keeps the previous one there until its next restartpoint. The
+        # newest history file it holds is the timeline it follows, and the one its promotion would
+        # build on (an election must not see a rewound replica as a timeline behind).
+        known = max(int(ckpt_tli), int(history_tli or 0))
+        timeline = int(receiver[0][3]) if receiver and receiver[0][3] else known
     else:
         lsn, replay_lsn = parse_lsn(primary_lsn) or 0, None
         timeline = int(primary_tli)

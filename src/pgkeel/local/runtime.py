@@ -27,7 +27,6 @@ import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
-import pgkeel
 from pgkeel.instance.process import POSTGRES_OS_USER
 
 STATE_ROOT = Path("/var/lib/pgkeel")
@@ -80,7 +79,7 @@ def agent_command() -> AgentCommand:
     here = AgentCommand((sys.executable, "-m", "pgkeel"), {})
     if os.geteuid() != 0:
         return here  # agents run as this user: what it can read, they can
-    package = Path(pgkeel.__file__).parent
+    package = Path(__file__).resolve().parents[1]  # the pgkeel package
     site = Path(sysconfig.get_paths()["purelib"])
     if readable_by(package) and readable_by(site) and readable_by(Path(sys.executable)):
         return here
