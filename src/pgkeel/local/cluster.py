@@ -57,6 +57,7 @@ class LocalCluster:
     def __init__(self, root: str | Path) -> None:
         self.layout = Layout(Path(root).resolve())
         self._command: AgentCommand | None = None
+        self._started: dict[str, subprocess.Popen[bytes]] = {}  # agents this process started
 
     # --- facts ----------------------------------------------------------------------------
     def cluster(self) -> PostgresCluster:
@@ -161,6 +162,7 @@ class LocalCluster:
             )
         finally:
             log.close()
+        self._started[name] = proc
         atomic_write(lay.agent_pid_file(name), f"{proc.pid}\n", mode=0o644)
         chown_for_postgres(lay.node(name) / "agent.log")
         return proc.pid
@@ -188,7 +190,10 @@ class LocalCluster:
     def check_agents_alive(self) -> None:
         """Raise AgentExited, with the tail of its log, for a member whose agent is not running."""
         for name in self.cluster().member_names():
-            if self.agent_pid(name) is None:
+            proc = self._started.get(name)
+            # Our own children are asked directly: between fork and exec /proc still shows our cmdline.
+            exited = proc.poll() is not None if proc is not None else self.agent_pid(name) is None
+            if exited:
                 log = self.layout.node(name) / "agent.log"
                 raise AgentExited(f"the agent of {name} exited; the end of {log}:\n{self.log_tail(name)}")
 
