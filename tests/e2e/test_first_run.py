@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -17,14 +16,10 @@ from conftest import ROOT, write_document
 
 from pgkeel.local import LocalCluster
 from pgkeel.local.cluster import AgentExited
-from pgkeel.local.runtime import STATE_ROOT, place_cluster_dir, readable_by
+from pgkeel.local.runtime import STATE_ROOT, place_cluster_dir, readable_by, runtime_id
 
 pytestmark = pytest.mark.e2e
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the postgres user only matters when started as root")
-
-
-def _id(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:12]  # as pgkeel.local.runtime names its copies
 
 
 @needs_root
@@ -49,7 +44,7 @@ def test_make_up_from_a_clone_the_postgres_user_cannot_read() -> None:
     finally:
         if (clone / ".venv" / "bin" / "pgkeel").exists():
             subprocess.run([".venv/bin/pgkeel", "down", "--purge"], cwd=clone, capture_output=True, timeout=120)
-        shutil.rmtree(STATE_ROOT / "runtime" / _id(str(clone / ".venv")), ignore_errors=True)
+        shutil.rmtree(STATE_ROOT / "runtime" / runtime_id(str(clone / ".venv")), ignore_errors=True)
         shutil.rmtree(private, ignore_errors=True)
 
 

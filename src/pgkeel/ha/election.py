@@ -22,7 +22,7 @@ Invariants:
 from __future__ import annotations
 
 from pgkeel.ha.model import Observation, OldLeader, PeerProbe
-from pgkeel.ha.records import FenceKind
+from pgkeel.ha.records import FenceKind, LeaderHistory
 from pgkeel.ha.settings import Mode
 
 
@@ -56,6 +56,18 @@ def self_candidate(o: Observation) -> bool:
     return not o.memory.rewind_needed or last_leader_itself(o)
 
 
+def same_cluster(o: Observation, probe: PeerProbe) -> bool:
+    """The peer's postgres is of this cluster (an unknown system identifier on either side is not a mismatch)."""
+    sysid = o.pg.system_identifier
+    return not (probe.system_identifier and sysid and probe.system_identifier != sysid)
+
+
+def timeline_floor(history: LeaderHistory) -> int:
+    """The oldest timeline a candidate may promote from: the one the last leader served on (written with
+    its lease term), or one before a timeline only predicted by record_promotion (no term)."""
+    return (history.timeline or 0) - (0 if history.term is not None else 1)
+
+
 def behind_last_timeline(o: Observation) -> str | None:
     """Why this node's timeline is too old to promote from, or None.
 
@@ -67,8 +79,7 @@ def behind_last_timeline(o: Observation) -> str | None:
     if history is None or history.timeline is None or history.leader == o.me:
         return None
     mine = o.pg.timeline or 0
-    floor = history.timeline if history.term is not None else history.timeline - 1
-    if mine >= floor:
+    if mine >= timeline_floor(history):
         return None
     return (
         f"on timeline {mine}, behind timeline {history.timeline} of the last leader {history.leader}: "
@@ -86,22 +97,18 @@ def witnesses(o: Observation) -> dict[str, PeerProbe]:
             continue
         if not probe.candidate:  # it may have diverged: its position proves nothing, and it will not stand
             continue
-        sysid = o.pg.system_identifier
-        if probe.system_identifier and sysid and probe.system_identifier != sysid:
-            continue
-        found[name] = probe
+        if same_cluster(o, probe):
+            found[name] = probe
     return found
 
 
 def attached_rival(o: Observation) -> str | None:
     """A reachable peer of this cluster that may stand and reaches the store but has not stopped receiving WAL."""
-    sysid = o.pg.system_identifier
     for name, probe in sorted(o.peers.items()):
         if name == o.me or not probe.running or not probe.in_recovery or not probe.dcs_ok or probe.detached:
             continue
-        if not probe.candidate or (probe.system_identifier and sysid and probe.system_identifier != sysid):
-            continue
-        return name
+        if probe.candidate and same_cluster(o, probe):
+            return name
     return None
 
 
@@ -132,10 +139,7 @@ def running_primary_peer(o: Observation) -> str | None:
     its agent is alive and reaches the store (it will), or nothing fences it (promoting beside it would
     make two writers). A fenced primary whose agent is gone cannot commit: it does not block a failover."""
     for name, probe in sorted(o.peers.items()):
-        if name == o.me or not probe.running or probe.in_recovery:
-            continue
-        sysid = o.pg.system_identifier
-        if probe.system_identifier and sysid and probe.system_identifier != sysid:
+        if name == o.me or not probe.running or probe.in_recovery or not same_cluster(o, probe):
             continue
         if probe.dcs_ok or not fenced(o, name):
             return name
@@ -174,9 +178,9 @@ def eligibility(o: Observation) -> str | None:
     mine = rank(candidates[o.me])
     history = o.cluster.history if o.cluster else None
     last = history.leader if history is not None else None
-    for name, probe in candidates.items():
-        if name == o.me or last_leader_itself(o):
-            continue  # the last leader holds every commit it acknowledged: nobody is better
+    # The last leader holds every commit it acknowledged: nobody is better.
+    others = {} if last_leader_itself(o) else {n: p for n, p in candidates.items() if n != o.me}
+    for name, probe in others.items():
         theirs = rank(probe)
         if theirs > mine or (theirs == mine and (name == last or name < o.me)):
             return f"{name} is a better candidate (timeline/LSN {theirs} vs {mine})"
@@ -210,10 +214,7 @@ def behind_me(o: Observation, name: str) -> bool:
     proves it holds nothing this node lacks, even when it may not stand itself (a stalled replica
     waiting for a rewind, one that cannot reach the store)."""
     probe = o.peers.get(name)
-    if probe is None or name == o.me or not probe.running or not probe.in_recovery:
-        return False
-    sysid = o.pg.system_identifier
-    if probe.system_identifier and sysid and probe.system_identifier != sysid:
+    if probe is None or name == o.me or not probe.running or not probe.in_recovery or not same_cluster(o, probe):
         return False
     return rank(probe) <= rank(my_probe(o))
 

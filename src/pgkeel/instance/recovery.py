@@ -7,7 +7,7 @@ Kept out of server.py so each file has one job; `Instance` exposes these as meth
 from __future__ import annotations
 
 import subprocess
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
@@ -35,6 +35,13 @@ def source_conninfo(inst: Instance, host: str, port: int, suffix: str) -> str:
     )
 
 
+def query_source(inst: Instance, host: str, port: int, purpose: str, sql: str) -> tuple[Any, ...] | None:
+    """One row from the leader (as the replication role, through the passfile); psycopg.Error on failure."""
+    conninfo = source_conninfo(inst, host, port, purpose) + f" passfile={inst.config.passfile} connect_timeout=3"
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        return conn.execute(sql).fetchone()
+
+
 _SOURCE_TIMELINES_SQL = """
 SELECT (SELECT timeline_id FROM pg_control_checkpoint()),
        CASE WHEN pg_is_in_recovery() THEN NULL
@@ -50,11 +57,8 @@ def source_not_checkpointed(inst: Instance, host: str, port: int) -> str | None:
     timeline, says "no rewind required", and the old primary then never streams (Patroni waits for
     the same checkpoint). The new primary checkpoints right after promoting; this waits for it. A
     source that cannot be asked is left to pg_rewind, which classifies the connection error itself."""
-    c = inst.config
-    conninfo = source_conninfo(inst, host, port, "rewind-check") + f" passfile={c.passfile} connect_timeout=3"
     try:
-        with psycopg.connect(conninfo, autocommit=True) as conn:
-            row = conn.execute(_SOURCE_TIMELINES_SQL).fetchone()
+        row = query_source(inst, host, port, "rewind-check", _SOURCE_TIMELINES_SQL)
     except psycopg.Error:
         return None
     if row is None or row[0] is None or row[1] is None or int(row[0]) >= int(row[1]):
@@ -114,10 +118,7 @@ def try_rewind(inst: Instance, host: str, port: int, major: int | None = None) -
 
 def source_bytes(inst: Instance, host: str, port: int) -> tuple[int, int]:
     """(bytes of the source's databases, databases not counted) over the replication role's login."""
-    c = inst.config
-    conninfo = source_conninfo(inst, host, port, "size") + f" passfile={c.passfile} connect_timeout=3"
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        row = conn.execute(SOURCE_SIZE_SQL).fetchone()
+    row = query_source(inst, host, port, "size", SOURCE_SIZE_SQL)
     assert row is not None
     return int(row[0]), int(row[1])
 

@@ -187,9 +187,9 @@ class LocalCluster:
             return "(no agent.log)"
         return "\n".join(text.splitlines()[-lines:])
 
-    def check_agents_alive(self) -> None:
+    def check_agents_alive(self, names: list[str]) -> None:
         """Raise AgentExited, with the tail of its log, for a member whose agent is not running."""
-        for name in self.cluster().member_names():
+        for name in names:
             proc = self._started.get(name)
             # Our own children are asked directly: between fork and exec /proc still shows our cmdline.
             exited = proc.poll() is not None if proc is not None else self.agent_pid(name) is None
@@ -204,8 +204,9 @@ class LocalCluster:
         timeout says which agents still run."""
         deadline = time.monotonic() + timeout
         last = ""
+        names = self.cluster().member_names()
         while True:
-            self.check_agents_alive()
+            self.check_agents_alive(names)
             status = self.status()
             members = status["members"]
             primaries = [m for m in members if m["role"] == "primary" and m["name"] == status["leader"]]
@@ -217,7 +218,7 @@ class LocalCluster:
             if len(primaries) == 1 and len(streaming) == len(members) - 1:
                 return status
             if time.monotonic() > deadline:
-                running = [n for n in self.cluster().member_names() if self.agent_pid(n) is not None]
+                running = [n for n in names if self.agent_pid(n) is not None]
                 raise TimeoutError(
                     f"cluster not healthy within {timeout:g}s: {summary}; agents still running: "
                     f"{', '.join(running) or 'none'} (`pgkeel down` stops them); "

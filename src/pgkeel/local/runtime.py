@@ -70,7 +70,8 @@ def readable_by(path: Path, user: str = POSTGRES_OS_USER) -> bool:
     return True
 
 
-def _id(text: str) -> str:
+def runtime_id(text: str) -> str:
+    """The short name of a copy or cluster directory under STATE_ROOT for `text` (a path)."""
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -81,9 +82,9 @@ def agent_command() -> AgentCommand:
         return here  # agents run as this user: what it can read, they can
     package = Path(__file__).resolve().parents[1]  # the pgkeel package
     site = Path(sysconfig.get_paths()["purelib"])
-    if readable_by(package) and readable_by(site) and readable_by(Path(sys.executable)):
+    if readable_by(package) and readable_by(site):
         return here
-    dest = STATE_ROOT / "runtime" / _id(sys.prefix)
+    dest = STATE_ROOT / "runtime" / runtime_id(sys.prefix)
     sync_runtime(package, dest)
     env = {"PYTHONPATH": str(dest), "PYTHONNOUSERSITE": "1", "PYTHONDONTWRITEBYTECODE": "1"}
     base = Path(getattr(sys, "_base_executable", sys.executable)).resolve()  # the interpreter behind the venv
@@ -175,7 +176,7 @@ def place_cluster_dir(directory: Path, default: bool) -> tuple[Path, str | None]
             f"e.g. /root with mode 0700), and postgres must open its data directory there; "
             f"choose a directory it can read, e.g. --dir {STATE_ROOT}/NAME"
         )
-    target = STATE_ROOT / "clusters" / _id(str(directory.absolute()))
+    target = STATE_ROOT / "clusters" / runtime_id(str(directory.absolute()))
     target.mkdir(parents=True, exist_ok=True)
     for part in (STATE_ROOT, STATE_ROOT / "clusters", target):
         os.chmod(part, 0o755)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pgkeel.ha.election import timeline_floor
 from pgkeel.ha.settings import Mode
 from pgkeel.sim.world import STORE, World
 
@@ -95,7 +96,7 @@ class Checker:
         settings = w.config.settings
         if settings.mode is not Mode.ASYNC or history is None or history.leader in healthy:
             return True
-        floor = (history.timeline or 0) - (0 if history.term is not None else 1)
+        floor = timeline_floor(history)
         for name in healthy:
             pg = w.nodes[name].pg
             lag_ok = history.lsn is None or history.lsn - pg.lsn <= settings.max_lag_bytes
