@@ -27,6 +27,12 @@ def write_document(directory: Path, mode: str = "quorum", instances: int = 3) ->
     return path
 
 
+@pytest.fixture
+def document_writer() -> Callable[..., Path]:
+    """write_document for tests that lay out a cluster themselves (importing conftest is order-dependent)."""
+    return write_document
+
+
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item, call):  # type: ignore[no-untyped-def]
     outcome = yield

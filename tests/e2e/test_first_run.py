@@ -9,16 +9,17 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, write_document
 
 from pgkeel.local import LocalCluster
 from pgkeel.local.cluster import AgentExited
 from pgkeel.local.runtime import STATE_ROOT, place_cluster_dir, readable_by, runtime_id
 
 pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the postgres user only matters when started as root")
 
 
@@ -59,13 +60,14 @@ def test_an_explicit_dir_the_postgres_user_cannot_reach_is_refused_at_once() -> 
         shutil.rmtree(private, ignore_errors=True)
 
 
-def test_up_reports_an_agent_that_exits_at_once_with_the_end_of_its_log() -> None:
+def test_up_reports_an_agent_that_exits_at_once_with_the_end_of_its_log(
+        document_writer: Callable[..., Path]) -> None:
     base = Path(tempfile.mkdtemp(prefix="pgkeel-e2e-", dir="/tmp"))
     os.chmod(base, 0o755)
     cluster = LocalCluster(base / "cluster")
     blocker = socket.socket()
     try:
-        doc = write_document(base)
+        doc = document_writer(base)
         cluster.prepare(doc)
         victim = cluster.cluster().member_names()[1]
         port = cluster.layout.load_state()["api_ports"][victim]
