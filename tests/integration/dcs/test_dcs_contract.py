@@ -197,11 +197,20 @@ def test_members_upsert_expire_delete(open_store: Open) -> None:
 
 
 def test_member_refresh_keeps_it_alive(open_store: Open) -> None:
+    """Refreshing every 0.3 s outlives a 1 s TTL. A refresh the store does not answer in time is
+    skipped, as the agent skips it (on a loaded CI machine etcd missed one 1 s deadline in ~800
+    tests); the next refresh, well inside the TTL, must still keep the member."""
     store = open_store()
     started = time.monotonic()
+    refreshes = missed = 0
     while time.monotonic() - started < 2.0 * TTL:
-        store.set_member("n0", {"role": "replica"}, TTL)
+        refreshes += 1
+        try:
+            store.set_member("n0", {"role": "replica"}, TTL)
+        except DCSError:
+            missed += 1
         time.sleep(0.3)
+    assert missed < refreshes / 2, f"{missed} of {refreshes} refreshes unanswered"
     assert "n0" in store.view().members
 
 

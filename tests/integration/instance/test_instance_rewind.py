@@ -30,14 +30,28 @@ def addr(inst: Instance) -> tuple[str, int]:
     return inst.config.host, inst.config.port
 
 
+def replayed_all_of(replica: Instance, primary: Instance) -> None:
+    """Wait until the replica has replayed everything the primary has written so far."""
+    (lsn,) = primary.query("SELECT pg_current_wal_lsn()::text")[0]
+    Nodes.wait_for(lambda: replica.query("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (lsn,))[0][0])
+
+
+def checkpoint_in_common(primary: Instance, replica: Instance) -> None:
+    """A checkpoint the replica has replayed before it is promoted: the last common checkpoint, in WAL the
+    old primary still holds. Without the wait the fork can fall before it (async replication), and
+    pg_rewind must read back to an older checkpoint whose segment the old primary may have recycled."""
+    primary.query("CHECKPOINT")
+    replayed_all_of(replica, primary)
+
+
 def diverge(nodes: Nodes) -> tuple[Instance, Instance]:
     """a was the primary, b (its replica) was promoted, a kept writing: a must be rewound onto b."""
     a = nodes.primary("a")
     a.query("CREATE TABLE t (i int)")
     b = nodes.replica(a, "b")
     a.query("INSERT INTO t SELECT generate_series(1, 1000)")
-    a.query("SELECT pg_switch_wal()")  # b has everything so far (async)
-    a.query("CHECKPOINT")
+    a.query("SELECT pg_switch_wal()")
+    checkpoint_in_common(a, b)
     b.promote()
     b.checkpoint()  # pg_rewind reads the source's timeline from its control file
     a.query("INSERT INTO t SELECT generate_series(1, 1000)")  # a's own, divergent history
@@ -161,9 +175,8 @@ def test_waits_for_the_sources_checkpoint_after_promotion(nodes: Nodes) -> None:
     b = nodes.replica(a, "b", checkpoint_timeout="1h", checkpoint_completion_target="0.9", shared_buffers="64MB")
     a.query("INSERT INTO t SELECT i, repeat('x', 200) FROM generate_series(1, 150000) i")
     a.query("SELECT pg_switch_wal()")
-    Nodes.wait_for(lambda: b.query("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (a.query(
-        "SELECT pg_current_wal_lsn()::text")[0][0],))[0][0])
-    a.query("CHECKPOINT")  # the last common checkpoint, whose WAL a keeps
+    replayed_all_of(b, a)  # the replay behind b's slow checkpoint at promotion
+    checkpoint_in_common(a, b)
     b.promote()
     a.query("INSERT INTO t VALUES (0, 'a only')")  # a's own, divergent history
     a.stop("fast")
