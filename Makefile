@@ -1,5 +1,5 @@
 # Two commands a new user needs: `make up` (a local 3-node cluster) and `make test`.
-.PHONY: setup up down status test lint catalogue rules
+.PHONY: setup up down status test lint catalogue rules reference
 
 setup:
 	@bash scripts/setup.sh
@@ -28,3 +28,6 @@ catalogue: setup
 
 rules: setup
 	.venv/bin/pgkeel rules --markdown > docs/HA-RULES.md
+
+reference: setup
+	.venv/bin/python -c "from pgkeel.document.reference import reference_markdown as r; print(r(), end='')" > docs/reference.md

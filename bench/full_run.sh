@@ -6,7 +6,8 @@ set -u
 TRIALS="${1:-20}"
 OUT="${2:-bench/results}"
 mkdir -p "$OUT"
-for fault in kill-primary switchover kill-postgres kill-agent pause-primary partition-primary; do
+FAULTS="$(.venv/bin/python -c 'from pgkeel.lab.faults import FAULTS; print(" ".join(FAULTS))')"
+for fault in $FAULTS; do
   for mode in quorum async; do
     echo "== $(date -Is) $fault $mode $TRIALS trials" | tee -a "$OUT/run.log"
     .venv/bin/pgkeel bench failover --fault "$fault" --mode "$mode" --trials "$TRIALS" \

@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-FAULTS = ("kill-primary", "kill-postgres", "kill-agent", "pause-primary", "partition-primary", "switchover")
+from pgkeel.lab.faults import FAULTS  # every fault the lab knows, so a new one cannot be left out
 
 
 def fmt(stat: dict[str, float | None]) -> str:

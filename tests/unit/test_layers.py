@@ -1,4 +1,4 @@
-"""The import table of ../shared/DESIGN.md, enforced: each package imports only what its row allows.
+"""The import table of docs/ARCHITECTURE.md, enforced: each package imports only what its row allows.
 
 Also: no function-level imports of our own modules (they hide cycles), except in the CLI (each
 command loads only what it runs) and the one documented in dcs/__init__.py (the kubernetes client

@@ -52,9 +52,11 @@ CpuQuantity = Annotated[str, AfterValidator(_cpu)]
 
 
 class Metadata(_Model):
+    """Name and place of the cluster."""
+
     name: str = Field(description="Cluster name: a DNS-1123 label, used for every object name.")
     namespace: str = Field(default="default", description="Kubernetes namespace of every object.")
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict, description="Labels added to every Kubernetes object.")
 
     @field_validator("name", "namespace")
     @classmethod
@@ -71,7 +73,13 @@ ParameterValue = str | int | float | bool
 
 
 class PostgresSettings(_Model):
-    version: int = Field(default=15, description="PostgreSQL major version.")
+    """The PostgreSQL server: major version, parameter overrides, extra hba rules."""
+
+    version: int = Field(
+        default=15,
+        description="PostgreSQL major version (13–17). Fixed for the life of a cluster: major upgrades are not "
+        "supported yet.",
+    )
     parameters: dict[str, ParameterValue] = Field(
         default_factory=dict, description="postgresql.conf overrides; validated against the catalogue."
     )
@@ -97,6 +105,8 @@ class PostgresSettings(_Model):
 
 
 class Resources(_Model):
+    """The container's limits per node; memory and CPU settings are tuned from them, not from the host."""
+
     cpu: CpuQuantity = Field(default="1", description="CPU limit, e.g. `2` or `500m`.")
     memory: MemoryQuantity = Field(default="1Gi", description="Memory limit, e.g. `4Gi`.")
 
@@ -116,6 +126,8 @@ class Resources(_Model):
 
 
 class Storage(_Model):
+    """The data volume per node; the WAL budget is sized so WAL can never fill it."""
+
     size: MemoryQuantity = Field(default="10Gi", description="Volume size, e.g. `20Gi`.")
     kind: Literal["ssd", "hdd"] = Field(default="ssd", description="Drives random_page_cost and io concurrency.")
     storage_class: str | None = Field(default=None, description="Kubernetes StorageClass of the volume.")
@@ -132,6 +144,8 @@ class Storage(_Model):
 
 
 class Replication(_Model):
+    """How commits wait for replicas, and which replica may be promoted."""
+
     mode: Literal["async", "quorum"] = Field(
         default="quorum",
         description="quorum: commits wait for syncStandbys replicas (no acknowledged write is lost); "
@@ -153,6 +167,8 @@ class Replication(_Model):
 
 
 class Failover(_Model):
+    """Timings of the leader lease; ttlSeconds must exceed 2 × loopWaitSeconds + 2 × dcsTimeoutSeconds."""
+
     ttl_seconds: float = Field(default=3.0, ge=1.0, le=300.0, description="Leader lease duration.")
     loop_wait_seconds: float = Field(default=0.5, gt=0.0, le=60.0, description="Agent loop period.")
     dcs_timeout_seconds: float = Field(
@@ -191,9 +207,11 @@ class Failover(_Model):
 
 
 class Network(_Model):
+    """Who may connect over TCP."""
+
     allowed_cidrs: list[str] = Field(
         default_factory=lambda: ["samenet"],
-        description="Where clients and replicas may connect from: CIDRs, or `samenet` (the seed's default).",
+        description="Where clients and replicas may connect from: CIDRs, or `samenet` (the node's own subnets).",
     )
 
     @field_validator("allowed_cidrs")
@@ -216,6 +234,8 @@ class Network(_Model):
 
 
 class Users(_Model):
+    """Role names; their passwords live in 0600 files (locally) or a Secret (Kubernetes)."""
+
     superuser: str = Field(default="postgres", description="Database superuser (also the OS user locally).")
     replication: str = Field(default="replicator", description="Role with REPLICATION and LOGIN only.")
 
@@ -234,6 +254,8 @@ class Users(_Model):
 
 
 class Tls(_Model):
+    """Certificates from a cluster CA for clients and replication."""
+
     enabled: bool = Field(
         default=True,
         description="TLS for clients and replication: ssl = on, hostssl rules, sslmode=verify-full between nodes.",
@@ -252,13 +274,18 @@ class Tls(_Model):
 
 
 class ClusterSpec(_Model):
+    """The cluster: every field has a default."""
+
     instances: int = Field(
         default=3, json_schema_extra={"minimum": 1, "maximum": 9}, description="Number of nodes: 2n+1 (1, 3, 5, 7, 9)."
     )
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)
     resources: Resources = Field(default_factory=Resources)
     storage: Storage = Field(default_factory=Storage)
-    workload: Literal["oltp", "web", "dw", "mixed"] = Field(default="oltp")
+    workload: Literal["oltp", "web", "dw", "mixed"] = Field(
+        default="oltp",
+        description="What the tuning assumes: connections, work_mem and statistics targets follow pgtune's profiles.",
+    )
     replication: Replication = Field(default_factory=Replication)
     failover: Failover = Field(default_factory=Failover)
     network: Network = Field(default_factory=Network)
@@ -318,8 +345,10 @@ class ClusterSpec(_Model):
 
 
 class PostgresCluster(_Model):
-    api_version: Literal["pgkeel.dev/v1alpha1"] = Field(alias="apiVersion")
-    kind: Literal["PostgresCluster"]
+    """One highly available PostgreSQL cluster."""
+
+    api_version: Literal["pgkeel.dev/v1alpha1"] = Field(alias="apiVersion", description="The document's version.")
+    kind: Literal["PostgresCluster"] = Field(description="The document's kind.")
     metadata: Metadata
     spec: ClusterSpec = Field(default_factory=ClusterSpec)
 
