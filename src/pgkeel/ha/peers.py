@@ -22,12 +22,18 @@ from pgkeel.ha.model import OldLeader, PeerProbe
 from pgkeel.ha.records import Address, ClusterState, FenceKind
 from pgkeel.instance import parse_lsn
 
-_POSITION_SQL = """
+# The timeline, as the replication role can read it (no pg_ls_waldir, no pg_stat_wal_receiver details):
+# the last checkpoint's is old on a primary promoted since its last checkpoint (then its current WAL
+# file names the timeline) and on a standby until its next restartpoint, e.g. just after pg_rewind
+# (then the minimum recovery point's timeline, which pg_rewind sets to the source's, is the newer one).
+POSITION_SQL = """
 SELECT pg_is_in_recovery(),
        pg_last_wal_receive_lsn()::text,
        pg_last_wal_replay_lsn()::text,
        CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_flush_lsn()::text END,
-       (SELECT timeline_id FROM pg_control_checkpoint()),
+       GREATEST((SELECT timeline_id FROM pg_control_checkpoint()),
+                CASE WHEN pg_is_in_recovery() THEN (SELECT min_recovery_end_timeline FROM pg_control_recovery())
+                     ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END),
        (SELECT system_identifier::text FROM pg_control_system())
 """
 
@@ -107,7 +113,7 @@ class PeerProber:
         api = self._api_status(api_url)
         try:
             with self.connect(address, "probe", timeout=1) as conn:
-                row = conn.execute(_POSITION_SQL).fetchone()
+                row = conn.execute(POSITION_SQL).fetchone()
         except psycopg.Error:
             return None
         if row is None:
