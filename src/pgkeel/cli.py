@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from pgkeel.document import PostgresCluster, SpecError, load_cluster
+from pgkeel.document import PostgresCluster, SpecError, check_cluster_file
 
 if TYPE_CHECKING:
     from pgkeel.local import LocalCluster
@@ -30,32 +31,40 @@ DEFAULT_DIR = Path(".pgkeel")
 
 
 def _fail(lines: list[str], title: str = "error") -> None:
+    if title == "error" and len(lines) == 1:  # one problem, one line (never wrapped: scripts grep it)
+        err.print(f"[bold red]error:[/] {escape(lines[0])}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
     err.print(f"[bold red]{title}[/]")
     for line in lines:
         err.print(f"  {line}", markup=False, highlight=False)
     raise typer.Exit(1)
 
 
-def _load_valid(path: Path) -> PostgresCluster:
-    """Load and fully validate a document (spec and PostgreSQL parameters); exit 1 listing every error."""
-    from pgkeel.pgconf import validate_cluster
+def _load_valid(path: Path, installed: bool = False) -> PostgresCluster:
+    """Load and fully validate a document (spec, parameters, hba; with `installed`, the preloaded libraries
+    where the binaries are); exit 1 listing every error of all of them at once."""
+    from pgkeel.pgconf import validate_document
 
-    try:
-        cluster = load_cluster(path)
-    except SpecError as exc:
-        _fail(exc.errors, f"{path}: {len(exc.errors)} problem(s)")
-    problems = validate_cluster(cluster)
-    if problems:
+    checked = check_cluster_file(path)
+    problems = validate_document(checked, installed=installed)
+    if problems or checked.cluster is None:
         _fail(problems, f"{path}: {len(problems)} problem(s)")
-    return cluster
+    assert checked.cluster is not None
+    return checked.cluster
+
+
+def _warn(cluster: PostgresCluster) -> None:
+    from pgkeel.pgconf import config_warnings
+
+    for warning in cluster.spec.warnings() + config_warnings(cluster):
+        err.print(f"[yellow]warning[/] {warning}", highlight=False)
 
 
 @app.command()
 def validate(file: FileOpt) -> None:
     """Check a cluster document; exit 0 when valid, 1 with every error listed."""
-    cluster = _load_valid(file)
-    for warning in cluster.spec.warnings():
-        err.print(f"[yellow]warning[/] {warning}", highlight=False)
+    cluster = _load_valid(file, installed=True)
+    _warn(cluster)
     console.print(f"{file}: valid ({cluster.name}, {cluster.spec.instances} instances)")
 
 
@@ -101,19 +110,100 @@ def render_k8s_cmd(
     image: Annotated[str, typer.Option(help="Container image of postgres + pgkeel.")] = "ghcr.io/pgkeel/pgkeel:0.1.0",
     output: OutOpt = None,
     with_secrets: Annotated[
-        bool, typer.Option("--secrets/--no-secrets", help="Include a Secret with NEW random passwords.")
-    ] = True,
+        bool, typer.Option("--secrets/--no-secrets", hidden=True, help="Gone: see `pgkeel render secrets`.")
+    ] = False,
     network_policy: Annotated[bool, typer.Option("--network-policy/--no-network-policy")] = True,
 ) -> None:
-    """Kubernetes manifests for `kubectl apply -f -` (after bootstrap, re-render with --no-secrets)."""
+    """Kubernetes manifests for `kubectl apply -f -`, as often as you like: no Secrets (`render secrets`, once)."""
     from pgkeel.k8s.manifests import dump_yaml, render_manifests
 
+    if with_secrets:  # the old flag: fresh credentials mixed into an output meant to be re-applied
+        _fail(["render k8s no longer renders Secrets, so applying it again never changes a credential;",
+               "create them once with: pgkeel render secrets -f FILE | kubectl create -f -"])
     cluster = _load_valid(file)
-    docs = render_manifests(cluster, image, include_secret=with_secrets, include_network_policy=network_policy)
+    docs = render_manifests(cluster, image, include_network_policy=network_policy)
     if "samenet" in cluster.spec.network.allowed_cidrs:
         err.print("warning: spec.network.allowedCidrs has `samenet`: on CNIs that give pods a /32 or a per-node "
                   "subnet, peers on other nodes are refused; list the pod CIDR instead", markup=False)
     _write_or_print(dump_yaml(docs), output)
+
+
+CaDirOpt = Annotated[
+    Path | None, typer.Option("--ca-dir", help="Where the CA lives on this machine (ca.crt, ca.key 0600). "
+                              "Default: ./NAME-ca")
+]
+DomainOpt = Annotated[str, typer.Option("--cluster-domain", help="The Kubernetes cluster's DNS domain.")]
+
+
+def _secrets_target(file: Path, ca_dir: Path | None, domain: str) -> tuple[PostgresCluster, Path]:
+    import re
+
+    cluster = _load_valid(file)
+    if not re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*", domain):
+        _fail([f"--cluster-domain {domain!r} is not a DNS name; give the cluster's domain, e.g. cluster.local"])
+    return cluster, ca_dir or Path(f"{cluster.name}-ca")
+
+
+def _write_private_or_print(text: str, output: Path | None) -> None:
+    """Secrets on stdout (for a pipe) or in a 0600 file, never a world-readable one."""
+    from pgkeel.instance.files import atomic_write
+
+    if output is None:
+        sys.stdout.write(text)
+        return
+    atomic_write(output, text, mode=0o600)
+    err.print(f"wrote {output} (mode 0600)")
+
+
+@render_app.command("secrets")
+def render_secrets_cmd(
+    file: FileOpt,
+    ca_dir: CaDirOpt = None,
+    output: OutOpt = None,
+    domain: DomainOpt = "cluster.local",
+) -> None:
+    """Run ONCE per cluster: new passwords, API token and CA; the Secrets for `kubectl create -f -`.
+
+    The CA key is written to CA_DIR/ca.key (0600) and nowhere else: the pods get only the CA
+    certificate and their own certificates. Refuses when CA_DIR already holds a CA.
+    """
+    from pgkeel.k8s.manifests import dump_yaml
+    from pgkeel.k8s.secrets import create_cluster_ca, render_secrets
+
+    cluster, ca_dir = _secrets_target(file, ca_dir, domain)
+    ca = None
+    if cluster.spec.tls.enabled:
+        try:
+            ca = create_cluster_ca(cluster, ca_dir)
+        except FileExistsError as exc:
+            _fail([f"{exc}: the Secrets of {cluster.name} were made already (this command runs once).",
+                   f"to re-issue the pod certificates with that CA: pgkeel render certs -f {file} --ca-dir {ca_dir}",
+                   "if creating them failed (nothing was created in the cluster), or to start a new cluster, "
+                   "move that directory away and run this again"])
+        err.print(f"wrote {ca_dir}/ca.crt and {ca_dir}/ca.key (mode 0600): keep the key safe, "
+                  "it never goes into the cluster", markup=False, highlight=False)
+    _write_private_or_print(dump_yaml(render_secrets(cluster, ca, domain=domain)), output)
+
+
+@render_app.command("certs")
+def render_certs_cmd(
+    file: FileOpt,
+    ca_dir: CaDirOpt = None,
+    output: OutOpt = None,
+    domain: DomainOpt = "cluster.local",
+) -> None:
+    """Issue every pod's certificate again with the CA of `render secrets` (renewal, more instances)."""
+    from pgkeel.k8s.manifests import dump_yaml
+    from pgkeel.k8s.secrets import certs_secret, load_cluster_ca
+
+    cluster, ca_dir = _secrets_target(file, ca_dir, domain)
+    if not cluster.spec.tls.enabled:
+        _fail(["spec.tls.enabled is false: the pods use no certificates"])
+    try:
+        ca = load_cluster_ca(ca_dir)
+    except (OSError, ValueError) as exc:
+        _fail([f"cannot read the CA in {ca_dir}: {exc}", "give --ca-dir, the directory `render secrets` wrote"])
+    _write_private_or_print(dump_yaml([certs_secret(cluster, ca, domain)]), output)
 
 
 @render_app.command("crd")
@@ -151,17 +241,24 @@ def explain(file: FileOpt, as_json: Annotated[bool, typer.Option("--json")] = Fa
 
 @app.command()
 def up(
-    file: FileOpt = DEFAULT_DOC,
+    file: Annotated[Path | None, typer.Option(
+        "-f", "--file", help="PostgresCluster YAML document. Default: the cluster's own (DIR/cluster.yaml); "
+        f"{DEFAULT_DOC} for a new cluster.")] = None,
     directory: DirOpt = DEFAULT_DIR,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for all members to stream.")] = 120.0,
+    apply: Annotated[bool, typer.Option(
+        "--apply", help="With -f on an existing cluster: replace its document by FILE (shown as a diff otherwise).")
+    ] = False,
 ) -> None:
-    """Start every node of the document on this machine; start only missing ones on an existing dir."""
+    """Start every node on this machine; on an existing dir, start only missing ones with the cluster's own document."""
     from pgkeel.local import LocalCluster
     from pgkeel.local.cluster import AgentExited
     from pgkeel.local.runtime import place_cluster_dir
 
-    for warning in _load_valid(file).spec.warnings():
-        err.print(f"[yellow]warning[/] {warning}", highlight=False)
+    if apply and file is None:
+        _fail(["--apply replaces the cluster's document by another: give it with -f FILE"])
+    document = LocalCluster(directory).document_for_up(file, DEFAULT_DOC)
+    _warn(_load_valid(document, installed=True))
     try:
         directory, moved = place_cluster_dir(directory, default=directory == DEFAULT_DIR)
     except ValueError as exc:
@@ -171,9 +268,9 @@ def up(
     local = LocalCluster(directory)
     try:
         with console.status("starting…") as spinner:
-            status = local.up(file, timeout=timeout, progress=lambda text: spinner.update(text))
+            status = local.up(document, timeout=timeout, progress=lambda text: spinner.update(text), apply=apply)
     except (ValueError, TimeoutError, AgentExited) as exc:
-        _fail([str(exc)])
+        _fail(str(exc).splitlines())
     _print_status(status)
     console.print("\n[bold]write:[/]", status["dsn_rw"], highlight=False, soft_wrap=True)
     console.print("[bold]read:[/] ", status["dsn_ro"], highlight=False, soft_wrap=True)
@@ -182,23 +279,45 @@ def up(
 
 
 def _print_status(status: dict[str, Any]) -> None:
-    from pgkeel.instance.lsn import format_lsn
+    """A header for the cluster, then a row per member, as `patronictl list` prints them."""
+    import re
 
-    table = Table("name", "role", "state", "timeline", "lsn", "lag", "sync", "leader", "port", "cert expires")
-    for column in table.columns:
+    mb = 1 << 20
+
+    def lag(value: int | None) -> str:
+        return "" if value is None else f"{value / mb:.1f}"
+
+    def last_error(text: str | None) -> str:
+        """postgres' last two messages without their log prefix (the whole text is in --json)."""
+        lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+        said = [m.group(1) for m in map(re.compile(r"\b((?:LOG|FATAL|PANIC|ERROR|DETAIL|HINT):.*)").search, lines) if m]
+        return " / ".join(said[-2:]) if said else (lines[-1] if lines else "")
+
+    console.print(
+        f"Cluster: {status.get('cluster')}  system identifier: {status.get('system_identifier') or '?'}  "
+        f"mode: {status.get('mode') or '?'}  leader: {status.get('leader') or 'none'}  "
+        f"paused: {'yes' if status.get('paused') else 'no'}",
+        highlight=False,
+    )
+    table = Table(
+        "member", "host", "role", "state", "TL", "receive lag MB", "replay lag MB", "sync", "pending restart",
+        "last error",
+    )
+    for column in table.columns[:3]:
         column.no_wrap = True
     for m in status["members"]:
+        state = m["state"] + (" (replay paused)" if m.get("replay_paused") else "")
         table.add_row(
-            m["name"],
+            m["name"] + (" *" if m["name"] == status["leader"] else ""),
+            f"{m.get('host') or '127.0.0.1'}:{m['port']}",
             m["role"],
-            m["state"],
+            state,
             str(m["timeline"] or ""),
-            format_lsn(m["lsn"]) if m["lsn"] is not None else "",
-            str(m["lag_bytes"] if m["lag_bytes"] is not None else ""),
+            lag(m.get("receive_lag_bytes")),
+            lag(m.get("replay_lag_bytes")),
             m["sync"] or "",
-            "*" if m["name"] == status["leader"] else "",
-            str(m["port"]),
-            (m.get("cert_not_after") or "")[:10],
+            ", ".join(m.get("pending_restart") or []),
+            last_error(m.get("last_error")),
         )
     console.print(table)
 
@@ -213,59 +332,140 @@ def _local(directory: Path) -> LocalCluster:
 
 
 @app.command()
-def status(directory: DirOpt = DEFAULT_DIR, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Members of the local cluster: role, state, timeline, LSN, lag, sync, lease holder."""
-    st = _local(directory).status()
+def status(
+    directory: DirOpt = DEFAULT_DIR,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print JSON instead: {cluster, system_identifier, mode, paused, leader, dsn_rw, dsn_ro, members: "
+            "[{name, host, port, role, state, timeline, lsn, receive_lsn, replay_lsn, receive_lag_bytes, "
+            "replay_lag_bytes, replay_lag_seconds, replay_paused, lag_bytes (= replay lag), sync, pending_restart, "
+            "start_failures, last_error, api_url, postgres_pid, agent_pid, cert_not_after}]}; "
+            "LSNs and lags in bytes, null when unknown.",
+        ),
+    ] = False,
+) -> None:
+    """The local cluster like `patronictl list`: name, system identifier, mode, leader, paused; then per member
+    host:port, role, state, timeline, receive and replay lag in MB, sync, pending restart and the last error."""
+    from pgkeel.ha.status import cluster_summary, member_summary, parse_status
+
+    local = _local(directory)
+    st = local.status()
+    statuses = {m["name"]: parse_status(local.fetch(m["name"])) if m["agent_pid"] else None for m in st["members"]}
+    for member in st["members"]:
+        member.update(member_summary(statuses[member["name"]]))
+    st = {**cluster_summary(local.cluster().name, statuses, st["leader"]), **st}
     if as_json:
         print(json.dumps(st, indent=1))
     else:
         _print_status(st)
 
 
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (needed without a terminal).")]
+WaitOpt = Annotated[
+    bool, typer.Option("--wait/--no-wait", help="Wait until the target leads, or return once the request is recorded.")
+]
+WaitTimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds to wait for the new leader.")]
+
+
+def _confirm(question: str, yes: bool) -> None:
+    """Ask before a destructive step; without a terminal only --yes goes on (a script never hangs on a prompt)."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        _fail([f"{question} stdin is not a terminal: pass --yes to confirm"])
+    if not typer.confirm(question, default=False):
+        _fail(["not confirmed; nothing changed"])
+
+
+def _handed_over(local: LocalCluster, request: dict[str, Any], wait: bool, timeout: float) -> None:
+    """Report a recorded request: at once with --no-wait, else once its target leads (exit 1 on timeout)."""
+    target = request.get("to") or "the best replica"
+    if not wait:
+        console.print(f"requested: {request.get('from') or 'no leader'} → {target}", highlight=False)
+        return
+    try:
+        st = local.wait_for_leader(request, timeout)
+    except TimeoutError as exc:
+        _fail([str(exc)])
+    console.print(f"leader is now {st['leader']}")
+    _print_status(st)
+
+
 @app.command()
 def switchover(
     directory: DirOpt = DEFAULT_DIR,
     to: Annotated[str | None, typer.Option("--to", help="Member to promote (default: the best replica).")] = None,
+    wait: WaitOpt = True,
+    timeout: WaitTimeoutOpt = 60.0,
 ) -> None:
-    """Planned handover of the primary role with no lost writes."""
+    """Planned handover of the primary role with no lost writes; a refusal is printed at once (exit 1)."""
+    local = _local(directory)
     try:
-        st = _local(directory).switchover(to)
-    except (RuntimeError, TimeoutError) as exc:
+        request = local.request_switchover(to)
+    except RuntimeError as exc:
         _fail([str(exc)])
-    console.print(f"leader is now {st['leader']}")
+    _handed_over(local, request, wait, timeout)
 
 
 @app.command()
 def failover(
     to: Annotated[str, typer.Option("--to", help="Member to promote.")],
     directory: DirOpt = DEFAULT_DIR,
-    force: Annotated[bool, typer.Option(help="Promote even if acknowledged commits could be lost.")] = False,
+    force: Annotated[bool, typer.Option(help="Also with no leader: may lose acknowledged commits.")] = False,
+    yes: YesOpt = False,
+    wait: WaitOpt = True,
+    timeout: WaitTimeoutOpt = 60.0,
 ) -> None:
-    """Manual failover to a named member (--force overrides the quorum check)."""
+    """Promote a named member now (asks first): with a leader, as a switchover; --force also without one."""
+    local = _local(directory)
+    leader = local.status()["leader"]
+    question = f"Promote {to}, demoting the leader {leader}?" if leader else f"Promote {to} (no leader holds a lease)?"
+    if force:
+        question += " With --force acknowledged commits may be lost."
+    _confirm(question, yes)
     try:
-        result = _local(directory).failover(to, force)
+        answer = local.failover(to, force)
     except RuntimeError as exc:
         _fail([str(exc)])
-    console.print(f"requested: {result['accepted']}")
+    _handed_over(local, answer["accepted"], wait, timeout)
 
 
 @app.command()
 def psql(
     name: Annotated[str | None, typer.Argument(help="Member to connect to (default: the primary).")] = None,
+    args: Annotated[list[str] | None, typer.Argument(help="Arguments for psql, after `--`: -- -c 'select 1'.")] = None,
     directory: DirOpt = DEFAULT_DIR,
 ) -> None:
-    """Open psql on the primary (or on a named member)."""
+    """Open psql on the primary (or on a named member): pgkeel psql [NAME] [-- PSQL-ARGS…]."""
     local = _local(directory)
-    dsn = local.node_dsn(name) if name else local.dsn(True)
-    os.execvp("psql", ["psql", dsn])
+    extra = list(args or [])
+    if name is not None and name.startswith("-"):  # `pgkeel psql -- -c …`: no member named (names never start so)
+        extra.insert(0, name)
+        name = None
+    try:
+        argv = local.psql_argv(name, extra)
+    except ValueError as exc:
+        _fail([str(exc)])
+    os.execv(argv[0], argv)
 
 
 @app.command()
 def down(
-    directory: DirOpt = DEFAULT_DIR, purge: Annotated[bool, typer.Option(help="Also delete all data.")] = False
+    directory: DirOpt = DEFAULT_DIR,
+    purge: Annotated[bool, typer.Option(help="Also delete all data (asks first).")] = False,
+    yes: YesOpt = False,
 ) -> None:
     """Stop every process of the local cluster (by PID); data is kept unless --purge."""
-    stopped = _local(directory).down(purge=purge)
+    local = _local(directory)
+    if purge:
+        _confirm(
+            f"Delete cluster {local.cluster().name!r} in {local.layout.root}: every data directory, "
+            "the secrets and any aside copies?",
+            yes,
+        )
+    stopped = local.down(purge=purge)
     console.print(f"stopped: {', '.join(stopped) or 'nothing was running'}" + (" (data deleted)" if purge else ""))
 
 
@@ -384,6 +584,27 @@ def sim_cmd(
 
     code = sim_main(seed, seeds, nodes, mode, fence, steps, transcript, scenario, print)
     raise typer.Exit(code)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("pgkeel")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            number = "unknown (not installed)"
+        console.print(f"pgkeel {number}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    show_version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Highly available PostgreSQL, anywhere."""
 
 
 def main() -> None:

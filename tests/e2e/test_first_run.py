@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import shutil
@@ -40,6 +41,8 @@ def test_make_up_from_a_clone_the_postgres_user_cannot_read() -> None:
         members = json.loads(status.stdout)["members"]
         assert sorted(m["role"] for m in members) == ["primary", "replica", "replica"]
         assert all(m["state"] == "streaming" for m in members if m["role"] == "replica")
+        # the agents run from the copy, which carries pgkeel's metadata: /status and pgkeel_info know the version
+        assert {m.get("version") for m in members} == {importlib.metadata.version("pgkeel")}
         again = subprocess.run(["make", "up"], cwd=clone, env=env, capture_output=True, text=True, timeout=300)
         assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]  # a no-op on a running cluster
     finally:

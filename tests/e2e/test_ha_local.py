@@ -192,7 +192,7 @@ def test_config_change_is_reloaded_and_restart_only_parameters_are_reported(make
     doc["spec"]["postgres"]["parameters"] = {"work_mem": "7MB", "shared_buffers": "96MB"}
     changed = cluster.layout.root.parent / "changed.yaml"
     changed.write_text(yaml.safe_dump(doc))
-    cluster.up(changed, timeout=60)  # every agent runs: this only rewrites the shared config files
+    cluster.up(changed, timeout=60, apply=True)  # every agent runs: this only rewrites the shared config files
     names = cluster.cluster().member_names()
 
     def reloaded() -> bool:

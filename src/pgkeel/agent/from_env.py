@@ -1,7 +1,8 @@
 """The in-pod agent's configuration, from the environment the StatefulSet gives it.
 
 Identity from the downward API (POD_NAME, POD_NAMESPACE, POD_IP), the cluster document and
-postgresql.conf from the ConfigMap mount, passwords from the Secret mount, data in the volume.
+postgresql.conf from the ConfigMap mount, passwords from the Secret mount, the CA certificate and
+this pod's server certificate (issued ahead, by pod name) from the certs mount, data in the volume.
 Every path and port can be overridden by environment (PGKEEL_*), which is how tests run three
 such agents on one machine. Passwords are only ever read from files and written to the pgpass
 file (0600): never on a command line, in the environment or in a log.
@@ -9,6 +10,7 @@ file (0600): never on a command line, in the environment or in a log.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,9 +20,12 @@ from pgkeel.ha.config import AgentConfig
 from pgkeel.instance.files import atomic_write
 from pgkeel.k8s import layout
 
-# Secret keys of the cluster CA (the manifests mount them with the others).
+log = logging.getLogger("pgkeel.agent")
+
 CA_CERT_KEY = layout.CA_CERT_KEY
-CA_KEY_KEY = layout.CA_KEY_KEY
+CA_KEY_KEY = layout.CA_KEY_KEY  # only in Secrets rendered before the CA key left the pods
+# Names postgresql.conf gives the certificate (ssl_cert_file = '../tls/server.crt', beside PGDATA).
+SERVER_CERT, SERVER_KEY = "server.crt", "server.key"
 
 
 class EnvError(ValueError):
@@ -49,19 +54,20 @@ def config_from_env(env: Mapping[str, str] | None = None) -> AgentConfig:
     if pod not in cluster.member_names():
         raise EnvError(f"pod {pod} is not a member of {name} ({', '.join(cluster.member_names())})")
     # The API binds to the pod's own address, which is also what peers are told (api_url): 0.0.0.0
-    # would be advertised verbatim. Probes and peers both reach the pod IP.
+    # would be advertised verbatim. Probes and peers reach the pod IP; the API server also listens
+    # on 127.0.0.1, where `kubectl port-forward` connects.
     pod_ip = env.get(layout.ENV_POD_IP, "").strip() or "0.0.0.0"
     bindir = cluster.spec.postgres.bindir or f"/usr/lib/postgresql/{cluster.spec.postgres.version}/bin"
     advertise = env.get("PGKEEL_ADVERTISE_HOST", layout.pod_fqdn(pod, name, namespace))
-    services = [f"{name}{suffix}" for suffix in (layout.RW_SUFFIX, layout.RO_SUFFIX)]
-    tls_names = [
-        advertise,
-        layout.pod_fqdn(pod, name, namespace),
-        *services,
-        *(f"{svc}.{namespace}.svc" for svc in services),
-        *([pod_ip] if pod_ip != "0.0.0.0" else []),
-        "localhost",
-    ]
+    domain = env.get(layout.ENV_CLUSTER_DOMAIN, layout.DEFAULT_CLUSTER_DOMAIN)
+    ip = [pod_ip] if pod_ip != "0.0.0.0" else []
+    tls_names = [advertise, *layout.server_names(pod, name, namespace, domain), *ip]
+    certs = Path(env.get("PGKEEL_CERTS_DIR", layout.CERTS_DIR))
+    # The CA certificate comes with the pod certificates; a Secret from before holds it (and the
+    # CA key, with which the agent then still issues its own certificate) beside the passwords.
+    legacy = not (certs / CA_CERT_KEY).exists() and (secrets / CA_CERT_KEY).exists()
+    ca_file = Path(env.get("PGKEEL_CA_FILE", (secrets if legacy else certs) / CA_CERT_KEY))
+    ca_key = env.get("PGKEEL_CA_KEY_FILE") or (str(secrets / CA_KEY_KEY) if (secrets / CA_KEY_KEY).exists() else "")
     return AgentConfig(
         name=pod,
         dcs_url=f"kubernetes://{namespace}/{name}",
@@ -81,8 +87,8 @@ def config_from_env(env: Mapping[str, str] | None = None) -> AgentConfig:
         replication_password_file=secrets / layout.REPLICATION_PASSWORD_KEY,
         # postgresql.conf names its certificate relative to the data directory: ../tls/server.crt
         tls_dir=pgdata.parent / "tls",
-        ca_file=Path(env.get("PGKEEL_CA_FILE", secrets / CA_CERT_KEY)),
-        ca_key_file=Path(env.get("PGKEEL_CA_KEY_FILE", secrets / CA_KEY_KEY)),
+        ca_file=ca_file,
+        ca_key_file=Path(ca_key) if ca_key else None,
         tls_names=list(dict.fromkeys(tls_names)),
         **AgentConfig.document_fields(cluster),
     )
@@ -93,8 +99,50 @@ def _pgpass_field(value: str) -> str:
     return value.replace("\\", "\\\\").replace(":", "\\:")
 
 
+def pod_certificate(config: AgentConfig) -> tuple[Path, Path] | None:
+    """This pod's certificate and key in the certs mount (beside the CA certificate), by pod name.
+
+    None when nothing needs installing: TLS off, or a CA key is mounted (an older Secret: the
+    agent issues its own), or no certs mount at all (outside a pod; in one the kubelet does not
+    start the container without it).
+    """
+    if not config.tls_enabled or config.ca_key_file is not None or config.ca_file is None:
+        return None
+    certs = config.ca_file.parent
+    if not certs.is_dir():
+        log.warning("no certificates mounted at %s: postgres cannot start with TLS on", certs)
+        return None
+    cert, key = (certs / name for name in layout.pod_cert_keys(config.name))
+    if not (cert.exists() and key.exists()):
+        raise EnvError(
+            f"{certs} has no certificate for pod {config.name} ({cert.name}, {key.name}): issue them "
+            "for every member with `pgkeel render certs -f FILE --ca-dir DIR | kubectl apply -f -`"
+        )
+    return cert, key
+
+
+def install_certificate(config: AgentConfig) -> bool:
+    """Link TLS_DIR/server.crt and server.key (where postgresql.conf looks) to this pod's mounted pair.
+
+    Links, not copies: a re-issued Secret reaches postgres at its next reload, no restart. Returns
+    True when there was a certificate to link.
+    """
+    found = pod_certificate(config)
+    if found is None or config.tls_dir is None:
+        return False
+    config.tls_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for source, name in zip(found, (SERVER_CERT, SERVER_KEY), strict=True):
+        link = config.tls_dir / name
+        tmp = link.with_name(f".{name}.link")
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(source)
+        os.replace(tmp, link)  # also replaces a certificate the agent issued itself before
+    return True
+
+
 def write_passfile(config: AgentConfig) -> None:
-    """The pgpass file libpq and the postgres tools read, from the mounted Secret files (mode 0600)."""
+    """The files the agent makes from the Secret mounts before it starts: the pgpass file libpq and
+    the postgres tools read (mode 0600), and the links to this pod's certificate (see install_certificate)."""
     lines = []
     for user, source in (
         (config.superuser, config.superuser_password_file),
@@ -106,3 +154,4 @@ def write_passfile(config: AgentConfig) -> None:
         lines.append(f"*:*:*:{_pgpass_field(user)}:{_pgpass_field(password)}\n")
     config.passfile.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(config.passfile, "".join(lines), mode=0o600)
+    install_certificate(config)

@@ -1,63 +1,223 @@
-"""Prometheus exposition of one agent snapshot (a fresh registry per scrape: no global state)."""
+"""Prometheus exposition of one agent snapshot (/status as a dict), a fresh registry per scrape: no global state.
+
+The metrics are rows of one table, `METRICS`; docs/monitoring.md lists the same rows and a unit test
+holds the two together. Every sample carries `cluster` and `member` labels; counters end in `_total`
+and count since the agent started; a value that is unknown (a primary's replay position, a stopped
+node's timeline) has no sample rather than a 0 that would read as "no lag".
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
 
-from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-ROLES = ("primary", "replica", "stopped")
+from pgkeel.ha.records import FenceKind
+from pgkeel.ha.status import ROLES
+
+Snapshot = dict[str, Any]
+Samples = list[tuple[tuple[str, ...], float | None]]  # (extra label values, value); None: no sample
+BASE_LABELS = ("cluster", "member")
 
 
-def render_metrics(snap: dict[str, Any]) -> bytes:
-    registry = CollectorRegistry()
-    name = str(snap.get("name", ""))
-    pg = snap.get("postgres") or {}
-    labels = ["member"]
+@dataclass(frozen=True)
+class MetricRow:
+    name: str  # as exposed (counters end in _total)
+    kind: Literal["gauge", "counter"]
+    help: str
+    samples: Callable[[Snapshot], Samples]
+    labels: tuple[str, ...] = ()  # beyond cluster and member
 
-    role = Gauge("pgkeel_role", "1 for the role this member runs as", [*labels, "role"], registry=registry)
-    for r in ROLES:
-        role.labels(name, r).set(1 if snap.get("role") == r else 0)
-    Gauge("pgkeel_is_leader", "1 when this member holds the leader lease", labels, registry=registry).labels(name).set(
-        1 if snap.get("is_leader") else 0
-    )
-    Gauge("pgkeel_timeline", "PostgreSQL timeline", labels, registry=registry).labels(name).set(pg.get("timeline") or 0)
-    Gauge(
+
+def _pg(snap: Snapshot) -> Snapshot:
+    return snap.get("postgres") or {}
+
+
+def _one(value: Any) -> Samples:
+    return [((), None if value is None else float(value))]
+
+
+def _flag(value: Any) -> Samples:
+    return [((), 1.0 if value else 0.0)]
+
+
+def _counter(key: str) -> Callable[[Snapshot], Samples]:
+    return lambda snap: _one((snap.get("counters") or {}).get(key, 0))
+
+
+def _each(values: tuple[str, ...], current: Any) -> Samples:
+    return [((v,), 1.0 if current == v else 0.0) for v in values]
+
+
+METRICS: tuple[MetricRow, ...] = (
+    MetricRow(
+        "pgkeel_info",
+        "gauge",
+        "Always 1: pgkeel's version and the PostgreSQL server version (empty until postgres answers)",
+        lambda s: [((str(s.get("version") or ""), str(_pg(s).get("version") or "")), 1.0)],
+        ("version", "pg_version"),
+    ),
+    MetricRow(
+        "pgkeel_role", "gauge", "1 for the role postgres runs as", lambda s: _each(ROLES, s.get("role")), ("role",)
+    ),
+    MetricRow(
+        "pgkeel_is_leader", "gauge", "1 when this member holds the leader lease", lambda s: _flag(s.get("is_leader"))
+    ),
+    MetricRow(
+        "pgkeel_leader",
+        "gauge",
+        "1 for the member this node sees holding the lease (no sample: nobody)",
+        lambda s: [((str(s["leader"]),), 1.0)] if s.get("leader") else [],
+        ("leader",),
+    ),
+    MetricRow(
+        "pgkeel_postgres_running", "gauge", "1 when the postmaster is alive", lambda s: _flag(_pg(s).get("running"))
+    ),
+    MetricRow(
+        "pgkeel_dcs_reachable",
+        "gauge",
+        "1 when the coordination store answered this loop",
+        lambda s: _flag(s.get("dcs_ok")),
+    ),
+    MetricRow("pgkeel_timeline", "gauge", "PostgreSQL timeline", lambda s: _one(_pg(s).get("timeline"))),
+    MetricRow(
         "pgkeel_wal_lsn_bytes",
-        "WAL position (flushed on a primary, received/replayed on a replica)",
-        labels,
-        registry=registry,
-    ).labels(name).set(pg.get("lsn") or 0)
-    Gauge(
-        "pgkeel_replication_lag_bytes", "Bytes behind the leader's last published position", labels, registry=registry
-    ).labels(name).set(snap.get("lag_bytes") or 0)
-    Gauge("pgkeel_postgres_running", "1 when the postmaster is alive", labels, registry=registry).labels(name).set(
-        1 if pg.get("running") else 0
-    )
-    Gauge("pgkeel_dcs_reachable", "1 when the coordination store answered this loop", labels, registry=registry).labels(
-        name
-    ).set(1 if snap.get("dcs_ok") else 0)
-    Gauge("pgkeel_loop_duration_seconds", "Duration of the last agent loop", labels, registry=registry).labels(
-        name
-    ).set(float(snap.get("loop_duration_s") or 0.0))
-    asides = snap.get("asides") or []
-    Gauge("pgkeel_aside_copies", "Data directory copies kept aside (at most 1)", labels, registry=registry).labels(
-        name
-    ).set(len(asides))
-    Gauge("pgkeel_aside_bytes", "Bytes held by aside copies of the data directory", labels, registry=registry).labels(
-        name
-    ).set(sum(int(a.get("bytes") or 0) for a in asides))
-    fence = Gauge(
-        "pgkeel_fence", "1 for what fences this node's commits past its lease", [*labels, "kind"], registry=registry
-    )
-    kind = (snap.get("fence") or {}).get("kind")
-    for k in ("extension", "watchdog", "none"):
-        fence.labels(name, k).set(1 if kind == k else 0)
-    alarm = Gauge("pgkeel_alarm", "1 while a condition needs an operator (/status alarm)", labels, registry=registry)
-    alarm.labels(name).set(1 if snap.get("alarm") else 0)
-    leader = Gauge(
-        "pgkeel_leader", "1 for the member this node sees holding the lease", [*labels, "leader"], registry=registry
-    )
-    if snap.get("leader"):
-        leader.labels(name, str(snap["leader"])).set(1)
+        "gauge",
+        "WAL position as an integer: flushed on a primary, max(received, replayed) on a replica",
+        lambda s: _one(_pg(s).get("lsn")),
+    ),
+    MetricRow(
+        "pgkeel_receive_lsn_bytes",
+        "gauge",
+        "Replica: WAL position received and flushed, as an integer",
+        lambda s: _one(_pg(s).get("receive_lsn")),
+    ),
+    MetricRow(
+        "pgkeel_replay_lsn_bytes",
+        "gauge",
+        "Replica: WAL position replayed (what reads see), as an integer",
+        lambda s: _one(_pg(s).get("replay_lsn")),
+    ),
+    MetricRow(
+        "pgkeel_receive_lag_bytes",
+        "gauge",
+        "Replica: bytes behind the leader's published position in what it received",
+        lambda s: _one(s.get("receive_lag_bytes")),
+    ),
+    MetricRow(
+        "pgkeel_replay_lag_bytes",
+        "gauge",
+        "Replica: bytes behind the leader's published position in what it replayed",
+        lambda s: _one(s.get("replay_lag_bytes")),
+    ),
+    MetricRow(
+        "pgkeel_replay_lag_seconds",
+        "gauge",
+        "Replica: age of the last replayed commit while received WAL waits to be replayed (0: caught up)",
+        lambda s: _one(_pg(s).get("replay_lag_seconds")),
+    ),
+    MetricRow(
+        "pgkeel_replay_paused",
+        "gauge",
+        "Replica: 1 while WAL replay is paused (pg_wal_replay_pause)",
+        lambda s: _one(None if _pg(s).get("replay_paused") is None else int(bool(_pg(s)["replay_paused"]))),
+    ),
+    MetricRow(
+        "pgkeel_pending_restart_parameters",
+        "gauge",
+        "Parameters changed in the configuration files that take effect only after a restart",
+        lambda s: _one(len(s.get("pending_restart") or [])),
+    ),
+    MetricRow(
+        "pgkeel_auto_conf_drift_parameters",
+        "gauge",
+        "Parameters set by ALTER SYSTEM on this node only; /status auto_conf_drift names them",
+        lambda s: _one(len(s.get("auto_conf_drift") or [])),
+    ),
+    MetricRow(
+        "pgkeel_consecutive_start_failures",
+        "gauge",
+        "Failed starts of postgres (or of the bootstrap) since it last answered; /status start.error says why",
+        lambda s: _one((s.get("start") or {}).get("failures", 0)),
+    ),
+    MetricRow(
+        "pgkeel_failovers_total",
+        "counter",
+        "Elections this node won and promoted in (including forced failovers)",
+        _counter("failovers"),
+    ),
+    MetricRow(
+        "pgkeel_switchovers_total",
+        "counter",
+        "Switchovers this node handed over as the primary",
+        _counter("switchovers"),
+    ),
+    MetricRow("pgkeel_start_failures_total", "counter", "Starts of postgres that failed", _counter("start_failures")),
+    MetricRow(
+        "pgkeel_store_errors_total",
+        "counter",
+        "Agent loops in which the coordination store could not be read",
+        _counter("store_errors"),
+    ),
+    MetricRow(
+        "pgkeel_loop_duration_seconds",
+        "gauge",
+        "Duration of the last agent loop",
+        lambda s: _one(s.get("loop_duration_s") or 0.0),
+    ),
+    MetricRow(
+        "pgkeel_aside_copies",
+        "gauge",
+        "Data directory copies kept aside (at most 1)",
+        lambda s: _one(len(s.get("asides") or [])),
+    ),
+    MetricRow(
+        "pgkeel_aside_bytes",
+        "gauge",
+        "Bytes held by aside copies of the data directory",
+        lambda s: _one(sum(int(a.get("bytes") or 0) for a in s.get("asides") or [])),
+    ),
+    MetricRow(
+        "pgkeel_fence",
+        "gauge",
+        "1 for what fences this node's commits past its lease",
+        lambda s: _each(tuple(FenceKind), (s.get("fence") or {}).get("kind")),
+        ("kind",),
+    ),
+    MetricRow(
+        "pgkeel_alarm",
+        "gauge",
+        "1 while a condition needs an operator (/status alarm)",
+        lambda s: _flag(s.get("alarm")),
+    ),
+)
+
+
+class _SnapshotCollector:
+    """Yields the table's families for one snapshot (what CollectorRegistry.register expects)."""
+
+    def __init__(self, snap: Snapshot) -> None:
+        self.snap = snap
+
+    def collect(self) -> Iterator[Metric]:
+        base = (str(self.snap.get("scope", "")), str(self.snap.get("name", "")))
+        for row in METRICS:
+            labels = [*BASE_LABELS, *row.labels]
+            family: GaugeMetricFamily | CounterMetricFamily
+            if row.kind == "counter":
+                family = CounterMetricFamily(row.name, row.help, labels=labels)
+            else:
+                family = GaugeMetricFamily(row.name, row.help, labels=labels)
+            for extra, value in row.samples(self.snap):
+                if value is not None:
+                    family.add_metric([*base, *extra], value)
+            yield family
+
+
+def render_metrics(snap: Snapshot) -> bytes:
+    registry = CollectorRegistry()
+    registry.register(_SnapshotCollector(snap))
     return generate_latest(registry)

@@ -7,11 +7,24 @@ mutating ones need `Authorization: Bearer <cluster API token>`.
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
+from pydantic import BaseModel
+
+from pgkeel.api.bodies import FailoverBody, SwitchoverBody
 from pgkeel.ha.status import NodeStatus
+from pgkeel.ha.switchover_request import Refusal
 
 MAX_BODY = 16 * 1024  # the largest request body the server reads
+
+# A refused switchover/failover: 503 when the cluster has no leader to hand over from, else 409.
+REFUSAL_STATUS: dict[Refusal, HTTPStatus] = {
+    reason: HTTPStatus.SERVICE_UNAVAILABLE if reason is Refusal.NO_LEADER else HTTPStatus.CONFLICT
+    for reason in Refusal
+}
+# Every `reason` an error body may carry.
+ERROR_REASONS = sorted([*(str(r) for r in Refusal), "bad-body", "store-unreachable"])
 
 
 def _status_schema() -> tuple[dict[str, Any], dict[str, Any]]:
@@ -22,6 +35,15 @@ def _status_schema() -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 _STATUS, _STATUS_DEFS = _status_schema()
+
+
+def _body_schema(model: type[BaseModel], note: str) -> dict[str, Any]:
+    """A request body schema from its strict model (additionalProperties: false), so they cannot drift."""
+    schema = model.model_json_schema()
+    schema.pop("title", None)
+    schema["description"] = f"{note} Unknown keys are refused (400); so is Patroni's `scheduled_at` (not supported)."
+    return schema
+
 
 # Probes: 200 when the node is what the path asks, 503 otherwise.
 PROBES = {
@@ -72,12 +94,23 @@ def _mutating(summary: str, body_schema: str) -> dict[str, Any]:
             },
             "responses": {
                 "202": _json({"$ref": "#/components/schemas/Accepted"}, "Request recorded in the coordination store."),
-                "400": _json(_ERROR, f"Body is not a JSON object of at most {MAX_BODY} bytes, or has wrong types."),
+                "400": _json(
+                    _ERROR,
+                    f"Body is not a JSON object of at most {MAX_BODY} bytes, has an unknown key (named, with the "
+                    "accepted ones), a wrong type, both `to` and `candidate`, or `scheduled_at` (not supported).",
+                ),
                 "401": _json(_ERROR, "Missing or wrong bearer token."),
                 "403": _json(_ERROR, "No API token is configured on this node: mutating endpoints are disabled."),
-                "409": _json(_ERROR, "Refused: unknown member, already the leader, or no leader without force."),
+                "409": _json(
+                    _ERROR,
+                    "Refused, nothing recorded: unknown member, `leader` is not the leader, the target is already "
+                    "the leader, is not a streaming replica (or, forced, not running), or no replica can take over.",
+                ),
                 "413": _json(_ERROR, f"Body larger than {MAX_BODY} bytes (it is not read)."),
-                "503": _json(_ERROR, "The coordination store is unreachable."),
+                "503": _json(
+                    _ERROR, "No leader holds the lease (use /failover with force), or the coordination store is "
+                    "unreachable."
+                ),
             },
         }
     }
@@ -109,15 +142,28 @@ OPENAPI: dict[str, Any] = {
                 "responses": {"200": _json({"type": "object"}, "Woken.")},
             }
         },
-        "/switchover": _mutating("Hand leadership to a healthy replica (`to`, or the best one).", "SwitchoverRequest"),
-        "/failover": _mutating("Promote `to`; with force also when no leader holds the lease.", "FailoverRequest"),
+        "/switchover": _mutating(
+            "Hand leadership to a streaming replica (`to`, or the best one); refusals are answered at once.",
+            "SwitchoverRequest",
+        ),
+        "/failover": _mutating(
+            "Promote `to`: with a leader, as a switchover; with force also when no leader holds the lease.",
+            "FailoverRequest",
+        ),
     },
     "components": {
         "securitySchemes": {
             "bearer": {"type": "http", "scheme": "bearer", "description": "The cluster's API token."}
         },
         "schemas": {
-            "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+            "Error": {
+                "type": "object",
+                "required": ["error"],
+                "properties": {
+                    "error": {"type": "string", "description": "What was refused and why, in one line."},
+                    "reason": {"type": "string", "enum": ERROR_REASONS, "description": "The refusal, for programs."},
+                },
+            },
             "Probe": {
                 "type": "object",
                 "required": ["ok"],
@@ -125,21 +171,8 @@ OPENAPI: dict[str, Any] = {
             },
             "Status": _STATUS,
             **_STATUS_DEFS,
-            "SwitchoverRequest": {
-                "type": "object",
-                "properties": {
-                    "to": {"type": "string", "nullable": True, "description": "Member to hand over to."},
-                    "force": {"type": "boolean", "default": False, "description": "Ignored by /switchover."},
-                },
-            },
-            "FailoverRequest": {
-                "type": "object",
-                "required": ["to"],
-                "properties": {
-                    "to": {"type": "string", "minLength": 1},
-                    "force": {"type": "boolean", "default": False},
-                },
-            },
+            "SwitchoverRequest": _body_schema(SwitchoverBody, "Every key is optional."),
+            "FailoverRequest": _body_schema(FailoverBody, "`to` (or `candidate`) is required."),
             "Accepted": {
                 "type": "object",
                 "required": ["accepted"],

@@ -2,24 +2,31 @@
 
 Read-only endpoints answer from the agent's last snapshot (no SQL on the request path), so
 probes stay cheap and `/liveness` depends only on the agent loop, never on postgres.
-Mutating endpoints require the cluster's API token; a node without one refuses them (403).
+Mutating endpoints require the cluster's API token; a node without one refuses them (403). Their
+bodies are strict (pgkeel.api.bodies), and a request the store's view forbids now is refused with
+the reason instead of being recorded for the leader to drop (pgkeel.ha.switchover_request).
 """
 
 from __future__ import annotations
 
+import errno
 import hmac
+import ipaddress
 import json
 import logging
+import socket
 import sys
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar, Protocol
 
+from pgkeel.api.bodies import BodyError, FailoverBody, parse_body
 from pgkeel.api.metrics import render_metrics
-from pgkeel.api.openapi import MAX_BODY, OPENAPI
+from pgkeel.api.openapi import MAX_BODY, OPENAPI, REFUSAL_STATUS
 from pgkeel.dcs import DCSError
 from pgkeel.ha.status import NodeStatus
+from pgkeel.ha.switchover_request import RequestRefused
 
 log = logging.getLogger("pgkeel.api")
 
@@ -33,7 +40,9 @@ class Node(Protocol):
 
     def wake(self) -> None: ...
 
-    def request_switchover(self, to: str | None, force: bool = False) -> dict[str, Any]: ...
+    def request_switchover(self, to: str | None, force: bool = False, leader: str | None = None) -> dict[str, Any]:
+        """Record the request, or raise RequestRefused (ValueError) with what the store's view forbids now."""
+        ...
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -156,23 +165,26 @@ class _Handler(BaseHTTPRequestHandler):
             return
         body = self._body()
         if body is None:
-            self._send(HTTPStatus.BAD_REQUEST, {"error": "body must be a JSON object of at most 16 KiB"})
-            return
-        to = body.get("to")
-        force = body.get("force", False)
-        if (to is not None and not isinstance(to, str)) or not isinstance(force, bool):
-            self._send(HTTPStatus.BAD_REQUEST, {"error": "'to' must be a member name and 'force' a boolean"})
-            return
-        if path == "/failover" and not to:
-            self._send(HTTPStatus.BAD_REQUEST, {"error": "failover needs 'to': the member to promote"})
+            self._send(HTTPStatus.BAD_REQUEST, {"error": "body must be a JSON object of at most 16 KiB",
+                                                "reason": "bad-body"})
             return
         try:
-            request = self.agent.request_switchover(to, force=force and path == "/failover")
+            parsed = parse_body(path, body)
+        except BodyError as exc:
+            self._send(HTTPStatus.BAD_REQUEST, {"error": str(exc), "reason": "bad-body"})
+            return
+        force = isinstance(parsed, FailoverBody) and parsed.force
+        try:
+            request = self.agent.request_switchover(parsed.target, force=force, leader=parsed.leader)
+        except RequestRefused as exc:
+            self._send(REFUSAL_STATUS[exc.reason], {"error": str(exc), "reason": str(exc.reason)})
+            return
         except ValueError as exc:
             self._send(HTTPStatus.CONFLICT, {"error": str(exc)})
             return
         except DCSError as exc:
-            self._send(HTTPStatus.SERVICE_UNAVAILABLE, {"error": f"coordination store unreachable: {exc}"})
+            self._send(HTTPStatus.SERVICE_UNAVAILABLE, {"error": f"coordination store unreachable: {exc}",
+                                                        "reason": "store-unreachable"})
             return
         self._send(HTTPStatus.ACCEPTED, {"accepted": request})
 
@@ -191,17 +203,53 @@ class _Server(ThreadingHTTPServer):
         log.exception("API request from %s failed", client_address)
 
 
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
+LOOPBACK = "127.0.0.1"
+
+
+def _also_on_loopback(host: str) -> bool:
+    """A specific non-loopback address (a pod IP) is served on 127.0.0.1 too: `kubectl port-forward`
+    connects to the pod's loopback, never to its IP. Names and wildcards are bound as given."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return not (address.is_loopback or address.is_unspecified)
+
+
 class ApiServer:
-    """Serves the API in daemon threads beside the agent loop."""
+    """Serves the API in daemon threads beside the agent loop: on HOST, and on 127.0.0.1 as well when
+    HOST is another IP address (same port, same handler, same token)."""
 
     def __init__(self, agent: Node, host: str, port: int, token: str | None = None) -> None:
         handler = type("Handler", (_Handler,), {"agent": agent, "token": token})
-        self.httpd = _Server((host, port), handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="pgkeel-api", daemon=True)
+        self.httpd: _Server = (_Server6 if ":" in host else _Server)((host, port), handler)
+        self.servers = [self.httpd]
+        if _also_on_loopback(host):
+            try:
+                self.servers.append(_Server((LOOPBACK, int(self.httpd.server_address[1])), handler))
+            except OSError as exc:
+                if exc.errno != errno.EADDRNOTAVAIL:  # taken by another process: never serve beside it
+                    self.httpd.server_close()
+                    raise
+                log.warning("API not on %s (no loopback here): %s", LOOPBACK, exc)
+        self.threads = [
+            threading.Thread(target=server.serve_forever, name="pgkeel-api", daemon=True) for server in self.servers
+        ]
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """Where the API listens, (host, port) each."""
+        return [(str(s.server_address[0]), int(s.server_address[1])) for s in self.servers]
 
     def start(self) -> None:
-        self.thread.start()
+        for thread in self.threads:
+            thread.start()
 
     def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        for server in self.servers:
+            server.shutdown()
+            server.server_close()

@@ -1,5 +1,6 @@
 """The PostgresCluster document: models, quantities, loading with field-path errors."""
 
+from pgkeel.document.check import DocumentCheck, check_cluster, check_cluster_file
 from pgkeel.document.load import SpecError, load_cluster, load_cluster_text, parse_cluster
 from pgkeel.document.model import (
     ClusterSpec,
@@ -16,6 +17,7 @@ from pgkeel.document.quantity import QuantityError, format_bytes, parse_bytes, p
 
 __all__ = [
     "ClusterSpec",
+    "DocumentCheck",
     "Failover",
     "Network",
     "PostgresCluster",
@@ -26,6 +28,8 @@ __all__ = [
     "SpecError",
     "Storage",
     "Users",
+    "check_cluster",
+    "check_cluster_file",
     "format_bytes",
     "load_cluster",
     "load_cluster_text",

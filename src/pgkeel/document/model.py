@@ -103,6 +103,11 @@ class PostgresSettings(_Model):
             raise ValueError(f"must be one of {', '.join(map(str, SUPPORTED_MAJORS))}; got {value}")
         return value
 
+    @property
+    def binaries(self) -> str:
+        """Where the server binaries of this major are: `bindir`, or Debian's /usr/lib/postgresql/<version>/bin."""
+        return self.bindir or f"/usr/lib/postgresql/{self.version}/bin"
+
 
 class Resources(_Model):
     """The container's limits per node; memory and CPU settings are tuned from them, not from the host."""

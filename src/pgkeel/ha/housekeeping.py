@@ -59,7 +59,9 @@ class Housekeeping:
         if self._check_pending_at is not None and time.monotonic() >= self._check_pending_at:
             self._check_pending_at = None
             with contextlib.suppress(psycopg.Error):
-                rows = self.instance.query("SELECT name FROM pg_settings WHERE pending_restart ORDER BY name")
+                rows = self.instance.query(
+                    "SELECT name FROM pg_settings WHERE pending_restart AND source <> 'command line' ORDER BY name"
+                )
                 self.pending_restart = [str(r[0]) for r in rows]
                 if self.pending_restart:
                     log.warning("changed parameters need a restart: %s", ", ".join(self.pending_restart))

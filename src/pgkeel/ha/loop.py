@@ -23,9 +23,10 @@ from pgkeel.ha.memory import remember
 from pgkeel.ha.model import Decision, Memory, Observation, PgState
 from pgkeel.ha.observe import Observer
 from pgkeel.ha.peers import PeerProber
-from pgkeel.ha.records import SwitchoverRequest
+from pgkeel.ha.records import ClusterState
 from pgkeel.ha.rules import decide, precheck, shutdown
 from pgkeel.ha.status import NodeStatus, TlsStatus, node_status
+from pgkeel.ha.switchover_request import check_request
 from pgkeel.instance import Instance
 
 log = logging.getLogger("pgkeel.agent")
@@ -135,12 +136,18 @@ class Agent:
             fence_detail=self.fence.detail,
             asides=self.instance.asides(),
             tls=TlsStatus(enabled=self.config.tls_enabled, certificate_not_after=self.housekeeping.cert_not_after),
-            pending_restart=self.housekeeping.pending_restart,
             loop_duration=self.loop_duration,
             agent_pid=os.getpid(),
+            auto_conf_drift=self._auto_conf_drift(),
         )
         with self._lock:
             self._status = status
+
+    def _auto_conf_drift(self) -> list[str]:
+        try:
+            return self.instance.auto_conf_drift()
+        except (OSError, UnicodeDecodeError):  # no data directory yet, or one being cloned
+            return []
 
     # --- what the API asks (pgkeel.api.server.Node) ------------------------------------------------
     def status(self) -> NodeStatus:
@@ -156,15 +163,9 @@ class Agent:
         bound = max(10 * ha.loop_wait, 2 * ha.ttl) + 30  # + one slow postgres start
         return last is not None and time.monotonic() - last < bound
 
-    def request_switchover(self, to: str | None, force: bool = False) -> dict[str, Any]:
-        view = self.dcs.view()
-        leader = view.leader.holder if view.leader else None
-        if to is not None and to not in self.config.members:
-            raise ValueError(f"unknown member {to!r}; members are {', '.join(self.config.members)}")
-        if leader is None and not force:
-            raise ValueError("no leader holds the lease: use failover --force with a target")
-        if leader is not None and to == leader:
-            raise ValueError(f"{to} is already the leader")
-        request = SwitchoverRequest(source=leader, target=to, force=force).to_json()
-        self.dcs.set_switchover(request, ttl=self.config.ha.switchover_ttl)
-        return request
+    def request_switchover(self, to: str | None, force: bool = False, leader: str | None = None) -> dict[str, Any]:
+        """Record a request the store's view allows now; else RequestRefused (pgkeel.ha.switchover_request)."""
+        state = ClusterState.decode(self.dcs.view())
+        request = check_request(state, self.config.members, to, force, leader)
+        self.dcs.set_switchover(request.to_json(), ttl=self.config.ha.switchover_ttl)
+        return request.to_json()

@@ -3,6 +3,7 @@
 Handlers never change memory; they return outcomes, and this function folds the observation and
 those outcomes into the next Memory. So every rule that depends on history (backoffs, "three failed
 starts → rewind", an aborted switchover, the last renewal) is visible to the property tests.
+Every failed start of postgres backs off (1, 2, 4 … s, capped) and keeps its reason until postgres answers.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from pgkeel.ha.model import (
     Outcome,
     Result,
     Rewound,
+    Started,
     SyncNamesSet,
     SyncSwitch,
 )
@@ -44,6 +46,8 @@ from pgkeel.instance import RewindOutcome
 
 START_FAILURES_BEFORE_REWIND = 3
 BOOTSTRAP_RETRY_MAX = 60.0
+START_RETRY_MAX = 30.0
+FAILOVER_RULES = ("elect.promote", "elect.forced")  # a Promote under these rules is a failover
 REWIND_RETRY_MAX = 30.0
 BLOCKED_RETRY = 30.0
 
@@ -69,6 +73,8 @@ def observed(m: Memory, o: Observation) -> Memory:
     stalled = cluster is not None and leader is not None and not leading and pg.running
     stalled = stalled and pg.in_recovery is not False and not pg.streaming
     claim = cluster.bootstrapping if cluster else None
+    if pg.running and pg.in_recovery is not None:  # postgres answers: the start worked
+        m = replace(m, failed_starts=0, retry_start_at=0.0, start_error=None)
     return replace(
         m,
         acting_primary=acting_primary,
@@ -84,6 +90,8 @@ def remember(o: Observation, decision: Decision, results: list[Result]) -> Memor
     """The next memory: the observation's facts, then each performed action's outcome, in order."""
     m = observed(o.memory, o)
     now = o.now
+    if o.cluster is None and decision.rule.split(".", 1)[0] != "preio":  # preio decides before reading the store
+        m = _count(m, store_errors=1)
     for action, outcome in results:
         match action:
             case AcquireLeader() | RenewLeader() if isinstance(outcome, LeaseHeld):
@@ -94,17 +102,22 @@ def remember(o: Observation, decision: Decision, results: list[Result]) -> Memor
                 m = replace(m, last_renewal=None, rewind_needed=True, acting_primary=False)
             case Bootstrap():
                 if outcome.ok:
-                    m = replace(m, bootstrap_failures=0, retry_bootstrap_at=0.0, acting_primary=True)
+                    m = replace(m, bootstrap_failures=0, retry_bootstrap_at=0.0, acting_primary=True, start_error=None)
                 else:
                     failures = m.bootstrap_failures + 1
                     retry = now + backoff(failures, BOOTSTRAP_RETRY_MAX)
-                    m = replace(m, bootstrap_failures=failures, retry_bootstrap_at=retry)
+                    error = f"bootstrap failed: {outcome.error or 'no reason given'}"
+                    m = replace(m, bootstrap_failures=failures, retry_bootstrap_at=retry, start_error=error)
             case StartPostgres() if isinstance(outcome, Rewound):
                 m = _rewound(m, outcome, now)  # a directory an interrupted pg_rewind left: never started
             case StartPostgres():
                 if outcome.ok:
                     m = replace(m, start_failures=0, not_streaming_since=None, switchover_aborted=False)
-                elif action.standby and action.leader is not None:
+                    if not isinstance(outcome, Started) or outcome.ready:
+                        m = replace(m, failed_starts=0, retry_start_at=0.0, start_error=None)
+                else:
+                    m = _start_failed(m, outcome, now)
+                if not outcome.ok and action.standby and action.leader is not None:
                     failures = m.start_failures + 1
                     if failures >= START_FAILURES_BEFORE_REWIND:
                         # e.g. its minimum recovery point is on a timeline the leader's history lacks
@@ -119,6 +132,8 @@ def remember(o: Observation, decision: Decision, results: list[Result]) -> Memor
                     m = replace(m, reclone_needed=True)
             case Promote() if outcome.ok:
                 m = replace(m, rewind_needed=False, acting_primary=True, switchover_aborted=False)
+                if decision.rule in FAILOVER_RULES:
+                    m = _count(m, failovers=1)
             case Follow() if outcome.ok:
                 m = replace(m, not_streaming_since=None)
             case Rewind():
@@ -141,6 +156,7 @@ def remember(o: Observation, decision: Decision, results: list[Result]) -> Memor
                 m = replace(m, sync_switch=None)
             case HandOver() if outcome.ok:
                 m = replace(m, last_renewal=None, rewind_needed=True, acting_primary=False)
+                m = _count(m, switchovers=1)
             case RecordHistory() if outcome.ok:
                 m = replace(m, history_written=action.history)
             case Refuse():
@@ -151,6 +167,23 @@ def remember(o: Observation, decision: Decision, results: list[Result]) -> Memor
         # Postgres is down and the lease may or may not have moved: never restart it as a primary.
         m = replace(m, switchover_aborted=True, rewind_needed=True)
     return m
+
+
+def _count(m: Memory, **events: int) -> Memory:
+    c = m.counters
+    return replace(m, counters=replace(c, **{k: getattr(c, k) + n for k, n in events.items()}))
+
+
+def _start_failed(m: Memory, outcome: Outcome, now: float) -> Memory:
+    """Any failed start (leader, replica, read-only, after a rewind) waits longer before the next one."""
+    failures = m.failed_starts + 1
+    m = replace(
+        m,
+        failed_starts=failures,
+        retry_start_at=now + backoff(failures, START_RETRY_MAX),
+        start_error=outcome.error or "postgres did not start",
+    )
+    return _count(m, start_failures=1)
 
 
 def _rewound(m: Memory, outcome: Outcome, now: float) -> Memory:

@@ -80,6 +80,16 @@ class SyncSwitch:
 
 
 @dataclass(frozen=True)
+class Counters:
+    """Events since the agent started (Prometheus counters: a restart starts them at 0 again)."""
+
+    failovers: int = 0  # this node took the lease and promoted in an election (or a forced failover)
+    switchovers: int = 0  # this node, the primary, handed the lease over on request
+    start_failures: int = 0  # starts of postgres that failed
+    store_errors: int = 0  # loops in which the coordination store could not be read
+
+
+@dataclass(frozen=True)
 class Memory:
     """What the agent remembers between loops; only `remember` produces a new one."""
 
@@ -93,6 +103,9 @@ class Memory:
     rewind_failures: int = 0
     retry_rewind_at: float = 0.0
     start_failures: int = 0  # consecutive failed starts as a replica
+    failed_starts: int = 0  # consecutive failed starts of any kind: the start backoff grows with it
+    retry_start_at: float = 0.0  # no start before this (monotonic)
+    start_error: str | None = None  # why the last start or bootstrap failed (postgres' last lines), until one works
     bootstrap_failures: int = 0
     retry_bootstrap_at: float = 0.0
     claim_seen_since: float | None = None  # another node's bootstrap claim, first seen (to detect a dead one)
@@ -102,6 +115,7 @@ class Memory:
     history_written: LeaderHistory | None = None
     refused: str | None = None  # a reason this node will not join (foreign data)
     alarm: str | None = None  # a condition an operator must resolve (e.g. an aside copy blocks a re-clone)
+    counters: Counters = field(default_factory=Counters)  # since the agent started, for /metrics
 
 
 @dataclass(frozen=True)

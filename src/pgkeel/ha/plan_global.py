@@ -15,6 +15,7 @@ from pgkeel.ha.actions import (
     Fence,
     Refuse,
     ReleaseLeader,
+    RenewLeader,
     SetAside,
     StopPostgres,
     Wait,
@@ -30,6 +31,7 @@ from pgkeel.ha.facts import (
     publish,
 )
 from pgkeel.ha.model import Observation
+from pgkeel.ha.plan_lead import leading_and_down_too_long
 from pgkeel.ha.records import (
     BOOTSTRAP_PLACEHOLDER,
     FenceKind,
@@ -129,6 +131,19 @@ def renewal_overdue_without_extension(o: Observation) -> bool:
     return (
         acting_primary(o) and o.memory.last_renewal is not None and fence_due(o) and o.fence is not FenceKind.EXTENSION
     )
+
+
+def start_backing_off(o: Observation) -> bool:
+    """A failed start waits its backoff out; a leader that stays down past restart_timeout still hands over."""
+    pg = o.pg
+    return pg.has_data and not pg.running and o.now < o.memory.retry_start_at and not leading_and_down_too_long(o)
+
+
+def wait_start_backoff(o: Observation) -> list[AnyAction]:
+    wait = f"postgres failed to start ({o.memory.failed_starts}x): retrying in {o.memory.retry_start_at - o.now:.1f}s"
+    if i_lead(o):
+        return [RenewLeader(), Wait(reason=wait)]
+    return [publish(o, Role.STOPPED), Wait(reason=wait)]
 
 
 # --- bootstrap -----------------------------------------------------------------------------------

@@ -92,6 +92,12 @@ RULES: tuple[Rule, ...] = (
         plan_global.fence,
         "a primary whose lease renewals failed past the fence deadline stops (no in-postgres fence to rely on)",
     ),
+    Rule(
+        "global.start-backoff",
+        plan_global.start_backing_off,
+        plan_global.wait_start_backoff,
+        "postgres failed to start: wait 1, 2, 4 … 30 s before the next start (the leader keeps its lease meanwhile)",
+    ),
     # --- bootstrap: no data directory yet ----------------------------------------------------------
     Rule(
         "bootstrap.backoff",

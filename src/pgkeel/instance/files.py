@@ -2,8 +2,10 @@
 
 The rendered postgresql.conf is identical on every node; what differs by role and time
 (primary_conninfo, primary_slot_name, synchronous_standby_names) goes into
-postgresql.auto.conf, which PostgreSQL reads after the main file. pgkeel rewrites that file
-whole, so its content is always exactly what the agent decided.
+postgresql.auto.conf, which PostgreSQL reads after the main file. The agent owns only those
+lines (AGENT_SETTINGS) and replaces them at every role change; any other line is an operator's
+ALTER SYSTEM, kept as written (as Patroni does) and reported as drift from the document, because
+it lives on this node only and a failover to another node would silently drop it.
 """
 
 from __future__ import annotations
@@ -39,29 +41,61 @@ def atomic_write(path: Path, content: str, mode: int = 0o600) -> None:
         raise
 
 
+AGENT_SETTINGS = frozenset({
+    "primary_conninfo", "primary_slot_name", "recovery_target_timeline", "synchronous_standby_names",
+})
+_HEADER = (
+    "# pgkeel agent: primary_conninfo, primary_slot_name, recovery_target_timeline and synchronous_standby_names\n"
+    "# are set here at role changes. Other lines (ALTER SYSTEM) are kept, on this node only, and reported as\n"
+    "# drift: put such settings in spec.postgres.parameters to have them on every node.\n"
+)
+_KEPT = "# kept: not set by pgkeel (ALTER SYSTEM on this node)"
+
+
+def _entries(datadir: Path) -> list[tuple[str, str]]:
+    """(lower-case parameter name, the line) for each setting in postgresql.auto.conf."""
+    path = datadir / AUTO_CONF
+    if not path.exists():
+        return []
+    found: list[tuple[str, str]] = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue  # comments: PostgreSQL's header or ours, written again below
+        name = text.partition("=")[0] if "=" in text else text.split()[0]  # `name value` is valid too
+        found.append((name.strip().lower(), text))
+    return found
+
+
+def _unquote(raw: str) -> str:
+    raw = raw.strip()
+    if raw.startswith("'") and raw.endswith("'"):
+        raw = raw[1:-1].replace("''", "'").replace("\\\\", "\\")
+    return raw
+
+
 def read_auto_conf(datadir: Path) -> dict[str, str]:
     """The settings currently in postgresql.auto.conf (unquoted values)."""
-    path = datadir / AUTO_CONF
-    result: dict[str, str] = {}
-    if not path.exists():
-        return result
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        name, _, raw = line.partition("=")
-        raw = raw.strip()
-        if raw.startswith("'") and raw.endswith("'"):
-            raw = raw[1:-1].replace("''", "'").replace("\\\\", "\\")
-        result[name.strip()] = raw
-    return result
+    return {name: _unquote(line.partition("=")[2]) for name, line in _entries(datadir)}
+
+
+def auto_conf_drift(datadir: Path) -> list[str]:
+    """Parameters postgresql.auto.conf sets that the agent does not (ALTER SYSTEM): this node differs from
+    the document, and another node would not have them after a failover."""
+    return sorted({name for name, _ in _entries(datadir) if name not in AGENT_SETTINGS})
 
 
 def write_auto_conf(datadir: Path, settings: dict[str, str]) -> bool:
-    """Replace postgresql.auto.conf with `settings`; return True when the content changed."""
-    lines = ["# Managed by the pgkeel agent: rewritten whole on role changes; do not use ALTER SYSTEM."]
-    lines += [f"{name} = {quote(value)}" for name, value in sorted(settings.items())]
-    content = "\n".join(lines) + "\n"
+    """Set the agent's lines of postgresql.auto.conf to `settings`, keeping every other line as written;
+    return True when the content changed."""
+    unknown = set(settings) - AGENT_SETTINGS
+    if unknown:
+        raise ValueError(f"not the agent's to set in {AUTO_CONF}: {', '.join(sorted(unknown))}")
+    kept = [line for name, line in _entries(datadir) if name not in AGENT_SETTINGS]
+    lines = [f"{name} = {quote(value)}" for name, value in sorted(settings.items())]
+    if kept:
+        lines += [_KEPT, *kept]
+    content = _HEADER + "\n".join(lines) + "\n"
     path = datadir / AUTO_CONF
     if path.exists() and path.read_text(encoding="utf-8") == content:
         return False

@@ -83,3 +83,26 @@ def wal_gone_in_log(lines: list[str]) -> str | None:
         elif _WAL_GONE.search(line):
             latest = line.strip()
     return latest
+
+
+START_REASON_LINES = 5
+# A password can reach the log in a quoted statement (`PASSWORD 'x'`) or a conninfo (`password=x`).
+_QUOTED_SECRET = re.compile(r"(password\s*[=:]?\s*)('[^']*'|\"[^\"]*\")", re.IGNORECASE)
+_CONNINFO_SECRET = re.compile(r"(password\s*[=:]\s*)([^\s'\"]+)", re.IGNORECASE)
+
+
+def mask_secrets(line: str) -> str:
+    return _CONNINFO_SECRET.sub(r"\1***", _QUOTED_SECRET.sub(r"\1***", line))
+
+
+def start_failure_reason(log_file: Path, since: int = 0, lines: int = START_REASON_LINES) -> str:
+    """The last lines postgres printed after offset `since` (this start), passwords masked: why it failed."""
+    try:
+        with open(log_file, "rb") as fh:
+            end = fh.seek(0, os.SEEK_END)
+            fh.seek(max(since, end - 16 * 1024))
+            text = fh.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        text = ""
+    tail = [line.strip() for line in text.splitlines() if line.strip()]
+    return "\n".join(mask_secrets(line) for line in tail[-lines:]) or f"nothing in {log_file}"

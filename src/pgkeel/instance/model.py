@@ -82,6 +82,11 @@ class ServerStatus:
     peers: tuple[ReplicaPeer, ...]
     system_identifier: str
     sync_standby_names: str
+    receive_lsn: int | None = None  # replica: last WAL received and flushed by the walreceiver
+    replay_paused: bool | None = None  # replica: pg_is_wal_replay_paused(); None on a primary
+    replay_lag_seconds: float | None = None  # replica: age of the last replayed commit while WAL waits; 0 caught up
+    pending_restart: tuple[str, ...] = ()  # parameters changed in the files that need a restart
+    version: str | None = None  # server_version, e.g. "15.8"
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ clone, rewind …) and reports failure by raising; deciding *when* to do it is `
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -18,12 +19,14 @@ import psycopg
 
 from pgkeel.instance import aside, logs, pidfile, recovery, roles, space, status
 from pgkeel.instance.aside import AsideInfo, AsideOccupied
-from pgkeel.instance.files import read_auto_conf, set_standby_signal, write_auto_conf
+from pgkeel.instance.files import AUTO_CONF, auto_conf_drift, read_auto_conf, set_standby_signal, write_auto_conf
 from pgkeel.instance.lsn import parse_lsn
 from pgkeel.instance.model import ControlData, InstanceConfig, ReplicaPeer, ServerStatus, SlotState, slot_name_for
 from pgkeel.instance.process import CommandError, RunAs, run
 from pgkeel.instance.rewind import RewindOutcome, RewindResult, rewind_marker
 from pgkeel.instance.roles import REWIND_GRANTS
+
+log = logging.getLogger("pgkeel.instance")
 
 
 class RewindError(CommandError):
@@ -32,6 +35,10 @@ class RewindError(CommandError):
     def __init__(self, result: RewindResult) -> None:
         super().__init__(["pg_rewind"], result.returncode or -1, f"{result.outcome}: {result.reason}\n{result.output}")
         self.result = result
+
+
+class MajorVersionMismatch(RuntimeError):
+    """The data directory is another major version than the binaries: postgres would refuse it at every start."""
 
 
 class RewindIncomplete(RuntimeError):
@@ -46,6 +53,8 @@ class Instance:
         self.run_as = run_as or RunAs.for_current_process()
         self._child: subprocess.Popen[bytes] | None = None
         self._conn: psycopg.Connection[Any] | None = None
+        self._drift_logged: list[str] = []  # the auto.conf drift last logged: warn once per change, not per loop
+        self._binaries_major: int | None = None  # `postgres --version` of bindir, read once
 
     # --- paths and tools -------------------------------------------------------------
     def _tool(self, name: str) -> str:
@@ -128,6 +137,7 @@ class Instance:
                 f"{self.config.datadir} was left half-rewound by an interrupted pg_rewind "
                 f"({rewind_marker(self.config.datadir)}): it must be re-cloned, not started"
             )
+        self._check_binaries()
         pidfile.clear_stale(self.config.datadir)
         c = self.config
         logs.rotate_at_start(c.log_file, c.log_max_bytes)  # nothing holds it open now
@@ -144,6 +154,7 @@ class Instance:
         for name, value in options.items():
             argv += ["-c", f"{name}={value}"]
         log = open(c.log_file, "ab")  # noqa: SIM115 - handed to the child
+        since = log.tell()  # where this start's lines begin, for the reason it failed
         try:
             self._child = subprocess.Popen(
                 argv,
@@ -157,14 +168,37 @@ class Instance:
             )
         finally:
             log.close()
-        self._wait_started(timeout)
+        self._wait_started(timeout, since)
 
-    def _wait_started(self, timeout: float) -> None:
+    def _check_binaries(self) -> None:
+        """Refuse, with the reason, what postgres would refuse at every start: no server binary, or a data
+        directory of another major version (PG_VERSION) than the binaries."""
+        server = self.config.bindir / "postgres"
+        try:
+            data_major: int | None = int((self.config.datadir / "PG_VERSION").read_text().strip())
+        except (OSError, ValueError):
+            data_major = None  # no data yet: initdb or a clone makes it with these binaries
+        if not server.is_file():
+            need = f"the PostgreSQL {data_major} server" if data_major else "the PostgreSQL server"
+            raise MajorVersionMismatch(f"no {server}: install {need} there, or set spec.postgres.bindir")
+        if data_major is None:
+            return
+        if self._binaries_major is None:
+            self._binaries_major = recovery.tool_major(self, "postgres")
+        if data_major != self._binaries_major:
+            raise MajorVersionMismatch(
+                f"{self.config.datadir} holds PostgreSQL {data_major} data (PG_VERSION) and {server} is PostgreSQL "
+                f"{self._binaries_major}: not starting it, postgres would refuse it every time. Major upgrades are "
+                f"not supported yet: set spec.postgres.version back to {data_major}"
+            )
+
+    def _wait_started(self, timeout: float, since: int = 0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._child is not None and self._child.poll() is not None:
                 code = self._child.returncode
-                raise RuntimeError(f"postgres exited during start (code {code}); see {self.config.log_file}")
+                why = logs.start_failure_reason(self.config.log_file, since)
+                raise RuntimeError(f"postgres exited during start (code {code}), {self.config.log_file} ends:\n{why}")
             status = self.pidfile_status()
             if status in ("ready", "standby"):
                 return
@@ -299,13 +333,25 @@ class Instance:
             settings["primary_conninfo"] = self.primary_conninfo(*leader)
             settings["primary_slot_name"] = self.config.slot_name
         changed = write_auto_conf(self.config.datadir, settings)
-        self.run_as.chown(self.config.datadir / "postgresql.auto.conf")
+        self.run_as.chown(self.config.datadir / AUTO_CONF)
+        drift = self.auto_conf_drift()
+        if drift and drift != self._drift_logged:
+            log.warning(
+                "%s sets %s outside the cluster's document (ALTER SYSTEM?): kept on this node only, so another "
+                "node that takes over will not have it; move it to spec.postgres.parameters",
+                self.config.datadir / AUTO_CONF, ", ".join(drift),
+            )
+        self._drift_logged = drift
         if standby:
             set_standby_signal(self.config.datadir, True)
             self.run_as.chown(self.config.datadir / "standby.signal")
         else:
             set_standby_signal(self.config.datadir, False)
         return changed
+
+    def auto_conf_drift(self) -> list[str]:
+        """Parameters set in postgresql.auto.conf besides the agent's own (ALTER SYSTEM), for /status."""
+        return auto_conf_drift(self.config.datadir)
 
     def configured_leader(self) -> str | None:
         """The host:port this node is told to stream from (None if none)."""
@@ -412,6 +458,7 @@ __all__ = [
     "ControlData",
     "Instance",
     "InstanceConfig",
+    "MajorVersionMismatch",
     "ReplicaPeer",
     "RewindError",
     "RewindIncomplete",

@@ -39,7 +39,8 @@ HEADLESS_SUFFIX = "-hl"
 RW_SUFFIX = "-rw"
 RO_SUFFIX = "-ro"
 CONFIGMAP_SUFFIX = "-config"
-SECRET_SUFFIX = "-secrets"
+SECRET_SUFFIX = "-secrets"  # passwords and API token
+CERTS_SUFFIX = "-certs"  # the CA certificate and every pod's server certificate (no CA key)
 AGENT_SUFFIX = "-agent"  # ServiceAccount, Role, RoleBinding
 PDB_SUFFIX = "-pdb"
 NETPOL_SUFFIX = "-netpol"
@@ -50,6 +51,7 @@ CONFIG_FILE = f"{CONFIG_DIR}/postgresql.conf"
 HBA_FILE = f"{CONFIG_DIR}/pg_hba.conf"
 CLUSTER_FILE = f"{CONFIG_DIR}/cluster.yaml"
 SECRETS_DIR = "/etc/pgkeel/secrets"
+CERTS_DIR = "/etc/pgkeel/certs"
 DATA_MOUNT = "/var/lib/postgresql/data"
 PGDATA = f"{DATA_MOUNT}/pgdata"
 RUN_DIR = "/var/run/postgresql"
@@ -62,14 +64,17 @@ CLUSTER_KEY = "cluster.yaml"
 SUPERUSER_PASSWORD_KEY = "superuser-password"
 REPLICATION_PASSWORD_KEY = "replication-password"
 API_TOKEN_KEY = "api-token"
-CA_CERT_KEY = "ca.crt"  # the cluster CA: each agent issues its own server certificate with it
+SECRET_KEYS = (SUPERUSER_PASSWORD_KEY, REPLICATION_PASSWORD_KEY, API_TOKEN_KEY)
+CA_CERT_KEY = "ca.crt"  # in the certs Secret, beside `<pod>.crt` / `<pod>.key` (see pod_cert_keys)
+# The CA key stays on the operator's machine. Secrets rendered before it moved out held it under
+# this key; an agent that finds it there still issues its own certificate (see agent.from_env).
 CA_KEY_KEY = "ca.key"
-SECRET_KEYS = (SUPERUSER_PASSWORD_KEY, REPLICATION_PASSWORD_KEY, API_TOKEN_KEY, CA_CERT_KEY, CA_KEY_KEY)
 
 # --- volumes -------------------------------------------------------------------------
 DATA_VOLUME = "data"
 CONFIG_VOLUME = "config"
 SECRETS_VOLUME = "secrets"
+CERTS_VOLUME = "certs"
 
 # --- labels and annotations -----------------------------------------------------------
 CONFIG_HASH_ANNOTATION = "pgkeel.dev/config-hash"
@@ -82,6 +87,8 @@ ENV_POD_NAMESPACE = "POD_NAMESPACE"
 ENV_CLUSTER = "PGKEEL_CLUSTER"
 ENV_PGDATA = "PGDATA"
 ENV_POSTGRES_ARGS = "PGKEEL_POSTGRES_ARGS"
+ENV_CLUSTER_DOMAIN = "PGKEEL_CLUSTER_DOMAIN"
+DEFAULT_CLUSTER_DOMAIN = "cluster.local"
 POSTGRES_ARGS = f"-c config_file={CONFIG_FILE}"
 
 # --- HTTP API paths used by the probes ------------------------------------------------------
@@ -97,3 +104,30 @@ def headless_service(name: str) -> str:
 def pod_fqdn(pod: str, name: str, namespace: str) -> str:
     """Stable DNS name of a pod (resolvable before it is ready: publishNotReadyAddresses)."""
     return f"{pod}.{headless_service(name)}.{namespace}.svc"
+
+
+def client_services(name: str) -> list[str]:
+    """The Services clients connect to: read-write (the primary) and read-only (replicas)."""
+    return [f"{name}{RW_SUFFIX}", f"{name}{RO_SUFFIX}"]
+
+
+def pod_cert_keys(pod: str) -> tuple[str, str]:
+    """Keys of a pod's server certificate and private key in the certs Secret."""
+    return f"{pod}.crt", f"{pod}.key"
+
+
+def _dns_forms(host: str, namespace: str, domain: str) -> list[str]:
+    return [host, f"{host}.{namespace}", f"{host}.{namespace}.svc", f"{host}.{namespace}.svc.{domain}"]
+
+
+def server_names(pod: str, name: str, namespace: str, domain: str = DEFAULT_CLUSTER_DOMAIN) -> list[str]:
+    """Every DNS name a client may use for this pod's postgres, so `sslmode=verify-full` accepts any of them.
+
+    The pod through the headless Service, and the client Services (a pod is behind `-rw` or `-ro`
+    depending on its role, which changes), each short, with the namespace, `.svc` and the full
+    cluster domain; `localhost` for a port-forward.
+    """
+    names = _dns_forms(f"{pod}.{headless_service(name)}", namespace, domain)
+    for svc in client_services(name):
+        names += _dns_forms(svc, namespace, domain)
+    return [*names, "localhost"]

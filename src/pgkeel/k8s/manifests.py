@@ -2,13 +2,13 @@
 
 Names, paths and ports come from `layout` so the in-pod agent reads exactly what is rendered here.
 The postgresql.conf and pg_hba.conf in the ConfigMap are `render_config`'s output, unchanged:
-the same files a local cluster gets.
+the same files a local cluster gets. No Secret is rendered here, so applying this output again never
+changes a credential: the StatefulSet names the Secrets that `pgkeel.k8s.secrets` makes once.
 """
 
 from __future__ import annotations
 
 import hashlib
-import secrets
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,7 +18,6 @@ from pgkeel.document import PostgresCluster
 from pgkeel.k8s import layout
 from pgkeel.k8s.rbac import role_rules
 from pgkeel.pgconf import render_config
-from pgkeel.tls import create_ca
 
 Manifest = dict[str, Any]
 
@@ -27,24 +26,12 @@ Manifest = dict[str, Any]
 TERMINATION_GRACE_SECONDS = 120
 
 
-def generate_secrets(cluster_name: str = "pgkeel") -> dict[str, str]:
-    """Fresh random passwords and API token (URL-safe: no quoting trouble in conninfo or headers), and a cluster CA."""
-    values = {
-        key: secrets.token_urlsafe(32)
-        for key in (layout.SUPERUSER_PASSWORD_KEY, layout.REPLICATION_PASSWORD_KEY, layout.API_TOKEN_KEY)
-    }
-    ca = create_ca(cluster_name)
-    values[layout.CA_CERT_KEY] = ca.cert_pem.decode()
-    values[layout.CA_KEY_KEY] = ca.key_pem.decode()
-    return values
-
-
 def _labels(cluster: PostgresCluster) -> dict[str, str]:
     # The document's own labels first, so they can never override the ones selectors rely on.
     return {**cluster.metadata.labels, **layout.common_labels(cluster.name)}
 
 
-def _meta(cluster: PostgresCluster, name: str, **extra: Any) -> dict[str, Any]:
+def object_meta(cluster: PostgresCluster, name: str, **extra: Any) -> dict[str, Any]:
     return {"name": name, "namespace": cluster.metadata.namespace, "labels": _labels(cluster), **extra}
 
 
@@ -74,21 +61,8 @@ def config_map(cluster: PostgresCluster, data: Mapping[str, str]) -> Manifest:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": _meta(cluster, cluster.name + layout.CONFIGMAP_SUFFIX),
+        "metadata": object_meta(cluster, cluster.name + layout.CONFIGMAP_SUFFIX),
         "data": dict(data),
-    }
-
-
-def secret(cluster: PostgresCluster, values: Mapping[str, str]) -> Manifest:
-    missing = [k for k in layout.SECRET_KEYS if not values.get(k)]
-    if missing:
-        raise ValueError(f"secret values missing: {', '.join(missing)}")
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": _meta(cluster, cluster.name + layout.SECRET_SUFFIX),
-        "type": "Opaque",
-        "stringData": {k: values[k] for k in layout.SECRET_KEYS},
     }
 
 
@@ -99,7 +73,7 @@ def _service(cluster: PostgresCluster, name: str, selector: dict[str, str], **sp
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _meta(cluster, name),
+        "metadata": object_meta(cluster, name),
         "spec": {"selector": selector, "ports": ports, **spec},
     }
 
@@ -125,17 +99,17 @@ def services(cluster: PostgresCluster) -> list[Manifest]:
 def rbac(cluster: PostgresCluster) -> list[Manifest]:
     """ServiceAccount, Role and RoleBinding: only the calls the agent makes (see `rbac.AGENT_API_CALLS`)."""
     name = cluster.name + layout.AGENT_SUFFIX
-    account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(cluster, name)}
+    account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": object_meta(cluster, name)}
     role = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",
-        "metadata": _meta(cluster, name),
+        "metadata": object_meta(cluster, name),
         "rules": role_rules(),
     }
     binding = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "RoleBinding",
-        "metadata": _meta(cluster, name),
+        "metadata": object_meta(cluster, name),
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
         "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": cluster.metadata.namespace}],
     }
@@ -147,7 +121,7 @@ def pod_disruption_budget(cluster: PostgresCluster) -> Manifest:
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
-        "metadata": _meta(cluster, cluster.name + layout.PDB_SUFFIX),
+        "metadata": object_meta(cluster, cluster.name + layout.PDB_SUFFIX),
         "spec": {"maxUnavailable": 1, "selector": {"matchLabels": layout.selector_labels(cluster.name)}},
     }
 
@@ -170,7 +144,7 @@ def network_policy(cluster: PostgresCluster) -> Manifest:
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": _meta(cluster, cluster.name + layout.NETPOL_SUFFIX),
+        "metadata": object_meta(cluster, cluster.name + layout.NETPOL_SUFFIX),
         "spec": {"podSelector": {"matchLabels": sel}, "policyTypes": ["Ingress"], "ingress": ingress},
     }
 
@@ -231,6 +205,11 @@ def _container(cluster: PostgresCluster, image: str) -> dict[str, Any]:
             {"name": layout.DATA_VOLUME, "mountPath": layout.DATA_MOUNT},
             {"name": layout.CONFIG_VOLUME, "mountPath": layout.CONFIG_DIR, "readOnly": True},
             {"name": layout.SECRETS_VOLUME, "mountPath": layout.SECRETS_DIR, "readOnly": True},
+            *(
+                [{"name": layout.CERTS_VOLUME, "mountPath": layout.CERTS_DIR, "readOnly": True}]
+                if cluster.spec.tls.enabled
+                else []
+            ),
             {"name": "tmp", "mountPath": layout.TMP_DIR},
             {"name": "run", "mountPath": layout.RUN_DIR},
             {"name": "dshm", "mountPath": "/dev/shm"},
@@ -259,6 +238,19 @@ def _volumes(cluster: PostgresCluster) -> list[dict[str, Any]]:
             "name": layout.SECRETS_VOLUME,
             "secret": {"secretName": cluster.name + layout.SECRET_SUFFIX, "defaultMode": 0o440},
         },
+        # The CA certificate and every pod's certificate and key, never the CA key: each agent
+        # links its own pair by pod name (agent.from_env). Root-owned 0440 keys are what
+        # PostgreSQL accepts from a file it does not own.
+        *(
+            [
+                {
+                    "name": layout.CERTS_VOLUME,
+                    "secret": {"secretName": cluster.name + layout.CERTS_SUFFIX, "defaultMode": 0o440},
+                }
+            ]
+            if cluster.spec.tls.enabled
+            else []
+        ),
         {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
         {"name": "run", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
         # The runtime's default 64M /dev/shm is too small for PostgreSQL's dynamic shared memory.
@@ -311,7 +303,7 @@ def stateful_set(cluster: PostgresCluster, image: str, hash_: str) -> Manifest:
     return {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
-        "metadata": _meta(cluster, cluster.name),
+        "metadata": object_meta(cluster, cluster.name),
         "spec": {
             "serviceName": layout.headless_service(cluster.name),
             "replicas": cluster.spec.instances,
@@ -337,20 +329,15 @@ def render_manifests(
     cluster: PostgresCluster,
     image: str = layout.DEFAULT_IMAGE,
     *,
-    secret_values: Mapping[str, str] | None = None,
-    include_secret: bool = True,
     include_network_policy: bool = True,
 ) -> list[Manifest]:
-    """Every object of the cluster, in an order `kubectl apply` can create them in.
+    """Every object of the cluster but its Secrets, in an order `kubectl apply` can create them in.
 
-    A new Secret is generated on every call unless `secret_values` is given; after bootstrap the
-    Secret must not be re-applied (render with `include_secret=False`), or the pods' passwords
-    and the database's would diverge.
+    The output depends only on the document and the image: applying it again changes nothing that
+    was not changed in the document. The Secrets (`pgkeel.k8s.secrets`) are created once, before.
     """
     data = config_data(cluster)
     docs: list[Manifest] = [*rbac(cluster)]
-    if include_secret:
-        docs.append(secret(cluster, secret_values or generate_secrets(cluster.name)))
     docs.append(config_map(cluster, data))
     docs += services(cluster)
     docs.append(pod_disruption_budget(cluster))

@@ -21,6 +21,7 @@ import httpx
 from pgkeel.document import PostgresCluster, load_cluster
 from pgkeel.ha.config import AgentConfig
 from pgkeel.instance.files import atomic_write
+from pgkeel.local import stored_document
 from pgkeel.local.layout import Layout, chown_for_postgres
 from pgkeel.local.runtime import AgentCommand, agent_command
 from pgkeel.pgconf import render_config
@@ -85,25 +86,28 @@ class LocalCluster:
         return self.layout.token_file.read_text().strip()
 
     # --- up ---------------------------------------------------------------------------------
-    def prepare(self, document: Path) -> PostgresCluster:
-        """Validate the document, lay out directories, secrets, ports and the rendered config."""
+    def document_for_up(self, given: Path | None, default: Path) -> Path:
+        """The document `up` starts from: the one given, else the cluster's own, else `default` (a new cluster)."""
+        return stored_document.for_up(self.layout, given, default)
+
+    def prepare(self, document: Path, apply: bool = False) -> PostgresCluster:
+        """Validate the document, lay out directories, secrets, ports and the rendered config.
+
+        On an existing cluster its own document stays unless `apply`: another one is refused with a diff.
+        What cannot be carried out (another name, instance count or major version) is refused either way.
+        Nothing is written before every check passed."""
         cluster = load_cluster(document)
-        if self.exists():
-            existing = self.cluster()
-            if existing.name != cluster.name or existing.spec.instances != cluster.spec.instances:
-                raise ValueError(
-                    f"{self.layout.root} already holds cluster {existing.name!r} with {existing.spec.instances} "
-                    "instances; use another --dir or `pgkeel down --purge` first"
-                )
-        rendered = render_config(cluster, config_dir=str(self.layout.etc))
-        members = cluster.member_names()
         lay = self.layout
+        stored_document.check_carried_out(lay, cluster)
+        replace = stored_document.check_change(lay, document, cluster, apply)
+        rendered = render_config(cluster, config_dir=str(lay.etc))
+        members = cluster.member_names()
         lay.ensure_dirs(members)
         lay.ensure_secrets(cluster.spec.users.superuser, cluster.spec.users.replication)
         if cluster.spec.tls.enabled:
             lay.ensure_ca(cluster.name)
         state = lay.ensure_ports(members)
-        if Path(document).resolve() != lay.document:
+        if replace:
             shutil.copyfile(document, lay.document)
         atomic_write(lay.etc / "postgresql.conf", rendered.postgresql_conf, mode=0o644)
         atomic_write(lay.etc / "pg_hba.conf", rendered.pg_hba_conf, mode=0o644)
@@ -114,7 +118,7 @@ class LocalCluster:
     def _write_agent_config(self, cluster: PostgresCluster, name: str, state: dict[str, dict[str, int]]) -> None:
         lay = self.layout
         node = lay.node(name)
-        bindir = cluster.spec.postgres.bindir or f"/usr/lib/postgresql/{cluster.spec.postgres.version}/bin"
+        bindir = cluster.spec.postgres.binaries
         config = AgentConfig(
             name=name,
             dcs_url=f"sqlite://{lay.dcs_path}",
@@ -168,9 +172,14 @@ class LocalCluster:
         return proc.pid
 
     def up(
-        self, document: Path, timeout: float = 120.0, progress: Callable[[str], None] | None = None
+        self,
+        document: Path,
+        timeout: float = 120.0,
+        progress: Callable[[str], None] | None = None,
+        apply: bool = False,
     ) -> dict[str, Any]:
-        cluster = self.prepare(document)
+        """Start what is not running; `apply` lets `document` replace the cluster's own (see prepare)."""
+        cluster = self.prepare(document, apply=apply)
         started = []
         for name in cluster.member_names():
             if self.agent_pid(name) is None:
@@ -251,13 +260,30 @@ class LocalCluster:
             return ""
         return f" sslmode=verify-full sslrootcert={self.layout.ca_file}"
 
+    def check_member(self, name: str) -> None:
+        """ValueError naming the members, for a name that is not one."""
+        members = self.cluster().member_names()
+        if name not in members:
+            raise ValueError(f"unknown member {name!r}; members are {', '.join(members)}")
+
     def node_dsn(self, name: str) -> str:
+        self.check_member(name)
         cluster = self.cluster()
         port = self.layout.load_state()["pg_ports"][name]
         return (
             f"host={HOST} port={port} user={cluster.spec.users.superuser} dbname=postgres "
             f"passfile={self.layout.passfile} connect_timeout=2{self._ssl(cluster)}"
         )
+
+    def psql_argv(self, name: str | None, args: list[str]) -> list[str]:
+        """psql on the primary (or on member `name`) with the caller's arguments after the DSN."""
+        dsn = self.node_dsn(name) if name else self.dsn(True)
+        spec = self.cluster().spec.postgres
+        bindir = Path(spec.bindir or f"/usr/lib/postgresql/{spec.version}/bin")
+        found = shutil.which("psql") or (str(bindir / "psql") if (bindir / "psql").exists() else None)
+        if found is None:
+            raise ValueError(f"psql is not installed (neither on PATH nor in {bindir}); install postgresql-client")
+        return [found, dsn, *args]
 
     def status(self) -> dict[str, Any]:
         cluster = self.cluster()
@@ -302,6 +328,7 @@ class LocalCluster:
 
     # --- control ----------------------------------------------------------------------------------
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST to the first agent that answers; a refusal (4xx, 5xx) is final: every node reads one store."""
         errors = []
         for name in self.cluster().member_names():
             if self.agent_pid(name) is None:
@@ -313,33 +340,46 @@ class LocalCluster:
                     headers={"Authorization": f"Bearer {self.token()}"},
                     timeout=3.0,
                 )
-            except httpx.HTTPError as exc:
+                data = resp.json()
+            except (httpx.HTTPError, ValueError) as exc:
                 errors.append(f"{name}: {exc}")
                 continue
-            data: dict[str, Any] = resp.json()
-            if resp.status_code >= 400:
-                raise RuntimeError(data.get("error", resp.text))
+            if resp.status_code >= 400 or not isinstance(data, dict):
+                raise RuntimeError(f"refused: {data.get('error', resp.text) if isinstance(data, dict) else resp.text}")
             return data
         raise RuntimeError("no agent answered: " + "; ".join(errors) if errors else "no agent is running")
 
+    def request_switchover(self, to: str | None = None) -> dict[str, Any]:
+        """Record a switchover (RuntimeError with the node's reason if refused); the request as recorded."""
+        accepted: dict[str, Any] = self._post("/switchover", {"to": to} if to else {})["accepted"]
+        return accepted
+
     def switchover(self, to: str | None = None, wait: float = 30.0) -> dict[str, Any]:
-        before = self.status()["leader"]
-        self._post("/switchover", {"to": to})
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            status = self.status()
-            leader = status["leader"]
-            if (
-                leader
-                and leader != before
-                and any(m["name"] == leader and m["role"] == "primary" for m in status["members"])
-            ):
-                return status
-            time.sleep(0.1)
-        raise TimeoutError(f"switchover did not complete within {wait:g}s (leader still {before})")
+        return self.wait_for_leader(self.request_switchover(to), wait)
 
     def failover(self, to: str, force: bool = False) -> dict[str, Any]:
+        """The node's answer: {"accepted": request}; RuntimeError with its reason if refused."""
         return self._post("/failover", {"to": to, "force": force})
+
+    def wait_for_leader(self, request: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """Wait until the request's target (or, without one, another member than its source) is the
+        one primary; TimeoutError naming every member's state otherwise."""
+        target, source = request.get("to"), request.get("from")
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.status()
+            primaries = [m["name"] for m in status["members"] if m["role"] == "primary"]
+            done = len(primaries) == 1 and status["leader"] == primaries[0]
+            if done and (primaries[0] == target if target else primaries[0] != source):
+                return status
+            if time.monotonic() > deadline:
+                summary = ", ".join(f"{m['name']}={m['role']}/{m['state']}" for m in status["members"])
+                raise TimeoutError(
+                    f"{target or 'another member'} is not the leader after {timeout:g}s (leader: "
+                    f"{status['leader'] or 'none'}; {summary}); the leader drops a request it cannot carry "
+                    f"out: see {self.layout.root}/nodes/*/agent.log"
+                )
+            time.sleep(0.1)
 
     # --- down ---------------------------------------------------------------------------------------
     def down(self, purge: bool = False, timeout: float = 30.0) -> list[str]:

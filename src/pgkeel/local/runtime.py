@@ -137,6 +137,15 @@ def sync_runtime(package: Path, dest: Path) -> int:
     for source in package.rglob("*"):
         if source.is_file() and "__pycache__" not in source.parts:
             changed += _copy_if_changed(source, dest / "pgkeel" / source.relative_to(package))
+    # pgkeel's own metadata (an editable install keeps it in the venv), so the copy knows its version.
+    own = importlib.metadata.distribution("pgkeel")
+    text = own.read_text("METADATA") or f"Metadata-Version: 2.1\nName: pgkeel\nVersion: {own.version}\n"
+    target = dest / f"pgkeel-{own.version}.dist-info" / "METADATA"
+    if not target.is_file() or target.read_text() != text:
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+        target.write_text(text)
+        os.chmod(target, 0o644)
+        changed += 1
     for name in sorted(_dependencies("pgkeel") - {"pgkeel"}):
         dist = importlib.metadata.distribution(name)
         root = Path(str(dist.locate_file(""))).resolve()

@@ -149,8 +149,11 @@ def _check_method(kind: str, method: str, options: tuple[str, ...]) -> None:
     tcp = kind != "local"
     if tcp and method in _REFUSED_OVER_TCP:
         raise HbaError(_REFUSED_OVER_TCP[method])
-    if tcp and method == "password" and kind != "hostssl":
-        raise HbaError("password sends it in clear text over TCP; use scram-sha-256 (or hostssl)")
+    if tcp and method == "password":
+        raise HbaError(
+            "password sends the password itself to the server (in clear text, or inside TLS on hostssl), where "
+            "scram-sha-256 proves it without sending it and works with the same stored passwords; use scram-sha-256"
+        )
     if method == "peer" and tcp:
         raise HbaError("peer works only on local (Unix socket) rules; use scram-sha-256 over TCP")
     if method == "cert" and kind != "hostssl":
@@ -211,8 +214,26 @@ def validate_rules(lines: list[str], ssl: bool = False) -> tuple[list[HbaRule], 
             errors.append(f"spec.postgres.hba[{i}]: hostssl rules never match while SSL is off; set "
                           "spec.tls.enabled: true (the default) or use host")
             continue
+        if rule.type == "hostnossl" and ssl and rule.method != "reject":
+            errors.append(f"spec.postgres.hba[{i}]: hostnossl admits connections without TLS while TLS is on for "
+                          "every client and replica; use hostssl, or set spec.tls.enabled: false to allow plain TCP")
+            continue
         rules.append(rule)
     return rules, errors
+
+
+def rule_warnings(lines: list[str], ssl: bool) -> list[str]:
+    """Rules that are allowed but weaker than they look: with TLS on, `host` also admits plain TCP."""
+    found = []
+    for i, line in enumerate(lines):
+        try:
+            rule = parse_rule(line)
+        except HbaError:
+            continue  # an error, reported by validate_rules
+        if ssl and rule.type in ("host", "hostnogssenc") and rule.method != "reject":
+            found.append(f"spec.postgres.hba[{i}]: {rule.type} also admits connections without TLS (pgkeel's own "
+                         "rules are hostssl); write hostssl to require TLS for it")
+    return found
 
 
 def render_hba(cluster: PostgresCluster, user_rules: list[HbaRule]) -> str:

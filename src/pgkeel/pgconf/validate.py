@@ -7,10 +7,11 @@ from __future__ import annotations
 import re
 import reprlib
 
-from pgkeel.document import PostgresCluster
+from pgkeel.document import DocumentCheck, PostgresCluster
 from pgkeel.pgconf import policy, tuning
 from pgkeel.pgconf.catalogue import Guc, available_majors, closest_name, is_custom_name, load_catalogue
-from pgkeel.pgconf.hba import validate_rules
+from pgkeel.pgconf.hba import rule_warnings, validate_rules
+from pgkeel.pgconf.libraries import missing_libraries
 from pgkeel.pgconf.values import Parsed, human_bytes, parse_value
 
 _PLAIN = re.compile(r"[A-Za-z0-9_.$-]+")
@@ -125,4 +126,23 @@ def validate_cluster(cluster: PostgresCluster) -> list[str]:
     parsed, problems = check_parameters(cluster)
     errors += problems
     errors += validate_rules(list(cluster.spec.postgres.hba), ssl_enabled(parsed, cluster))[1]
+    return errors
+
+
+def config_warnings(cluster: PostgresCluster) -> list[str]:
+    """What the PostgreSQL parts allow but give something up for; shown by validate/up, never fatal."""
+    parsed, _ = check_parameters(cluster)
+    return rule_warnings(list(cluster.spec.postgres.hba), ssl_enabled(parsed, cluster))
+
+
+def validate_document(checked: DocumentCheck, installed: bool = False) -> list[str]:
+    """Every problem in one pass: the document's own and, on the parts it holds correctly, the PostgreSQL
+    ones (parameters, hba; with `installed`, preloaded libraries where the binaries are)."""
+    errors = list(checked.errors)
+    cluster = checked.cluster
+    if cluster is None or not checked.kept("spec.postgres.version"):
+        return errors  # the catalogue to check parameters against is unknown
+    errors += validate_cluster(cluster)
+    if installed:
+        errors += missing_libraries(cluster)
     return errors

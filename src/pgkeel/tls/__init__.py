@@ -8,6 +8,7 @@ from pgkeel.tls.certs import (
     ensure_server_certificate,
     inspect,
     issue_server_certificate,
+    issued_by,
 )
 
 __all__ = [
@@ -18,4 +19,5 @@ __all__ = [
     "ensure_server_certificate",
     "inspect",
     "issue_server_certificate",
+    "issued_by",
 ]

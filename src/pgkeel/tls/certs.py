@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -120,6 +121,15 @@ def issue_server_certificate(
     return cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)
 
 
+def issued_by(cert_pem: bytes, ca: CertificateAuthority) -> bool:
+    """Whether the certificate was signed by this CA (a replaced CA makes every older leaf untrusted)."""
+    try:
+        x509.load_pem_x509_certificate(cert_pem).verify_directly_issued_by(ca.cert)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class CertificateInfo:
     not_after: dt.datetime
@@ -152,14 +162,22 @@ def ensure_server_certificate(
     days: int = 365,
     owner: tuple[int, int] | None = None,
 ) -> bool:
-    """Issue or renew DIR/server.crt + server.key when missing, expiring soon, or missing a name.
+    """Issue or renew DIR/server.crt + server.key when missing, expiring soon, missing a name, or signed
+    by another CA.
 
     Returns True when new files were written (the caller reloads postgres).
     """
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     cert_file, key_file = directory / SERVER_CERT, directory / SERVER_KEY
     info = inspect(cert_file)
-    if info is not None and key_file.exists() and info.days_left() > renew_before_days and set(names) <= info.names:
+    current = (
+        info is not None
+        and key_file.exists()
+        and info.days_left() > renew_before_days
+        and set(names) <= info.names
+        and issued_by(cert_file.read_bytes(), ca)
+    )
+    if current:
         return False
     cert_pem, key_pem = issue_server_certificate(ca, common_name, names, days)
     atomic_write(key_file, key_pem.decode(), mode=0o600)

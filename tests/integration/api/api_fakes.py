@@ -41,7 +41,7 @@ class FakeAgent:
         with self.lock:
             self.wakes += 1
 
-    def request_switchover(self, to: str | None, force: bool = False) -> dict[str, Any]:
+    def request_switchover(self, to: str | None, force: bool = False, leader: str | None = None) -> dict[str, Any]:
         with self.lock:
             self.switchovers.append((to, force))
         if to is not None and to not in MEMBERS:

@@ -204,7 +204,9 @@ def test_schema_bodies_over_httpx(server: Running, path: str, body: object, auth
     if auth not in VALID_AUTH:
         assert response.status_code == 401 and calls == []
         return
-    well_typed = isinstance(body, dict) and (body.get("to") is None or isinstance(body.get("to"), str)) and (
+    keys = {"to", "force"} if path == "/failover" else {"to"}  # strict bodies: any other key is refused
+    well_typed = isinstance(body, dict) and set(body) <= keys and (
+        body.get("to") is None or (isinstance(body.get("to"), str) and body.get("to") != "")) and (
         isinstance(body.get("force", False), bool))
     if not well_typed or (path == "/failover" and not body.get("to")):
         assert response.status_code == 400 and calls == []

@@ -147,6 +147,21 @@ def test_global_renewal_overdue_fence() -> None:
 # --- bootstrap ---------------------------------------------------------------------------------------
 
 
+def test_global_start_backoff() -> None:
+    """A failed start waits (replica, no-leader and leader alike); the leader keeps renewing meanwhile."""
+    waiting = Memory(last_renewal=NOW - 0.2, failed_starts=2, retry_start_at=NOW + 2, start_error="FATAL: x")
+    replica = decide(obs(pg=stopped_pg(), memory=waiting))
+    assert replica.rule == "global.start-backoff" and "StartPostgres" not in kinds(replica)
+    no_leader = decide(obs(pg=stopped_pg(), state=cluster(leader=None), memory=waiting))
+    assert no_leader.rule == "global.start-backoff" and "StartPostgres" not in kinds(no_leader)
+    leader = decide(obs("pg-0", pg=stopped_pg(was_primary=True), memory=waiting))
+    assert (leader.rule, kinds(leader)) == ("global.start-backoff", ["RenewLeader", "Wait"])
+    # past restart_timeout the leader hands over even while backing off; once the wait is over it starts again
+    down = replace(waiting, pg_down_since=NOW - 60)
+    assert decide(obs("pg-0", pg=stopped_pg(was_primary=True), memory=down)).rule == "lead.down-too-long"
+    assert decide(obs(pg=stopped_pg(), memory=replace(waiting, retry_start_at=NOW))).rule == "follow.start"
+
+
 def test_bootstrap_backoff() -> None:
     d = decide(
         obs(

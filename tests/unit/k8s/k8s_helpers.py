@@ -10,8 +10,6 @@ PASSWORDS = {
     "superuser-password": "su-Secret-0123456789abcdef",
     "replication-password": "repl-Secret-0123456789abcdef",
     "api-token": "token-Secret-0123456789abcdef",
-    "ca.crt": "-----BEGIN CERTIFICATE-----\nnot-a-real-ca\n-----END CERTIFICATE-----\n",
-    "ca.key": "-----BEGIN PRIVATE KEY-----\nca-key-Secret-0123456789abcdef\n-----END PRIVATE KEY-----\n",
 }
 
 

@@ -13,14 +13,19 @@ from pgkeel.document import parse_cluster
 from pgkeel.k8s import layout
 from pgkeel.k8s.manifests import config_data, config_hash, dump_yaml, render_manifests
 from pgkeel.k8s.rbac import AGENT_API_CALLS, granted
+from pgkeel.k8s.secrets import generate_credentials, render_secrets
 from pgkeel.pgconf import render_config
+from pgkeel.tls import create_ca
 
 VERSIONS = ["1.29", kubernetes_validate.latest_version()]
 INSTANCES = [1, 3, 5]
+CA = create_ca("pg")
 
 
 def render(instances: int = 3, **spec: Any) -> list[dict[str, Any]]:
-    return render_manifests(cluster(instances, **spec), secret_values=PASSWORDS)
+    """What a user applies: the Secrets once (`render secrets`), then `render k8s`."""
+    c = cluster(instances, **spec)
+    return [*render_secrets(c, CA, credentials=PASSWORDS), *render_manifests(c)]
 
 
 def sts(docs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -87,7 +92,7 @@ def test_everything_in_the_namespace_with_common_labels() -> None:
 def test_document_labels_cannot_override_selector_labels() -> None:
     c = parse_cluster({"apiVersion": "pgkeel.dev/v1alpha1", "kind": "PostgresCluster",
                        "metadata": {"name": "pg", "labels": {"app.kubernetes.io/instance": "other"}}})
-    s = sts(render_manifests(c, secret_values=PASSWORDS))
+    s = sts(render_manifests(c))
     assert matches(s["spec"]["selector"]["matchLabels"], s["spec"]["template"]["metadata"]["labels"])
 
 
@@ -246,30 +251,65 @@ def test_agent_api_calls_are_what_the_kubernetes_store_needs() -> None:
 def test_secrets_hold_the_passwords_and_nothing_else_does() -> None:
     docs = render()
     sec = one(docs, "Secret", "pg-secrets")
-    assert sec["type"] == "Opaque"
+    assert sec["type"] == "Opaque" and sec["immutable"] is True
     assert sec["stringData"] == PASSWORDS
     others = dump_yaml([d for d in docs if d["kind"] != "Secret"])
     for value in PASSWORDS.values():
         assert value not in others
     cm = one(docs, "ConfigMap")
     assert not any("password" in key for key in cm["data"])
+
+
+def test_stateful_set_mounts_the_secrets_by_name() -> None:
+    docs = render()
     pod = sts(docs)["spec"]["template"]["spec"]
-    vol = next(v for v in pod["volumes"] if "secret" in v)
-    assert vol["secret"]["secretName"] == "pg-secrets"
-    assert vol["secret"]["defaultMode"] in (0o400, 0o440)
-    mount = next(m for m in container(docs)["volumeMounts"] if m["name"] == vol["name"])
-    assert mount == {"name": vol["name"], "mountPath": "/etc/pgkeel/secrets", "readOnly": True}
+    secret_volumes = {v["secret"]["secretName"]: v for v in pod["volumes"] if "secret" in v}
+    assert set(secret_volumes) == {"pg-secrets", "pg-certs"} == {d["metadata"]["name"] for d in by_kind(docs, "Secret")}
+    mounts = {m["name"]: m for m in container(docs)["volumeMounts"]}
+    for name, path in (("pg-secrets", "/etc/pgkeel/secrets"), ("pg-certs", "/etc/pgkeel/certs")):
+        vol = secret_volumes[name]
+        assert vol["secret"]["defaultMode"] in (0o400, 0o440)
+        assert mounts[vol["name"]] == {"name": vol["name"], "mountPath": path, "readOnly": True}
 
 
-def test_generated_secrets_are_random_and_can_be_left_out() -> None:
-    a = one(render_manifests(cluster()), "Secret")["stringData"]
-    b = one(render_manifests(cluster()), "Secret")["stringData"]
-    assert set(a) == {"superuser-password", "replication-password", "api-token", "ca.crt", "ca.key"}
+def test_render_k8s_has_no_secret_and_is_deterministic() -> None:
+    """Re-applying `render k8s` output can never change a credential."""
+    assert by_kind(render_manifests(cluster()), "Secret") == []
+    assert dump_yaml(render_manifests(cluster())) == dump_yaml(render_manifests(cluster()))
+
+
+def test_generated_credentials_are_random() -> None:
+    a, b = generate_credentials(), generate_credentials()
+    assert set(a) == {"superuser-password", "replication-password", "api-token"}
     assert all(len(v) >= 32 for v in a.values())
-    assert len(set(a.values())) == 5
-    assert a["ca.crt"].startswith("-----BEGIN CERTIFICATE-----")
+    assert len(set(a.values())) == 3
     assert not set(a.values()) & set(b.values())
-    assert by_kind(render_manifests(cluster(), include_secret=False), "Secret") == []
+
+
+@pytest.mark.parametrize("instances", INSTANCES)
+def test_the_ca_key_is_in_no_pod(instances: int) -> None:
+    """Only the CA certificate and each pod's own certificate reach the pods, never the CA key."""
+    docs = render(instances)
+    ca_key = CA.key_pem.decode()
+    assert ca_key not in dump_yaml(docs)
+    certs = one(docs, "Secret", "pg-certs")["stringData"]
+    assert set(certs) == {"ca.crt"} | {f"pg-{i}.{ext}" for i in range(instances) for ext in ("crt", "key")}
+    assert certs["ca.crt"] == CA.cert_pem.decode()
+    mounted = {v["secret"]["secretName"] for v in sts(docs)["spec"]["template"]["spec"]["volumes"] if "secret" in v}
+    for secret in by_kind(docs, "Secret"):
+        if secret["metadata"]["name"] in mounted:
+            assert "ca.key" not in secret["stringData"]
+
+
+def test_without_tls_there_are_no_certificates() -> None:
+    c = cluster(tls={"enabled": False})
+    docs = [*render_secrets(c, None, credentials=PASSWORDS), *render_manifests(c)]
+    assert [d["metadata"]["name"] for d in by_kind(docs, "Secret")] == ["pg-secrets"]
+    pod = sts(docs)["spec"]["template"]["spec"]
+    assert [v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v] == ["pg-secrets"]
+    assert "/etc/pgkeel/certs" not in {m["mountPath"] for m in container(docs)["volumeMounts"]}
+    with pytest.raises(ValueError, match="CA"):
+        render_secrets(cluster(), None)
 
 
 def test_pdb_allows_one_pod_down() -> None:

@@ -1,4 +1,4 @@
-"""`pgkeel validate / render config / explain` on hostile documents, run in-process: exit 1, a clear list
+"""`pgkeel validate / render config|k8s|secrets / explain` on hostile documents, run in-process: exit 1, a clear list
 of errors, never a traceback; and when a hostile-looking document is valid, no smuggled line in the files."""
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ HOSTILE = {
 
 
 @pytest.mark.parametrize("what", sorted(HOSTILE))
-@pytest.mark.parametrize("command", [["validate"], ["explain", "--json"], ["render", "config", "-o", "OUT"]])
+@pytest.mark.parametrize("command", [["validate"], ["explain", "--json"], ["render", "config", "-o", "OUT"],
+                                     ["render", "k8s"], ["render", "secrets", "--ca-dir", "OUT"]])
 def test_hostile_documents_exit_1_without_a_traceback(tmp_path: Path, what: str, command: list[str]) -> None:
     doc = tmp_path / "doc.yaml"
     doc.write_text(HOSTILE[what], encoding="utf-8")

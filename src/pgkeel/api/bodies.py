@@ -1,0 +1,80 @@
+"""The bodies of POST /switchover and /failover: strict models, one line per problem.
+
+Strict because a key the server does not act on must never be dropped in silence: a Patroni-style
+body's `scheduled_at` once turned a scheduled switchover into an immediate one. Unknown keys and
+wrong types are refused (400) naming the key and the accepted ones; Patroni's `candidate` is an
+alias of `to` and its `leader` a precondition; `scheduled_at` is refused by name (not supported).
+The OpenAPI description takes its request schemas from these models.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+# Patroni's schedule key: refused by name, never dropped (the leader would switch at once).
+SCHEDULED = "scheduled_at"
+SCHEDULE_REFUSED = "scheduled_at: scheduled switchovers are not supported; send the request when it is due"
+
+
+class SwitchoverBody(BaseModel):
+    """Hand leadership from the current leader to `to` (or the best streaming replica)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    to: str | None = Field(default=None, min_length=1, description="Member to hand over to (default: the best).")
+    candidate: str | None = Field(default=None, min_length=1, description="Patroni's name for `to`.")
+    leader: str | None = Field(
+        default=None, min_length=1, description="Refuse (409) unless this member is the leader now (as Patroni)."
+    )
+
+    @model_validator(mode="after")
+    def _one_target(self) -> SwitchoverBody:
+        if self.to is not None and self.candidate is not None:
+            raise ValueError("give 'to' or its alias 'candidate', not both")
+        return self
+
+    @property
+    def target(self) -> str | None:
+        return self.to if self.to is not None else self.candidate
+
+
+class FailoverBody(SwitchoverBody):
+    """Promote `to`; with `force` also when no leader holds the lease."""
+
+    to: str | None = Field(default=None, min_length=1, description="Member to promote (`to` or `candidate`).")
+    force: bool = Field(default=False, description="Also when no leader holds the lease (may lose commits).")
+
+    @model_validator(mode="after")
+    def _needs_target(self) -> FailoverBody:
+        if self.target is None:
+            raise ValueError("failover needs 'to' (or 'candidate'): the member to promote")
+        return self
+
+
+BODIES: dict[str, type[SwitchoverBody]] = {"/switchover": SwitchoverBody, "/failover": FailoverBody}
+
+
+class BodyError(ValueError):
+    """The body is refused (400); the message names every problem and the accepted keys."""
+
+
+def parse_body(path: str, body: dict[str, Any]) -> SwitchoverBody:
+    model = BODIES[path]
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        accepted = ", ".join(model.model_fields)
+        problems = []
+        for error in exc.errors():
+            key = ".".join(str(part) for part in error["loc"])
+            if error["type"] == "extra_forbidden" and key == SCHEDULED:
+                problems.append(SCHEDULE_REFUSED)
+            elif error["type"] == "extra_forbidden":
+                problems.append(f"unknown key {key!r} (accepted keys: {accepted})")
+            elif key:
+                problems.append(f"{key}: {error['msg']}")
+            else:
+                problems.append(str(error["msg"]).removeprefix("Value error, "))
+        raise BodyError("; ".join(problems)) from None
