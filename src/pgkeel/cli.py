@@ -341,7 +341,8 @@ def status(
             help="Print JSON instead: {cluster, system_identifier, mode, paused, leader, dsn_rw, dsn_ro, members: "
             "[{name, host, port, role, state, timeline, lsn, receive_lsn, replay_lsn, receive_lag_bytes, "
             "replay_lag_bytes, replay_lag_seconds, replay_paused, lag_bytes (= replay lag), sync, pending_restart, "
-            "start_failures, last_error, api_url, postgres_pid, agent_pid, cert_not_after}]}; "
+            "start_failures, last_error, auto_conf_drift, version (pgkeel's), api_url, postgres_pid, agent_pid, "
+            "cert_not_after}]}; "
             "LSNs and lags in bytes, null when unknown.",
         ),
     ] = False,

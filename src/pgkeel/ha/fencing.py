@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pgkeel.ha.config import AgentConfig
 from pgkeel.ha.records import FenceKind
-from pgkeel.instance import RunAs
+from pgkeel.instance import CommandError, RunAs
 from pgkeel.instance.fence import FenceFile, configured_preload, extension_library, fence_settings
 from pgkeel.instance.watchdog import spawn
 
@@ -47,6 +47,24 @@ def deadline_file_for(config: AgentConfig) -> Path:
     return config.fence_file or config.socket_dir / "pgkeel-fence"
 
 
+def preload_libraries(config: AgentConfig, run_as: RunAs | None = None) -> str:
+    """shared_preload_libraries as configured, to merge pgkeel_fence into.
+
+    A data directory whose postgresql.auto.conf postgres cannot read (a hand edit) must not stop the
+    agent before it runs: the agent then reads the shared config file alone, and postgres' own start
+    fails, backs off and reports why (status `start.error`) until the file is fixed.
+    """
+    try:
+        return configured_preload(config.bindir, config.config_file, config.datadir, run_as)
+    except CommandError as exc:
+        reason = (exc.output.strip().splitlines() or [str(exc)])[-1]
+        log.warning(
+            "postgres cannot read the configuration of %s (%s); shared_preload_libraries is taken from %s alone",
+            config.datadir, reason, config.config_file,
+        )
+        return configured_preload(config.bindir, config.config_file, config.config_file.parent, run_as)
+
+
 def prepare_fence(config: AgentConfig, run_as: RunAs | None = None) -> NodeFence:
     """Create (or reopen) the deadline file, disarmed, and choose the mechanism; say loudly if degraded."""
     path = deadline_file_for(config)
@@ -55,7 +73,7 @@ def prepare_fence(config: AgentConfig, run_as: RunAs | None = None) -> NodeFence
     fence_file.disarm()  # a fresh agent holds no lease until it wins one
     library = extension_library(config.bindir)
     if library is not None:
-        preload = configured_preload(config.bindir, config.config_file, config.datadir, run_as)
+        preload = preload_libraries(config, run_as)
         settings = fence_settings(True, path, preload)
         log.info("lease fence: pgkeel_fence (%s) refuses commits past the deadline in %s", library, path)
         return NodeFence(FenceKind.EXTENSION, fence_file, settings, f"pgkeel_fence, deadline file {path}")

@@ -276,6 +276,8 @@ def member_summary(s: NodeStatus | None) -> dict[str, Any]:
             "pending_restart": [],
             "start_failures": 0,
             "last_error": None,
+            "auto_conf_drift": [],
+            "version": None,
         }
     pg = s.postgres
     return {
@@ -289,6 +291,8 @@ def member_summary(s: NodeStatus | None) -> dict[str, Any]:
         "pending_restart": s.pending_restart,
         "start_failures": s.start.failures,
         "last_error": s.last_error,
+        "auto_conf_drift": s.auto_conf_drift,
+        "version": s.version,
     }
 
 

@@ -19,7 +19,9 @@ import psycopg
 import pytest
 from fence_pg import BINDIR, RUN_AS, Server, proc_alive, wait_for
 
-from pgkeel.instance import fence
+from pgkeel.ha.config import AgentConfig
+from pgkeel.ha.fencing import preload_libraries
+from pgkeel.instance import CommandError, fence
 from pgkeel.instance.fence import FenceFile, boottime, extension_library
 from pgkeel.instance.process import run
 from pgkeel.instance.watchdog import children_of, postmaster_of
@@ -348,6 +350,24 @@ def test_configured_preload_is_read_from_the_config_file(workdir: Path) -> None:
     assert configured == "pg_stat_statements, auto_explain"
     assert fence.fence_settings(True, workdir / "fence", configured)["shared_preload_libraries"] == (
         "pg_stat_statements,auto_explain,pgkeel_fence")
+
+
+def test_an_unreadable_auto_conf_does_not_stop_the_agent_before_it_runs(workdir: Path) -> None:
+    """A hand-broken postgresql.auto.conf: the agent still starts (postgres' start then fails and
+    backs off with its reason) and merges the shared config file's libraries."""
+    conf = workdir / "shared.conf"
+    conf.write_text("shared_preload_libraries = 'pg_stat_statements'\n")
+    RUN_AS.chown(conf)
+    auto = workdir / "data" / "postgresql.auto.conf"
+    auto.write_text("work_mem = 'no closing quote\n")
+    with pytest.raises(CommandError):  # the premise: postgres cannot read it
+        fence.configured_preload(BINDIR, conf, workdir / "data", RUN_AS)
+    config = AgentConfig(
+        name="n-0", scope="s", members=["n-0"], dcs_url=f"sqlite://{workdir}/dcs.db", advertise_host="127.0.0.1",
+        bindir=BINDIR, datadir=workdir / "data", config_file=conf, socket_dir=workdir, log_file=workdir / "pg.log",
+        passfile=workdir / "pgpass", superuser_password_file=workdir / "su", replication_password_file=workdir / "rp",
+    )
+    assert preload_libraries(config, RUN_AS) == "pg_stat_statements"
 
 
 # --- the watchdog, for hosts where the library cannot load --------------------------------------------
