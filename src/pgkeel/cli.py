@@ -458,7 +458,15 @@ def down(
     purge: Annotated[bool, typer.Option(help="Also delete all data (asks first).")] = False,
     yes: YesOpt = False,
 ) -> None:
-    """Stop every process of the local cluster (by PID); data is kept unless --purge."""
+    """Stop every process of the local cluster (by PID); data is kept unless --purge.
+
+    Idempotent, like stopping a service: a directory without a cluster (never made, or purged
+    already) is said in one line and exits 0, so a cleanup script can run it twice."""
+    from pgkeel.local import LocalCluster
+
+    if not LocalCluster(directory).exists():
+        console.print(f"no local cluster in {directory}: nothing to stop", highlight=False, soft_wrap=True)
+        return
     local = _local(directory)
     if purge:
         _confirm(

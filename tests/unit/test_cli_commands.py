@@ -38,7 +38,7 @@ def test_version_prints_the_installed_version() -> None:
 
 @pytest.mark.parametrize("command", [
     ["switchover"], ["switchover", "--to", "postgresql-1"], ["failover", "--to", "postgresql-1", "--yes"],
-    ["psql"], ["down"], ["down", "--purge", "--yes"], ["status"],
+    ["psql"], ["status"],
 ])
 def test_a_missing_cluster_is_one_error_line(tmp_path: Path, command: list[str]) -> None:
     code, output = run(*command, "--dir", str(tmp_path / "none"))
@@ -74,6 +74,14 @@ def test_down_purge_with_yes_deletes_the_cluster(laid_out: LocalCluster) -> None
     code, output = run("down", "--purge", "-y", "--dir", str(laid_out.layout.root))
     assert (code, output) == (0, "stopped: nothing was running (data deleted)\n")
     assert not laid_out.layout.root.exists()
+
+
+@pytest.mark.parametrize("command", [["down"], ["down", "--purge"], ["down", "--purge", "--yes"]])
+def test_down_is_idempotent_where_there_is_no_cluster(tmp_path: Path, command: list[str]) -> None:
+    """A second `down --purge` (or one on a directory never used) is not an error and creates nothing."""
+    code, output = run(*command, "--dir", str(tmp_path / "gone"))
+    assert (code, output) == (0, f"no local cluster in {tmp_path / 'gone'}: nothing to stop\n")
+    assert not (tmp_path / "gone").exists()
 
 
 def test_down_without_purge_asks_nothing(laid_out: LocalCluster) -> None:
