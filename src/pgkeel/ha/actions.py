@@ -92,8 +92,11 @@ class StartPostgres(Action):
 
 @dataclass(frozen=True, kw_only=True)
 class StopPostgres(Action):
+    """Stop postgres; a fast stop that has not finished after `escalate_after` seconds becomes immediate."""
+
     mode: Literal["fast", "immediate"] = "fast"
     then: Literal["rewind", "reclone", "none"] = "none"
+    escalate_after: float = 60.0
 
 
 @dataclass(frozen=True, kw_only=True)

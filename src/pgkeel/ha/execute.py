@@ -130,7 +130,7 @@ class Executor:
             case StartPostgres():
                 return self._start(action.standby, action.leader, action.sync_names)
             case StopPostgres():
-                self.instance.stop(action.mode)
+                self.instance.stop(action.mode, timeout=action.escalate_after)
                 return Done()
             case Follow():
                 return self._follow(action)

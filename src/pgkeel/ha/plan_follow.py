@@ -36,9 +36,20 @@ def following_as_primary(o: Observation) -> bool:
     return acting_primary(o)
 
 
+# A fast stop of a primary waits for its WAL senders to have the shutdown checkpoint confirmed; one
+# cut off from its standbys (a partition) waits wal_sender_timeout (60 s) for each. A demoted
+# primary holds no lease and is rewound next, so a short wait, then an immediate stop, is enough.
+DEMOTE_ESCALATE_AFTER = 5.0
+
+
 def demote(o: Observation) -> list[AnyAction]:
     return [
-        StopPostgres(mode="fast", then="rewind", reason=f"{leader_name(o)} holds the lease: demote this primary"),
+        StopPostgres(
+            mode="fast",
+            then="rewind",
+            escalate_after=DEMOTE_ESCALATE_AFTER,
+            reason=f"{leader_name(o)} holds the lease: demote this primary",
+        ),
         publish(o, Role.REPLICA, MemberState.STOPPED),
     ]
 

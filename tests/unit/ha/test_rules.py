@@ -296,6 +296,8 @@ def test_follow_demote() -> None:
     assert d.rule == "follow.demote"
     stop = first(d, actions.StopPostgres)
     assert isinstance(stop, actions.StopPostgres) and stop.then == "rewind"
+    # cut off from its standbys, a fast stop would wait wal_sender_timeout (60 s) before the rewind
+    assert stop.mode == "fast" and stop.escalate_after <= 10
 
 
 def test_follow_leader_unpublished() -> None:
