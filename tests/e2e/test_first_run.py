@@ -47,7 +47,8 @@ def test_make_up_from_a_clone_the_postgres_user_cannot_read() -> None:
         assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]  # a no-op on a running cluster
     finally:
         if (clone / ".venv" / "bin" / "pgkeel").exists():
-            subprocess.run([".venv/bin/pgkeel", "down", "--purge", "--yes"], cwd=clone, capture_output=True, timeout=120)
+            down = [".venv/bin/pgkeel", "down", "--purge", "--yes"]
+            subprocess.run(down, cwd=clone, capture_output=True, timeout=120)
         shutil.rmtree(STATE_ROOT / "runtime" / runtime_id(str(clone / ".venv")), ignore_errors=True)
         shutil.rmtree(private, ignore_errors=True)
 

@@ -207,16 +207,17 @@ def _quorum_proof(o: Observation, candidates: dict[str, PeerProbe]) -> str | Non
 
 
 def behind_me(o: Observation, name: str) -> bool:
-    """A synchronous-set member that answered now as a standby of this cluster, not ahead of this node.
+    """A synchronous-set member that answered now as a detached standby of this cluster, not ahead of this node.
 
-    Its position bounds what it ever acknowledged to the last leader (a standby's flush position only
-    grows while it follows that leader, and nobody else led since the sync record names it), so it
-    proves it holds nothing this node lacks, even when it may not stand itself (a stalled replica
-    waiting for a rewind, one that cannot reach the store)."""
+    Detached (it no longer receives WAL), its position bounds everything it ever acknowledged to the
+    last leader, so it proves it holds nothing this node lacks, even when it may not stand itself (a
+    stalled replica waiting for a rewind, one that cannot reach the store). Still attached, its
+    position is only a snapshot: a paused old primary that resumes can still complete a commit it
+    wrote before its fence deadline, once this standby confirms it (simulator seed 5512)."""
     probe = o.peers.get(name)
-    if probe is None or name == o.me or not probe.running or not probe.in_recovery or not same_cluster(o, probe):
+    if probe is None or name == o.me or not probe.running or not probe.in_recovery or not probe.detached:
         return False
-    return rank(probe) <= rank(my_probe(o))
+    return same_cluster(o, probe) and rank(probe) <= rank(my_probe(o))
 
 
 def _lag_bound(o: Observation) -> str | None:

@@ -513,12 +513,24 @@ def test_elect_promote_counts_a_behind_sync_member_that_cannot_stand_as_a_witnes
     """Sim seed 252 (300 steps): the other member of ANY 1 (pg-1, pg-2) stalled and waits for a rewind
     (not a candidate), behind pg-1: its position still proves it holds nothing pg-1 lacks. Ahead, it
     would prove nothing, and pg-1 waits."""
-    for quiet in ({"candidate": False}, {"dcs_ok": False}, {"detached": False}):
+    for quiet in ({"candidate": False}, {"dcs_ok": False}):
         behind = {"pg-2": probe("pg-2", lsn=22, **quiet)}
         assert decide(elect_obs(peers=behind)).rule == "elect.promote", quiet
         ahead = {"pg-2": probe("pg-2", lsn=500, **quiet)}
         d = decide(elect_obs(peers=ahead))
         assert d.rule == "elect.ineligible" and "heard from 1" in d.reason, quiet
+
+
+def test_elect_ineligible_a_sync_member_still_receiving_wal_proves_nothing() -> None:
+    """Sim seed 5512: pg-2 (primary, ANY 1 (pg-0, pg-1)) paused mid-commit; pg-1's agent hung, so its
+    postgres stayed attached to pg-2 and answered the probe behind pg-0. pg-0 promoted on that; pg-2
+    resumed, pg-1 confirmed the commit it had written before its fence deadline, and the client got an
+    acknowledgement pg-0's history lacks. An attached standby's position is a snapshot, not a bound."""
+    attached = {"pg-2": probe("pg-2", lsn=22, detached=False, candidate=False)}
+    d = decide(elect_obs(peers=attached))
+    assert d.rule == "elect.ineligible" and "heard from 1" in d.reason
+    detached = {"pg-2": probe("pg-2", lsn=22, detached=True, candidate=False)}
+    assert decide(elect_obs(peers=detached)).rule == "elect.promote"
 
 
 def test_elect_promote_the_last_leader_on_a_tie_even_with_a_lower_named_peer() -> None:
