@@ -34,16 +34,24 @@ def my_probe(o: Observation) -> PeerProbe:
     return PeerProbe(o.me, True, True, o.pg.timeline, o.pg.lsn, o.pg.system_identifier, True)
 
 
-def last_leader_itself(o: Observation) -> bool:
-    """Nobody led after this node: the durable history (and in quorum mode the sync record) names it."""
+def is_last_leader(o: Observation, name: str, timeline: int | None) -> bool:
+    """Nobody led after `name` (on `timeline`): the durable history (and in quorum mode the sync record)
+    names it. One test for this node and for its peers, so that two candidates never each defer to
+    the other (simulator seed 11605: a promotion that failed after writing the history but before the
+    sync record left one node deferring to a "last leader" that did not count itself as one)."""
     cluster = o.cluster
     history = cluster.history if cluster else None
-    if history is None or history.leader != o.me:
+    if history is None or history.leader != name:
         return False
-    if history.timeline is not None and (o.pg.timeline or 0) < history.timeline - 1:
+    if history.timeline is not None and (timeline or 0) < history.timeline - 1:
         return False
     sync = cluster.sync if cluster else None
-    return o.settings.mode is not Mode.QUORUM or (sync is not None and sync.leader == o.me)
+    return o.settings.mode is not Mode.QUORUM or (sync is not None and sync.leader == name)
+
+
+def last_leader_itself(o: Observation) -> bool:
+    """Nobody led after this node."""
+    return is_last_leader(o, o.me, o.pg.timeline)
 
 
 def self_candidate(o: Observation) -> bool:
@@ -176,13 +184,11 @@ def eligibility(o: Observation) -> str | None:
         return f"{primary} runs as a primary: it reclaims the lease"
     candidates = witnesses(o)
     mine = rank(candidates[o.me])
-    history = o.cluster.history if o.cluster else None
-    last = history.leader if history is not None else None
     # The last leader holds every commit it acknowledged: nobody is better.
     others = {} if last_leader_itself(o) else {n: p for n, p in candidates.items() if n != o.me}
     for name, probe in others.items():
         theirs = rank(probe)
-        if theirs > mine or (theirs == mine and (name == last or name < o.me)):
+        if theirs > mine or (theirs == mine and (is_last_leader(o, name, probe.timeline) or name < o.me)):
             return f"{name} is a better candidate (timeline/LSN {theirs} vs {mine})"
     if o.settings.mode is Mode.QUORUM:
         return _quorum_proof(o, candidates)

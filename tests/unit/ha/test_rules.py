@@ -533,6 +533,19 @@ def test_elect_ineligible_a_sync_member_still_receiving_wal_proves_nothing() -> 
     assert decide(elect_obs(peers=detached)).rule == "elect.promote"
 
 
+def test_elect_promote_a_failed_promotion_leaves_no_last_leader_to_defer_to() -> None:
+    """Sim seed 11605: pg-2 won the lease and wrote the history (timeline 2 predicted), then lost the store
+    before the sync record and pg_promote. The sync record still names pg-0, so pg-2 is not the last
+    leader: it must not count itself as one, nor may pg-1 defer to it as one, or each waits for the other."""
+    history = LeaderHistory("pg-2", address("pg-2"), 2, 100, None, FenceKind.EXTENSION)
+    state = cluster(leader=None, members={"pg-2": record("pg-2")}, sync=SYNC, history=history)
+    mine = elect_obs(state=state, peers={"pg-2": probe("pg-2", lsn=100)})
+    assert decide(mine).rule == "elect.promote"  # pg-1: a tie with pg-2, the lower name stands
+    theirs = replace(mine, me="pg-2", peers={"pg-1": probe("pg-1", lsn=100)}, address=address("pg-2"))
+    d = decide(theirs)
+    assert d.rule == "elect.ineligible" and "pg-1 is a better candidate" in d.reason
+
+
 def test_elect_promote_the_last_leader_on_a_tie_even_with_a_lower_named_peer() -> None:
     """Sim seed 870: the last leader (now a standby) deferred to an equal peer with a lower name that
     could never prove its quorum; nobody led. The last leader holds every commit it acknowledged."""
