@@ -24,7 +24,6 @@ class Housekeeping:
         self.config = config
         self.instance = instance
         self.cert_not_after: str | None = None  # ISO expiry of this node's certificate, for /status
-        self.pending_restart: list[str] = []  # changed parameters that need a restart, for /status
         self._cert_checked: float | None = None  # monotonic time of the last certificate check
         self._config_seen: tuple[float, ...] | None = None  # fingerprint of the config files last loaded
         self._check_pending_at: float | None = None  # when to read pending_restart after a reload
@@ -62,9 +61,9 @@ class Housekeeping:
                 rows = self.instance.query(
                     "SELECT name FROM pg_settings WHERE pending_restart AND source <> 'command line' ORDER BY name"
                 )
-                self.pending_restart = [str(r[0]) for r in rows]
-                if self.pending_restart:
-                    log.warning("changed parameters need a restart: %s", ", ".join(self.pending_restart))
+                pending = [str(r[0]) for r in rows]  # /status reads its own list every loop (instance.status)
+                if pending:
+                    log.warning("changed parameters need a restart: %s", ", ".join(pending))
 
     def maintain_certificate(self, every: float = 60.0) -> None:
         """Issue this node's certificate before postgres first starts; renew it before expiry, then reload."""
