@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import itertools
 import time
 
 from pgkeel.ha.records import FenceKind
@@ -39,10 +40,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--steps", type=int, default=300)
     args = parser.parse_args()
-    jobs: list[tuple[int, str, str, int, int, int]] = []
+    per_config: list[list[tuple[int, str, str, int, int, int]]] = []
     for nodes, mode, fence, share in CONFIGS:
         count = int(args.schedules * share)
-        jobs += [(nodes, str(mode), str(fence), s, min(s + CHUNK, count), args.steps) for s in range(0, count, CHUNK)]
+        per_config.append(
+            [(nodes, str(mode), str(fence), s, min(s + CHUNK, count), args.steps) for s in range(0, count, CHUNK)]
+        )
+    # interleaved, so that a run stopped part-way has still covered every configuration in proportion
+    jobs = [job for batch in itertools.zip_longest(*per_config) for job in batch if job is not None]
     started = time.perf_counter()
     totals: dict[tuple[int, str, str], Summary] = {}
     with concurrent.futures.ProcessPoolExecutor(args.workers) as pool:
@@ -55,6 +60,9 @@ def main() -> None:
             if done % (10 * CHUNK) < CHUNK or done == planned:  # a sign of life every ~2,000 schedules
                 print(f"progress: {done}/{planned} schedules, {violating} with a violation, "
                       f"{time.perf_counter() - started:.0f}s", flush=True)
+            for seed in sorted(summary.failed):
+                print(f"violation: pgkeel sim --seed {seed} --nodes {job[0]} --mode {job[1]} --fence {job[2]} "
+                      f"--steps {args.steps} --transcript", flush=True)
     elapsed = time.perf_counter() - started
     grand = Summary()
     for (nodes, mode, fence), summary in totals.items():
