@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(postgresql-15 postgresql-client-15 etcd-server iproute2 python3-venv)
+APT_PACKAGES=(postgresql-15 postgresql-client-15 etcd-server iproute2 python3-venv haproxy)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -19,6 +19,7 @@ if ((${#missing[@]})); then
     $SUDO pg_ctlcluster 15 main stop 2>/dev/null || true
   fi
   $SUDO systemctl disable --now etcd 2>/dev/null || true
+  $SUDO systemctl disable --now haproxy 2>/dev/null || true  # tests start their own (tests/e2e/test_haproxy.py)
 fi
 bash scripts/build_fence.sh  # the pgkeel_fence library (ext/pgkeel_fence), built with PGXS when missing or stale
 

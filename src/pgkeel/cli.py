@@ -6,7 +6,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -17,6 +17,7 @@ from pgkeel.document import PostgresCluster, SpecError, check_cluster_file
 
 if TYPE_CHECKING:
     from pgkeel.local import LocalCluster
+    from pgkeel.local.apply import ApplyPlan
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Highly available PostgreSQL, anywhere.")
 render_app = typer.Typer(no_args_is_help=True, help="Render configuration or manifests from a cluster document.")
@@ -30,7 +31,7 @@ DEFAULT_DOC = Path("examples/cluster.yaml")
 DEFAULT_DIR = Path(".pgkeel")
 
 
-def _fail(lines: list[str], title: str = "error") -> None:
+def _fail(lines: list[str], title: str = "error") -> NoReturn:
     if title == "error" and len(lines) == 1:  # one problem, one line (never wrapped: scripts grep it)
         err.print(f"[bold red]error:[/] {escape(lines[0])}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
@@ -115,12 +116,15 @@ def render_k8s_cmd(
     network_policy: Annotated[bool, typer.Option("--network-policy/--no-network-policy")] = True,
 ) -> None:
     """Kubernetes manifests for `kubectl apply -f -`, as often as you like: no Secrets (`render secrets`, once)."""
-    from pgkeel.k8s.manifests import dump_yaml, render_manifests
+    from pgkeel.k8s.manifests import dump_yaml, kubernetes_problems, render_manifests
 
     if with_secrets:  # the old flag: fresh credentials mixed into an output meant to be re-applied
         _fail(["render k8s no longer renders Secrets, so applying it again never changes a credential;",
                "create them once with: pgkeel render secrets -f FILE | kubectl create -f -"])
     cluster = _load_valid(file)
+    problems = kubernetes_problems(cluster)
+    if problems:
+        _fail(problems, f"{file}: cannot run on Kubernetes")
     docs = render_manifests(cluster, image, include_network_policy=network_policy)
     if "samenet" in cluster.spec.network.allowed_cidrs:
         err.print("warning: spec.network.allowedCidrs has `samenet`: on CNIs that give pods a /32 or a per-node "
@@ -296,7 +300,7 @@ def _print_status(status: dict[str, Any]) -> None:
     console.print(
         f"Cluster: {status.get('cluster')}  system identifier: {status.get('system_identifier') or '?'}  "
         f"mode: {status.get('mode') or '?'}  leader: {status.get('leader') or 'none'}  "
-        f"paused: {'yes' if status.get('paused') else 'no'}",
+        f"paused: {_paused_text(status)}",
         highlight=False,
     )
     table = Table(
@@ -320,6 +324,19 @@ def _print_status(status: dict[str, Any]) -> None:
             last_error(m.get("last_error")),
         )
     console.print(table)
+
+
+def _paused_text(status: dict[str, Any]) -> str:
+    if not status.get("paused"):
+        return "no"
+    until = status.get("paused_until")
+    return "yes" if until is None else f"yes (until {_when(until)})"
+
+
+def _when(epoch: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _local(directory: Path) -> LocalCluster:
@@ -433,6 +450,203 @@ def failover(
     _handed_over(local, answer["accepted"], wait, timeout)
 
 
+def _pause_end(duration: str | None, until: str | None) -> float | None:
+    """Epoch seconds from `--for 30m` or `--until 2026-12-02T20:00[+01:00]` (UTC without an offset)."""
+    import re
+    import time
+    from datetime import UTC, datetime
+
+    if duration is not None and until is not None:
+        _fail(["give --for or --until, not both"])
+    if duration is not None:
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*", duration)
+        if m is None or float(m.group(1)) <= 0:
+            _fail([f"--for {duration!r}: a positive length such as 90s, 30m, 2h or 1d"])
+        seconds = float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2) or "s"]
+        if seconds > 366 * 86400:
+            _fail([f"--for {duration!r}: at most 366 days; leave it out to pause until `pgkeel resume`"])
+        return time.time() + seconds
+    if until is not None:
+        try:
+            when = datetime.fromisoformat(until)
+        except ValueError:
+            _fail([f"--until {until!r}: an ISO 8601 time such as 2026-12-02T20:00 (UTC) or 2026-12-02T21:00+01:00"])
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        if when.timestamp() <= time.time():
+            _fail([f"--until {until!r} is in the past; nothing changed"])
+        return when.timestamp()
+    return None
+
+
+@app.command()
+def pause(
+    directory: DirOpt = DEFAULT_DIR,
+    duration: Annotated[
+        str | None, typer.Option("--for", help="End the pause by itself after this long: 90s, 30m, 2h, 1d.")
+    ] = None,
+    until: Annotated[str | None, typer.Option("--until", help="End the pause at this time (ISO 8601; UTC).")] = None,
+    reason: Annotated[str | None, typer.Option("--reason", help="Shown in status, e.g. a ticket number.")] = None,
+) -> None:
+    """Maintenance mode: no automatic failover until `resume` (or --for/--until); switchover still works."""
+    end = _pause_end(duration, until)
+    local = _local(directory)
+    try:
+        local.pause(end, reason)
+    except RuntimeError as exc:
+        _fail([str(exc)])
+    console.print(
+        "paused: no automatic failover " + (f"until {_when(end)}" if end is not None else "until `pgkeel resume`")
+        + "; a dead primary is not replaced meanwhile (`pgkeel failover --force` still works)",
+        highlight=False,
+    )
+
+
+@app.command()
+def resume(directory: DirOpt = DEFAULT_DIR) -> None:
+    """Leave maintenance mode: automatic failover again from the agents' next loop."""
+    local = _local(directory)
+    try:
+        was_paused = local.resume()
+    except RuntimeError as exc:
+        _fail([str(exc)])
+    console.print("resumed: automatic failover is on" if was_paused else "not paused: nothing changed")
+
+
+@app.command()
+def history(
+    directory: DirOpt = DEFAULT_DIR,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the events as JSON (epoch times, LSNs as bytes).")]
+    = False,
+) -> None:
+    """Every change of primary (failover, switchover, forced failover), oldest first, as the store keeps it."""
+    from pgkeel.instance import format_lsn
+
+    local = _local(directory)
+    try:
+        events = local.history()
+    except RuntimeError as exc:
+        _fail([str(exc)])
+    if as_json:
+        print(json.dumps(events, indent=1))
+        return
+    if not events:
+        console.print("no change of primary recorded yet (the bootstrap leader is the first primary)")
+        return
+    table = Table("time", "kind", "old primary", "new primary", "timeline", "fork LSN")
+    for e in events:
+        lsn = e.get("lsn")
+        table.add_row(
+            _when(e["time"]) if e.get("time") else "?",
+            str(e.get("kind") or ""),
+            str(e.get("previous") or ""),
+            str(e.get("leader") or ""),
+            str(e.get("timeline") or ""),
+            format_lsn(lsn) if isinstance(lsn, int) else "",
+        )
+    console.print(table)
+
+
+def _print_changes(plan: ApplyPlan) -> None:
+    """The diff of rendered parameters: name, old → new, and whether a reload or a restart carries it."""
+    table = Table("parameter", "old → new", "takes effect by")
+    for c in plan.changes:
+        table.add_row(c.name, f"{c.shown_old} → {c.shown_new}", c.change)
+    if plan.hba_changed:
+        table.add_row("pg_hba.conf", "changed", "reload")
+    if table.rows:
+        console.print(table)
+    for name in plan.agent_fields:
+        err.print(f"[yellow]note[/] the agents read {name} when they start: restart them for it (`down`, `up`)",
+                  highlight=False)
+
+
+def _rolling_restart(local: LocalCluster, only: str | None, pending_only: bool, timeout: float) -> None:
+    from pgkeel.local.restart_order import OrderRefused
+    from pgkeel.local.rolling import RestartFailed, RollingRestart
+
+    with console.status("planning the restart…") as spinner:
+        rolling = RollingRestart(local, say=console.print, progress=spinner.update, timeout=timeout)
+        try:
+            steps = rolling.plan(only, pending_only)
+            if not steps:
+                console.print("nothing to restart" + (" (no member has parameters pending)" if pending_only else ""))
+                return
+            for number, step in enumerate(steps, 1):
+                console.print(f"  {number}. {step.kind} {step.member}: {step.why}", highlight=False)
+            rolling.run(steps)
+        except (OrderRefused, RestartFailed, RuntimeError) as exc:
+            _fail(str(exc).splitlines())
+    console.print(f"rolling restart done; leader: {local.status()['leader']}")
+
+
+RestartTimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds each member has to come back.")]
+
+
+@app.command("apply")
+def apply_cmd(
+    file: FileOpt,
+    directory: DirOpt = DEFAULT_DIR,
+    restart: Annotated[
+        bool, typer.Option("--restart", help="Then restart, in rolling order, what is pending.")
+    ] = False,
+    yes: YesOpt = False,
+    timeout: RestartTimeoutOpt = 120.0,
+) -> None:
+    """Apply another document to the running local cluster: show the parameter diff, write, reload every member."""
+    from pgkeel.local.apply import carry_out, plan_apply
+    from pgkeel.pgconf import ConfigError
+
+    _warn(_load_valid(file, installed=True))
+    local = _local(directory)
+    if not any(local.agent_pid(n) for n in local.cluster().member_names()):
+        _fail([f"no member of {directory} is running: start it with `pgkeel up --dir {directory}` first"])
+    try:
+        plan = plan_apply(local, file)
+    except (ValueError, ConfigError) as exc:
+        _fail(str(exc).splitlines())
+    _print_changes(plan)
+    if plan.nothing:
+        console.print("nothing to change: the cluster runs with these settings")
+    else:
+        restarts = len(plan.restarts)
+        _confirm(f"Apply {file}: {len(plan.changes)} parameter(s), {restarts} of them need a restart"
+                 + (", and pg_hba.conf" if plan.hba_changed else "") + "?", yes)
+        with console.status("reloading…") as spinner:
+            results = carry_out(local, plan, progress=spinner.update)
+        for r in results:
+            said = f"reloaded; in effect: {', '.join(r.applied) or 'no parameter'}" if r.reloaded else "not reloaded"
+            parts = [said] + ([f"pending restart: {', '.join(r.pending)}"] if r.pending else [])
+            console.print(f"{r.name}: {'; '.join(parts + r.problems)}", highlight=False)
+        if any(r.problems and r.reloaded for r in results):
+            _fail(["some members did not take the new values (above); see their postgres.log"])
+    if restart:
+        _rolling_restart(local, None, True, timeout)
+    elif any(local_status.get("pending_restart") for local_status in _member_statuses(local)):
+        console.print("restart-only parameters are pending: [cyan]pgkeel restart --pending[/] applies them")
+
+
+def _member_statuses(local: LocalCluster) -> list[dict[str, Any]]:
+    return [s for s in (local.fetch(n) for n in local.cluster().member_names()) if s is not None]
+
+
+@app.command("restart")
+def restart_cmd(
+    member: Annotated[str | None, typer.Argument(help="Restart only this member (the primary: by a switchover).")]
+    = None,
+    directory: DirOpt = DEFAULT_DIR,
+    pending: Annotated[bool, typer.Option("--pending", help="Only members with parameters pending a restart.")]
+    = False,
+    yes: YesOpt = False,
+    timeout: RestartTimeoutOpt = 120.0,
+) -> None:
+    """Rolling restart: replicas one at a time, then a switchover, then the old primary (one write outage)."""
+    local = _local(directory)
+    _confirm(f"Restart {member or ('members with pending parameters' if pending else 'every member')} "
+             "(writes pause once, for a switchover)?", yes)
+    _rolling_restart(local, member, pending, timeout)
+
+
 @app.command()
 def psql(
     name: Annotated[str | None, typer.Argument(help="Member to connect to (default: the primary).")] = None,
@@ -503,6 +717,81 @@ def agent(
         assert config is not None
         cfg = AgentConfig.model_validate_json(config.read_text())
     sys.exit(run_agent(cfg))
+
+
+# --- several machines: one member per machine, etcd as the store (pgkeel.node) -------------------------
+node_app = typer.Typer(no_args_is_help=True, help="Run one member of a cluster on this machine.")
+app.add_typer(node_app, name="node")
+secrets_app = typer.Typer(no_args_is_help=True, help="Create the cluster's CA, passwords and per-member bundles.")
+app.add_typer(secrets_app, name="secrets")
+MemberOpt = Annotated[str, typer.Option("--member", help="This machine's member: a name in spec.members.")]
+NodeDirOpt = Annotated[Path | None, typer.Option("--dir", help="Member state; default /var/lib/pgkeel/CLUSTER.")]
+BundleOpt = Annotated[
+    Path | None, typer.Option("--secrets", help="This member's bundle (DIR/MEMBER of `secrets init`); "
+                              "default /etc/pgkeel/CLUSTER.")
+]
+
+
+def _member_of(cluster: PostgresCluster, member: str) -> None:
+    if member not in cluster.member_names():
+        _fail([f"--member {member}: not in spec.members of {cluster.name} ({', '.join(cluster.member_names())}); "
+               "use one of those names"])
+
+
+@node_app.command("run")
+def node_run(file: FileOpt, member: MemberOpt, directory: NodeDirOpt = None, secrets: BundleOpt = None) -> None:
+    """Run this machine's member in the foreground: everything derived from the document and the bundle."""
+    from pgkeel.node.bundle import Bundle
+    from pgkeel.node.config import NodePaths, default_bundle_dir, node_config
+    from pgkeel.node.run import run_node
+
+    cluster = _load_valid(file)
+    _member_of(cluster, member)
+    paths = NodePaths.default(cluster.name, directory)
+    bundle = Bundle(secrets or default_bundle_dir(cluster.name), member)
+    try:
+        config = node_config(cluster, member, paths, bundle)
+        code = run_node(cluster, config, paths)
+    except (ValueError, OSError) as exc:  # NodeError, BundleError, a file the user must fix
+        _fail([str(exc)], f"cannot run member {member}")
+    sys.exit(code)
+
+
+@render_app.command("systemd")
+def render_systemd_cmd(
+    file: FileOpt, member: MemberOpt, directory: NodeDirOpt = None, secrets: BundleOpt = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write to FILE instead of stdout.")] = None,
+) -> None:
+    """A systemd unit running `pgkeel node run` for MEMBER as the postgres user, restarted on failure."""
+    from pgkeel.node.config import NodePaths
+    from pgkeel.node.systemd import systemd_unit
+
+    cluster = _load_valid(file)
+    _member_of(cluster, member)
+    program = str(Path(sys.argv[0]).resolve()) if Path(sys.argv[0]).name == "pgkeel" else "/usr/bin/pgkeel"
+    unit = systemd_unit(cluster, member, file.resolve(), NodePaths.default(cluster.name, directory), secrets,
+                        program)
+    _write_or_print(unit, output)
+
+
+@secrets_app.command("init")
+def secrets_init(
+    file: FileOpt,
+    out: Annotated[Path, typer.Option("--out", help="New directory: ca/ (stays here) and one bundle per member.")],
+) -> None:
+    """Create the cluster CA, passwords and API token once, and DIR/MEMBER/ to copy to each machine."""
+    from pgkeel.node.bundle import init_secrets
+
+    cluster = _load_valid(file)
+    try:
+        bundles = init_secrets(cluster, out)
+    except (ValueError, OSError) as exc:
+        _fail([str(exc)])
+    console.print(f"CA (keep it here, off the machines): {out / 'ca'}", highlight=False)
+    for bundle in bundles:
+        host = cluster.member_spec(bundle.member).host or "its machine"
+        console.print(f"{bundle.member}: copy {bundle.directory}/ to {host}:/etc/pgkeel/{cluster.name}/ "
+                      "(owner postgres, mode 0700)", highlight=False)
 
 
 # --- bench: the reliability lab (pgkeel.lab) ------------------------------------------------------

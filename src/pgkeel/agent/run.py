@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import ssl
 import sys
 from types import FrameType
 
@@ -18,6 +19,16 @@ from pgkeel.instance import RunAs, drop_privileges
 log = logging.getLogger("pgkeel.agent")
 
 
+def api_tls(config: AgentConfig) -> ssl.SSLContext | None:
+    """The API's server TLS context, from the node's certificate; None serves plain HTTP."""
+    if config.api_cert_file is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(str(config.api_cert_file), str(config.api_key_file or config.api_cert_file))
+    return context
+
+
 def run_agent(config: AgentConfig) -> int:
     """Run until SIGTERM/SIGINT; on shutdown stop postgres and give the lease back at once."""
     drop_privileges()
@@ -28,10 +39,10 @@ def run_agent(config: AgentConfig) -> int:
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
     token = config.api_token_file.read_text().strip() if config.api_token_file else None
-    dcs = open_dcs(config.dcs_url, config.scope, timeout=config.ha.dcs_timeout)
+    dcs = open_dcs(config.dcs_url, config.scope, timeout=config.ha.dcs_timeout, etcd=config.etcd)
     fence = prepare_fence(config, RunAs.for_current_process())
     agent = Agent(config, dcs, fence)
-    api = ApiServer(agent, config.api_host, config.api_port, token)
+    api = ApiServer(agent, config.api_host, config.api_port, token, api_tls(config))
     api.start()
 
     def _terminate(signum: int, frame: FrameType | None) -> None:

@@ -1,4 +1,4 @@
-"""The bodies of POST /switchover and /failover: strict models, one line per problem.
+"""The bodies of POST /switchover, /failover, /pause and /resume: strict models, one line per problem.
 
 Strict because a key the server does not act on must never be dropped in silence: a Patroni-style
 body's `scheduled_at` once turned a scheduled switchover into an immediate one. Unknown keys and
@@ -53,14 +53,60 @@ class FailoverBody(SwitchoverBody):
         return self
 
 
-BODIES: dict[str, type[SwitchoverBody]] = {"/switchover": SwitchoverBody, "/failover": FailoverBody}
+class PauseBody(BaseModel):
+    """Maintenance mode: no automatic failover until `until` (epoch seconds) or for `seconds`, or until resumed."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    until: float | None = Field(default=None, gt=0, description="End of the pause, epoch seconds (UTC).")
+    seconds: float | None = Field(default=None, gt=0, le=366 * 86400, description="Length of the pause from now.")
+    reason: str | None = Field(default=None, max_length=200, description="Shown in status, e.g. a ticket.")
+    by: str | None = Field(default=None, max_length=100, description="Who asked (shown in status).")
+
+    @model_validator(mode="after")
+    def _one_end(self) -> PauseBody:
+        if self.until is not None and self.seconds is not None:
+            raise ValueError("give 'until' or 'seconds', not both")
+        return self
+
+
+class ResumeBody(BaseModel):
+    """Leave maintenance mode now."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class RestartBody(BaseModel):
+    """Restart this node's postgres (its agent stops and starts it); the leader of several members only in place."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    in_place: bool = Field(
+        default=False, description="The leader restarts without handing over: writes stop for the restart."
+    )
+
+
+class ReloadBody(BaseModel):
+    """Reload this node's postgresql.conf and pg_hba.conf now."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+BODIES: dict[str, type[BaseModel]] = {
+    "/switchover": SwitchoverBody,
+    "/failover": FailoverBody,
+    "/pause": PauseBody,
+    "/resume": ResumeBody,
+    "/restart": RestartBody,
+    "/reload": ReloadBody,
+}
 
 
 class BodyError(ValueError):
     """The body is refused (400); the message names every problem and the accepted keys."""
 
 
-def parse_body(path: str, body: dict[str, Any]) -> SwitchoverBody:
+def parse_body(path: str, body: dict[str, Any]) -> BaseModel:
     model = BODIES[path]
     try:
         return model.model_validate(body)

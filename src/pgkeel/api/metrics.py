@@ -67,6 +67,12 @@ METRICS: tuple[MetricRow, ...] = (
         "pgkeel_is_leader", "gauge", "1 when this member holds the leader lease", lambda s: _flag(s.get("is_leader"))
     ),
     MetricRow(
+        "pgkeel_paused",
+        "gauge",
+        "1 while maintenance mode is in force: no automatic failover (`pgkeel pause`)",
+        lambda s: _flag(s.get("paused")),
+    ),
+    MetricRow(
         "pgkeel_leader",
         "gauge",
         "1 for the member this node sees holding the lease (no sample: nobody)",

@@ -12,7 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from pgkeel.api.bodies import FailoverBody, SwitchoverBody
+from pgkeel.api.bodies import FailoverBody, PauseBody, ReloadBody, RestartBody, ResumeBody, SwitchoverBody
+from pgkeel.api.probes import ACCEPTED, ROUTES, SUMMARIES, UNITS
 from pgkeel.ha.status import NodeStatus
 from pgkeel.ha.switchover_request import Refusal
 
@@ -24,7 +25,7 @@ REFUSAL_STATUS: dict[Refusal, HTTPStatus] = {
     for reason in Refusal
 }
 # Every `reason` an error body may carry.
-ERROR_REASONS = sorted([*(str(r) for r in Refusal), "bad-body", "store-unreachable"])
+ERROR_REASONS = sorted([*(str(r) for r in Refusal), "bad-body", "bad-query", "leader-restart", "store-unreachable"])
 
 
 def _status_schema() -> tuple[dict[str, Any], dict[str, Any]]:
@@ -45,18 +46,9 @@ def _body_schema(model: type[BaseModel], note: str) -> dict[str, Any]:
     return schema
 
 
-# Probes: 200 when the node is what the path asks, 503 otherwise.
-PROBES = {
-    "/health": "PostgreSQL is running on this node.",
-    "/primary": "This node is the leader and its PostgreSQL accepts writes.",
-    "/master": "Alias of /primary.",
-    "/read-write": "Alias of /primary.",
-    "/replica": "This node runs a replica that is not refused by the cluster.",
-    "/read-only": "Alias of /replica.",
-    "/readiness": "A primary, or a replica that streams from it.",
-    "/liveness": "The agent loop is alive (does not depend on PostgreSQL).",
-}
-MUTATING = ("/switchover", "/failover")
+# Probes (pgkeel.api.probes, Patroni's paths and codes): 200 when the node is what the path asks, 503 otherwise.
+PROBES = {path: SUMMARIES[probe] for path, probe in ROUTES.items()}
+MUTATING = ("/switchover", "/failover", "/pause", "/resume", "/restart", "/reload")
 
 # What the HTTP layer itself may answer to any request it cannot parse, before routing:
 # bad request line or headers, URI over 64 KiB, more than 100 headers, unknown method,
@@ -72,15 +64,41 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _probe(summary: str) -> dict[str, Any]:
+# The probe query parameters (pgkeel.api.probes.parse_query), as OpenAPI parameters.
+_QUERY = {
+    "lag": f"Most bytes of lag allowed: bytes, or a whole number with a unit {', '.join(UNITS)} (16MB).",
+    "replication_state": "Only a replica in this state (`streaming`).",
+    "mode": "Readiness lag of replayed (`apply`, the default) or received (`write`) WAL.",
+}
+
+
+def _query_parameters(path: str) -> list[dict[str, Any]]:
+    accepted = ACCEPTED[ROUTES[path]]
+    params = [
+        {"name": name, "in": "query", "required": False, "description": text, "schema": {"type": "string"}}
+        for name, text in _QUERY.items()
+        if name in accepted
+    ]
+    if "tag_" in accepted:
+        params.append({"name": "tag_<name>", "in": "query", "required": False, "schema": {"type": "string"},
+                       "description": "Patroni's tag filter; pgkeel members carry no tags, so any makes it 503."})
+    return params
+
+
+def _probe(path: str, summary: str) -> dict[str, Any]:
     probe = {"$ref": "#/components/schemas/Probe"}
-    return _read(summary, {"200": _json(probe, "Yes."), "503": _json(probe, "No.")})
+    bad = _json(_ERROR, "A query key this probe does not take, given twice, or a bad value (named, with the fix).")
+    item = _read(summary, {"200": _json(probe, "Yes."), "503": _json(probe, "No."), "400": bad})
+    for op in item.values():
+        op["parameters"] = _query_parameters(path)
+    return item
 
 
 def _read(summary: str, responses: dict[str, Any]) -> dict[str, Any]:
-    """An open, read-only endpoint: GET, and HEAD with the same status and headers but no body."""
+    """An open, read-only endpoint: GET; HEAD with the same status and headers but no body; OPTIONS with the
+    same status and an empty body (what HAProxy's `option httpchk OPTIONS /primary` reads)."""
     op = {"summary": summary, "security": [], "responses": responses}
-    return {"get": op, "head": op}
+    return {"get": op, "head": dict(op), "options": dict(op)}
 
 
 def _mutating(summary: str, body_schema: str) -> dict[str, Any]:
@@ -116,6 +134,52 @@ def _mutating(summary: str, body_schema: str) -> dict[str, Any]:
     }
 
 
+def _maintenance(summary: str, body_schema: str) -> dict[str, Any]:
+    return {
+        "post": {
+            "summary": summary,
+            "security": [{"bearer": []}],
+            "requestBody": {
+                "required": False,
+                "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{body_schema}"}}},
+            },
+            "responses": {
+                "200": _json({"type": "object"}, "Written to the store; every agent acts on it next loop."),
+                "400": _json(_ERROR, "Body is not a JSON object, has an unknown key or a wrong type."),
+                "401": _json(_ERROR, "Missing or wrong bearer token."),
+                "403": _json(_ERROR, "No API token is configured on this node: mutating endpoints are disabled."),
+                "413": _json(_ERROR, f"Body larger than {MAX_BODY} bytes (it is not read)."),
+                "503": _json(_ERROR, "The coordination store is unreachable."),
+            },
+        }
+    }
+
+
+def _node_control(summary: str, body_schema: str, done: str, refused: str | None) -> dict[str, Any]:
+    """An authenticated request to this node's own agent (restart, reload): `done` is the success status."""
+    responses = {
+        done: _json({"type": "object"}, "Accepted: the agent carries it out." if done == "202" else "Done."),
+        "400": _json(_ERROR, "Body is not a JSON object, has an unknown key or a wrong type."),
+        "401": _json(_ERROR, "Missing or wrong bearer token."),
+        "403": _json(_ERROR, "No API token is configured on this node: mutating endpoints are disabled."),
+        "413": _json(_ERROR, f"Body larger than {MAX_BODY} bytes (it is not read)."),
+        "503": _json(_ERROR, "The coordination store is unreachable."),
+    }
+    if refused:
+        responses["409"] = _json(_ERROR, refused)
+    return {
+        "post": {
+            "summary": summary,
+            "security": [{"bearer": []}],
+            "requestBody": {
+                "required": False,
+                "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{body_schema}"}}},
+            },
+            "responses": responses,
+        }
+    }
+
+
 OPENAPI: dict[str, Any] = {
     "openapi": "3.0.3",
     "info": {
@@ -125,7 +189,7 @@ OPENAPI: dict[str, Any] = {
         "and switchover/failover requests (bearer token).",
     },
     "paths": {
-        **{path: _probe(summary) for path, summary in PROBES.items()},
+        **{path: _probe(path, summary) for path, summary in PROBES.items()},
         "/status": _read(
             "The agent's last snapshot: role, leader, PostgreSQL state, replication, actions.",
             {"200": _json({"$ref": "#/components/schemas/Status"}, "Snapshot.")},
@@ -135,6 +199,27 @@ OPENAPI: dict[str, Any] = {
             {"200": {"description": "Metrics.", "content": {"text/plain": {"schema": {"type": "string"}}}}},
         ),
         "/openapi.json": _read("This document.", {"200": _json({"type": "object"}, "OpenAPI 3 description.")}),
+        "/history": _read(
+            "Every recorded change of primary (failover, switchover, forced), oldest first, from the store.",
+            {
+                "200": _json({"type": "object", "properties": {"events": {"type": "array"}}}, "History."),
+                "503": _json(_ERROR, "The coordination store is unreachable."),
+            },
+        ),
+        "/pause": _maintenance(
+            "Maintenance mode: no automatic failover until `until`/for `seconds`/until resumed "
+            "(switchover and forced failover still work).",
+            "PauseRequest",
+        ),
+        "/resume": _maintenance("Leave maintenance mode.", "ResumeRequest"),
+        "/restart": _node_control(
+            "Restart this node's postgres, carried out by its agent (a replica: stop fast, start as a standby).",
+            "RestartRequest",
+            "202",
+            "This node is the leader of several members and `in_place` was not asked: switch over first.",
+        ),
+        "/reload": _node_control("Reload this node's postgresql.conf and pg_hba.conf now.", "ReloadRequest", "200",
+                                 None),
         "/wake": {
             "post": {
                 "summary": "Run the agent loop now instead of after loop_wait (changes no state).",
@@ -167,12 +252,32 @@ OPENAPI: dict[str, Any] = {
             "Probe": {
                 "type": "object",
                 "required": ["ok"],
-                "properties": {"ok": {"type": "boolean"}, "role": {"type": "string", "nullable": True}},
+                "description": "A subset of /status in Patroni's shape; xlog, lag and sync fields only on a replica "
+                "(xlog.location on the primary).",
+                "properties": {
+                    "ok": {"type": "boolean"},
+                    "name": {"type": "string"},
+                    "role": {"type": "string", "nullable": True},
+                    "state": {"type": "string"},
+                    "leader": {"type": "string", "nullable": True},
+                    "is_leader": {"type": "boolean"},
+                    "cluster_unlocked": {"type": "boolean"},
+                    "dcs_ok": {"type": "boolean"},
+                    "timeline": {"type": "integer", "nullable": True},
+                    "xlog": {"type": "object"},
+                    "lag_bytes": {"type": "integer", "nullable": True},
+                    "replication_state": {"type": "string", "nullable": True},
+                    "sync_standby": {"type": "boolean"},
+                },
             },
             "Status": _STATUS,
             **_STATUS_DEFS,
             "SwitchoverRequest": _body_schema(SwitchoverBody, "Every key is optional."),
             "FailoverRequest": _body_schema(FailoverBody, "`to` (or `candidate`) is required."),
+            "PauseRequest": _body_schema(PauseBody, "Every key is optional (no end: until resumed)."),
+            "ResumeRequest": _body_schema(ResumeBody, "No keys."),
+            "RestartRequest": _body_schema(RestartBody, "`in_place` is optional."),
+            "ReloadRequest": _body_schema(ReloadBody, "No keys."),
             "Accepted": {
                 "type": "object",
                 "required": ["accepted"],
@@ -188,7 +293,7 @@ def operation(method: str, path: str) -> dict[str, Any] | None:
 
     Methods are case-sensitive; the query string is ignored; leading slashes collapse to one.
     """
-    if method not in ("GET", "HEAD", "POST"):
+    if method not in ("GET", "HEAD", "OPTIONS", "POST"):
         return None
     route = path.split("?", 1)[0]
     if route.startswith("//"):

@@ -15,16 +15,29 @@ import ipaddress
 import json
 import logging
 import socket
+import ssl
 import sys
 import threading
+import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar, Protocol
 
-from pgkeel.api.bodies import BodyError, FailoverBody, parse_body
+from pgkeel.api import probes
+from pgkeel.api.bodies import (
+    BodyError,
+    FailoverBody,
+    PauseBody,
+    ReloadBody,
+    RestartBody,
+    ResumeBody,
+    SwitchoverBody,
+    parse_body,
+)
 from pgkeel.api.metrics import render_metrics
 from pgkeel.api.openapi import MAX_BODY, OPENAPI, REFUSAL_STATUS
 from pgkeel.dcs import DCSError
+from pgkeel.ha.plan_restart import RestartRefused
 from pgkeel.ha.status import NodeStatus
 from pgkeel.ha.switchover_request import RequestRefused
 
@@ -42,6 +55,26 @@ class Node(Protocol):
 
     def request_switchover(self, to: str | None, force: bool = False, leader: str | None = None) -> dict[str, Any]:
         """Record the request, or raise RequestRefused (ValueError) with what the store's view forbids now."""
+        ...
+
+    def pause(self, until: float | None, reason: str | None, by: str | None) -> dict[str, Any]:
+        """Maintenance mode in the store (raises DCSError when it cannot be written)."""
+        ...
+
+    def resume(self) -> bool:
+        """Leave maintenance mode; False when it was not paused."""
+        ...
+
+    def history(self) -> list[dict[str, Any]]:
+        """Every recorded change of primary, oldest first (raises DCSError)."""
+        ...
+
+    def request_restart(self, in_place: bool = False) -> dict[str, Any]:
+        """Accept a restart of this node's postgres, or raise RestartRefused (ValueError) with the reason."""
+        ...
+
+    def reload(self) -> dict[str, Any]:
+        """Reload postgres' configuration files now."""
         ...
 
 
@@ -75,6 +108,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, body: Any, content_type: str = "application/json") -> None:
         data = body if isinstance(body, bytes) else (json.dumps(body, indent=1) + "\n").encode()
+        if self.command == "OPTIONS":  # the status GET would give, no body (HAProxy's `option httpchk OPTIONS …`)
+            data = b""
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
@@ -82,31 +117,24 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(data)
 
-    def _probe(self, ok: bool) -> None:
-        snap = self.agent.status().model_dump(mode="json")
-        self._send(HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE, {"ok": ok, "role": snap.get("role")})
-
     def do_HEAD(self) -> None:
         self.do_GET()
 
+    def do_OPTIONS(self) -> None:
+        self.do_GET()
+
     def do_GET(self) -> None:
-        snap = self.agent.status().model_dump(mode="json")
-        pg = snap.get("postgres") or {}
-        path = self.path.split("?", 1)[0]
-        running = bool(pg.get("running"))
-        primary = running and pg.get("in_recovery") is False and snap.get("is_leader") is True
-        replica = running and pg.get("in_recovery") is True
-        if path == "/health":
-            self._probe(running)
-        elif path in ("/primary", "/master", "/read-write"):
-            self._probe(primary)
-        elif path in ("/replica", "/read-only"):
-            self._probe(replica and snap.get("refused") is None)
-        elif path == "/readiness":
-            self._probe(primary or (replica and bool(pg.get("streaming"))))
-        elif path == "/liveness":
-            self._probe(self.agent.loop_alive())
-        elif path == "/status":
+        status = self.agent.status()
+        path, _, query = self.path.partition("?")
+        probe = probes.answer(path, query, status, self.agent.loop_alive())  # Patroni's probes (pgkeel.api.probes)
+        if probe is not None:
+            self._send(probe.status, probe.body)
+            return
+        snap = status.model_dump(mode="json")
+        if path == "/history":
+            self._history()
+            return
+        if path == "/status":
             self._send(HTTPStatus.OK, snap)
         elif path == "/metrics":
             self._send(HTTPStatus.OK, render_metrics(snap), "text/plain; version=0.0.4; charset=utf-8")
@@ -150,12 +178,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.agent.wake()
             self._send(HTTPStatus.OK, {"ok": True})
             return
-        if path not in ("/switchover", "/failover"):
+        if path not in ("/switchover", "/failover", "/pause", "/resume", "/restart", "/reload"):
             self._send(HTTPStatus.NOT_FOUND, {"error": f"no such endpoint: {path}"})
             return
         if not self.token:
             self._send(HTTPStatus.FORBIDDEN, {"error": "no API token is configured on this node: "
-                                              "switchover and failover through the API are disabled"})
+                                              "switchover, failover and pause through the API are disabled"})
             return
         if not self._authorized():
             self._send(HTTPStatus.UNAUTHORIZED, {"error": "a valid 'Authorization: Bearer <token>' is required"})
@@ -173,6 +201,13 @@ class _Handler(BaseHTTPRequestHandler):
         except BodyError as exc:
             self._send(HTTPStatus.BAD_REQUEST, {"error": str(exc), "reason": "bad-body"})
             return
+        if isinstance(parsed, PauseBody | ResumeBody):
+            self._maintenance(parsed)
+            return
+        if isinstance(parsed, RestartBody | ReloadBody):
+            self._restart(parsed)
+            return
+        assert isinstance(parsed, SwitchoverBody)
         force = isinstance(parsed, FailoverBody) and parsed.force
         try:
             request = self.agent.request_switchover(parsed.target, force=force, leader=parsed.leader)
@@ -187,6 +222,37 @@ class _Handler(BaseHTTPRequestHandler):
                                                         "reason": "store-unreachable"})
             return
         self._send(HTTPStatus.ACCEPTED, {"accepted": request})
+
+
+    def _maintenance(self, parsed: PauseBody | ResumeBody) -> None:
+        try:
+            if isinstance(parsed, PauseBody):
+                until = parsed.until if parsed.seconds is None else time.time() + parsed.seconds
+                self._send(HTTPStatus.OK, {"paused": self.agent.pause(until, parsed.reason, parsed.by)})
+            else:
+                self._send(HTTPStatus.OK, {"resumed": True, "was_paused": self.agent.resume()})
+        except DCSError as exc:
+            self._send(HTTPStatus.SERVICE_UNAVAILABLE, {"error": f"coordination store unreachable: {exc}",
+                                                        "reason": "store-unreachable"})
+
+    def _restart(self, parsed: RestartBody | ReloadBody) -> None:
+        try:
+            if isinstance(parsed, RestartBody):
+                self._send(HTTPStatus.ACCEPTED, {"accepted": self.agent.request_restart(parsed.in_place)})
+            else:
+                self._send(HTTPStatus.OK, self.agent.reload())
+        except RestartRefused as exc:
+            self._send(HTTPStatus.CONFLICT, {"error": str(exc), "reason": "leader-restart"})
+        except DCSError as exc:
+            self._send(HTTPStatus.SERVICE_UNAVAILABLE, {"error": f"coordination store unreachable: {exc}",
+                                                        "reason": "store-unreachable"})
+
+    def _history(self) -> None:
+        try:
+            self._send(HTTPStatus.OK, {"events": self.agent.history()})
+        except DCSError as exc:
+            self._send(HTTPStatus.SERVICE_UNAVAILABLE, {"error": f"coordination store unreachable: {exc}",
+                                                        "reason": "store-unreachable"})
 
 
 class _Server(ThreadingHTTPServer):
@@ -221,12 +287,16 @@ def _also_on_loopback(host: str) -> bool:
 
 
 class ApiServer:
-    """Serves the API in daemon threads beside the agent loop: on HOST, and on 127.0.0.1 as well when
-    HOST is another IP address (same port, same handler, same token)."""
+    """Serves the API in daemon threads beside the agent loop: on HOST (HTTPS with `tls`), and on 127.0.0.1
+    as well when HOST is another IP address (same port, same handler, same token; plain HTTP)."""
 
-    def __init__(self, agent: Node, host: str, port: int, token: str | None = None) -> None:
+    def __init__(
+        self, agent: Node, host: str, port: int, token: str | None = None, tls: ssl.SSLContext | None = None
+    ) -> None:
         handler = type("Handler", (_Handler,), {"agent": agent, "token": token})
         self.httpd: _Server = (_Server6 if ":" in host else _Server)((host, port), handler)
+        if tls is not None:  # HTTPS on HOST; the handshake runs in the request's thread, never in accept()
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True, do_handshake_on_connect=False)
         self.servers = [self.httpd]
         if _also_on_loopback(host):
             try:

@@ -35,12 +35,24 @@ class Member:
 
 
 @dataclass(frozen=True)
+class Versioned:
+    """A cluster-wide value written by compare-and-swap on `version` (see :meth:`DCS.set_value`)."""
+
+    value: dict[str, Any]
+    version: int
+
+
+VALUE_KEYS = ("config", "events")  # maintenance mode and other operator settings; failover/switchover history
+
+
+@dataclass(frozen=True)
 class ClusterView:
     """Everything the agent needs, read in one call per loop.
 
     `history` is the durable leader-history record (see :meth:`DCS.set_history`): unlike `leader`
     and `members` it does not expire, so it still names the last leader after its lease and its
     member record are gone. `switchover` is a pending request only until its ttl runs out.
+    `values` holds the operator-level values (:data:`VALUE_KEYS`) that exist, by key.
     """
 
     leader: Leader | None
@@ -50,6 +62,7 @@ class ClusterView:
     sync_version: int = 0
     switchover: dict[str, Any] | None = None
     history: dict[str, Any] | None = None
+    values: dict[str, Versioned] = field(default_factory=dict)
 
 
 class DCS(ABC):
@@ -127,8 +140,19 @@ class DCS(ABC):
         """
 
     @abstractmethod
+    def set_value(self, key: str, value: dict[str, Any], expected_version: int) -> bool:
+        """Write the value `key` (one of :data:`VALUE_KEYS`) only if its version is `expected_version`
+        (0: must not exist). Any node may write it (no lease needed); it has no TTL."""
+
+    @abstractmethod
     def close(self) -> None:
         """Release connections; records stay and expire by their TTL."""
+
+
+def check_value_key(key: str) -> str:
+    if key not in VALUE_KEYS:
+        raise ValueError(f"unknown cluster value {key!r}: one of {', '.join(VALUE_KEYS)}")
+    return key
 
 
 def check_name(kind: str, value: str) -> str:

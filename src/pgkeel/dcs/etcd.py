@@ -39,10 +39,13 @@ from pgkeel.dcs.base import (
     DCSError,
     Leader,
     Member,
+    Versioned,
     check_name,
     check_timeout,
     check_ttl,
+    check_value_key,
 )
+from pgkeel.dcs.etcd_access import EtcdAccess
 from pgkeel.dcs.etcd_client import GRPC_NOT_FOUND, EtcdClient, EtcdRPCError, as_int, b64, prefix_end, unb64
 from pgkeel.dcs.keys import KeyLayout
 
@@ -100,10 +103,12 @@ def _holder(kv: KV | None) -> str | None:
 class EtcdDCS(DCS):
     """DCS on an etcd v3 cluster; endpoints are tried in turn."""
 
-    def __init__(self, endpoints: Sequence[str], scope: str, timeout: float = 1.0) -> None:
+    def __init__(
+        self, endpoints: Sequence[str], scope: str, timeout: float = 1.0, access: EtcdAccess | None = None
+    ) -> None:
         self._keys = KeyLayout(scope)
         self._timeout = check_timeout(timeout)
-        self._client = EtcdClient(endpoints, self._timeout)
+        self._client = EtcdClient(endpoints, self._timeout, access)
         self._lock = threading.RLock()
         self._leader_lease: dict[str, int] = {}  # holder name -> the lease its key is on
         self._member_lease: dict[str, int] = {}  # member name -> its record's lease
@@ -196,6 +201,11 @@ class EtcdDCS(DCS):
             sync_version=as_int(sync, "mod_revision") if sync else 0,
             switchover=_object(by_key, keys.switchover),
             history=_object(by_key, keys.history),
+            values={
+                key[len(keys.values) :]: Versioned(_object(by_key, key) or {}, as_int(kv, "mod_revision"))
+                for key, kv in by_key.items()
+                if key.startswith(keys.values)
+            },
         )
 
     # -- the leader lease -----------------------------------------------------------------
@@ -372,6 +382,16 @@ class EtcdDCS(DCS):
         return self._txn(
             [_cmp(key, "MOD", "mod_revision", str(expected_version))],
             [_put(key, json.dumps(value, sort_keys=True))],
+            self._deadline(),
+        )
+
+    def set_value(self, key: str, value: dict[str, Any], expected_version: int) -> bool:
+        if expected_version < 0:
+            return False
+        full = self._keys.value(check_value_key(key))
+        return self._txn(
+            [_cmp(full, "MOD", "mod_revision", str(expected_version))],
+            [_put(full, json.dumps(value, sort_keys=True))],
             self._deadline(),
         )
 

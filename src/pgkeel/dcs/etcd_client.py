@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from pgkeel.dcs.base import DCSError
+from pgkeel.dcs.etcd_access import EtcdAccess, stale_token
 
 API_PREFIX = "/v3"  # etcd 3.3 used /v3beta; 3.4 serves both, 3.5 only /v3.
 
@@ -93,14 +94,48 @@ def _code(value: Any) -> int:
 class EtcdClient:
     """POSTs JSON to the gateway of the first endpoint that answers, within a deadline."""
 
-    def __init__(self, endpoints: Sequence[str], timeout: float) -> None:
+    def __init__(self, endpoints: Sequence[str], timeout: float, access: EtcdAccess | None = None) -> None:
         self.endpoints = parse_endpoints(",".join(endpoints))
         self.timeout = timeout
+        self.access = access or EtcdAccess()
         self._current = 0
-        self._http = httpx.Client(http2=False, trust_env=False)
+        context = self.access.ssl_context()
+        self._http = httpx.Client(http2=False, trust_env=False, verify=context if context is not None else True)
+        self._token: str | None = None  # etcd's auth token, None until the first authenticate (or after expiry)
 
     def call(self, method: str, body: dict[str, Any], deadline: float) -> dict[str, Any]:
-        """Call e.g. 'kv/range'; raise DCSError when no endpoint answers before `deadline`."""
+        """Call e.g. 'kv/range'; raise DCSError when no endpoint answers before `deadline`.
+
+        With auth on, a request refused for a stale token (so not applied) is resent once with a new token."""
+        if self.access.user is not None and self._token is None:
+            self._authenticate(deadline)
+        try:
+            return self._call(method, body, deadline)
+        except EtcdRPCError as exc:
+            if self.access.user is None or not stale_token(exc.code, exc.message):
+                raise
+        self._authenticate(deadline)
+        return self._call(method, body, deadline)
+
+    def _authenticate(self, deadline: float) -> None:
+        self._token = None
+        try:
+            credentials = self.access.credentials()
+        except (OSError, ValueError) as exc:
+            raise DCSError(f"etcd password: {exc}") from exc
+        assert credentials is not None  # only called with a user and its password file
+        user, password = credentials
+        try:
+            answer = self._call("auth/authenticate", {"name": user, "password": password}, deadline)
+        except EtcdRPCError as exc:
+            raise EtcdRPCError(exc.code, f"authenticating as {user!r}: {exc.message} (check spec.store.etcd.auth: "
+                                         "the user, its password file, and that etcd has that user)") from exc
+        token = answer.get("token")
+        if not isinstance(token, str) or not token:
+            raise DCSError(f"etcd auth/authenticate as {user!r} returned no token: {answer!r}")
+        self._token = token
+
+    def _call(self, method: str, body: dict[str, Any], deadline: float) -> dict[str, Any]:
         errors: list[str] = []
         count = len(self.endpoints)
         for attempt in range(count):
@@ -112,7 +147,10 @@ class EtcdClient:
             # Share the connect budget among the endpoints still to try.
             timeout = httpx.Timeout(remaining, connect=remaining / (count - attempt))
             try:
-                response = self._http.post(f"{endpoint}{API_PREFIX}/{method}", json=body, timeout=timeout)
+                headers = {"Authorization": self._token} if self._token else {}
+                response = self._http.post(
+                    f"{endpoint}{API_PREFIX}/{method}", json=body, timeout=timeout, headers=headers
+                )
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 errors.append(f"{endpoint}: {exc!r}")
                 continue

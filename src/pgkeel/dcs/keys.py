@@ -55,3 +55,11 @@ class KeyLayout:
 
     def member(self, name: str) -> str:
         return self.members + check_name("member name", name)
+
+    def value(self, key: str) -> str:
+        """An operator-level value (DCS.set_value): no lease, CAS on its mod_revision."""
+        return self.prefix + "values/" + key
+
+    @property
+    def values(self) -> str:
+        return self.prefix + "values/"

@@ -59,9 +59,11 @@ from pgkeel.dcs.base import (
     DCSError,
     Leader,
     Member,
+    Versioned,
     check_name,
     check_timeout,
     check_ttl,
+    check_value_key,
 )
 from pgkeel.dcs.k8s_client import Conflict, Endpoint, KubeClient, NotFound
 from pgkeel.dcs.k8s_contract import (
@@ -81,6 +83,7 @@ INITIALIZE_ANNOTATION = "pgkeel.dev/initialize"
 SYNC_ANNOTATION = "pgkeel.dev/sync"
 SWITCHOVER_ANNOTATION = "pgkeel.dev/switchover"
 HISTORY_ANNOTATION = "pgkeel.dev/history"
+VALUE_ANNOTATION_PREFIX = "pgkeel.dev/value-"  # + a key of VALUE_KEYS: {"value", "version"}
 LABELLED_ROLES = (ROLE_PRIMARY, ROLE_REPLICA)
 
 
@@ -224,6 +227,7 @@ class KubernetesDCS(DCS):
             sync_version=int(sync.get("version", 0)) if isinstance(sync, dict) else 0,
             switchover=self._live_switchover(state_obj, state, deadline),
             history=_dict_or_none(history.get("value")) if isinstance(history, dict) else None,
+            values=_values(state),
         )
 
     def _live_switchover(
@@ -401,6 +405,19 @@ class KubernetesDCS(DCS):
 
         return self._state_op(change)
 
+    def set_value(self, key: str, value: dict[str, Any], expected_version: int) -> bool:
+        annotation = VALUE_ANNOTATION_PREFIX + check_value_key(key)
+
+        def change(a: dict[str, str]) -> bool:
+            current = _json(a.get(annotation))
+            version = int(current.get("version", 0)) if isinstance(current, dict) else 0
+            if version != expected_version:
+                return False
+            a[annotation] = json.dumps({"value": value, "version": version + 1}, sort_keys=True)
+            return True
+
+        return self._state_op(change)
+
     def set_switchover(self, value: dict[str, Any], ttl: float = 60.0) -> None:
         ttl = check_ttl(ttl)
         sent = time.monotonic()  # the request's clock starts no later than the call
@@ -492,6 +509,18 @@ class KubernetesDCS(DCS):
 
     def close(self) -> None:
         self._client.close()
+
+
+def _values(state: dict[str, str]) -> dict[str, Versioned]:
+    found: dict[str, Versioned] = {}
+    for annotation, raw in state.items():
+        if not annotation.startswith(VALUE_ANNOTATION_PREFIX):
+            continue
+        record = _json(raw)
+        if isinstance(record, dict) and isinstance(record.get("value"), dict):
+            key = annotation[len(VALUE_ANNOTATION_PREFIX) :]
+            found[key] = Versioned(record["value"], int(record.get("version", 0)))
+    return found
 
 
 def _dict_or_none(value: Any) -> dict[str, Any] | None:

@@ -31,10 +31,14 @@ from pgkeel.dcs.base import (
     DCSError,
     Leader,
     Member,
+    Versioned,
     check_name,
     check_timeout,
     check_ttl,
+    check_value_key,
 )
+
+VALUE_PREFIX = "value:"  # state rows of the operator-level values (DCS.set_value)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -210,6 +214,11 @@ class SQLiteDCS(DCS):
                 sync_version=sync[1] if sync else 0,
                 switchover=_object(swrow[0]) if swrow else None,
                 history=_object(history[0]) if history else None,
+                values={
+                    key[len(VALUE_PREFIX) :]: Versioned(_object(value), version)
+                    for key, (value, version) in state.items()
+                    if key.startswith(VALUE_PREFIX)
+                },
             )
         except ValueError as exc:
             raise DCSError(f"sqlite store {self._path}: garbage record: {exc}") from exc
@@ -306,6 +315,16 @@ class SQLiteDCS(DCS):
             if version != expected_version:
                 return False
             self._put_state(cur, "sync", encoded, version + 1)
+            return True
+
+    def set_value(self, key: str, value: dict[str, Any], expected_version: int) -> bool:
+        state_key = VALUE_PREFIX + check_value_key(key)
+        encoded = json.dumps(value, sort_keys=True)
+        with self._write() as cur:
+            _, version = self._get_state(cur, state_key)
+            if version != expected_version:
+                return False
+            self._put_state(cur, state_key, encoded, version + 1)
             return True
 
     def set_switchover(self, value: dict[str, Any], ttl: float = 60.0) -> None:

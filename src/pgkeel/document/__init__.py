@@ -4,13 +4,18 @@ from pgkeel.document.check import DocumentCheck, check_cluster, check_cluster_fi
 from pgkeel.document.load import SpecError, load_cluster, load_cluster_text, parse_cluster
 from pgkeel.document.model import (
     ClusterSpec,
+    EtcdAuth,
+    EtcdStore,
+    EtcdTls,
     Failover,
+    MemberSpec,
     Network,
     PostgresCluster,
     PostgresSettings,
     Replication,
     Resources,
     Storage,
+    Store,
     Users,
 )
 from pgkeel.document.quantity import QuantityError, format_bytes, parse_bytes, parse_cpu_millis
@@ -18,7 +23,11 @@ from pgkeel.document.quantity import QuantityError, format_bytes, parse_bytes, p
 __all__ = [
     "ClusterSpec",
     "DocumentCheck",
+    "EtcdAuth",
+    "EtcdStore",
+    "EtcdTls",
     "Failover",
+    "MemberSpec",
     "Network",
     "PostgresCluster",
     "PostgresSettings",
@@ -27,6 +36,7 @@ __all__ = [
     "Resources",
     "SpecError",
     "Storage",
+    "Store",
     "Users",
     "check_cluster",
     "check_cluster_file",

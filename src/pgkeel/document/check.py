@@ -26,7 +26,8 @@ _PLACEHOLDERS: dict[tuple[str, ...], Any] = {  # required fields: stand-ins so t
     ("metadata", "name"): "unnamed",
 }
 _KEEP = "postgres"  # a cross-field error on spec must not hide the parameters from their checks
-_SPEC_RULES_READ = ("spec.instances", "spec.replication")  # what ClusterSpec's cross-field rules look at
+# what ClusterSpec's cross-field rules look at
+_SPEC_RULES_READ = ("spec.instances", "spec.replication", "spec.members", "spec.store")
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from pgkeel.document.backup import BackupSpec, Bootstrap
 from pgkeel.document.quantity import QuantityError, parse_bytes, parse_cpu_millis
 
 API_VERSION = "pgkeel.dev/v1alpha1"
@@ -278,6 +279,134 @@ class Tls(_Model):
         return self
 
 
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$")
+
+
+def _dns_label(value: str) -> str:
+    if len(value) > 63 or not _DNS_LABEL.fullmatch(value):
+        raise ValueError(
+            "must be a DNS-1123 label of at most 63 characters: lower-case letters, digits and '-', "
+            f"starting and ending with a letter or digit; got {value!r}"
+        )
+    return value
+
+
+def _host(value: str) -> str:
+    try:
+        ipaddress.ip_address(value)
+        return value
+    except ValueError:
+        pass
+    if not _HOSTNAME.fullmatch(value):
+        raise ValueError(f"must be an IP address or a DNS name such as db1.example.net; got {value!r}")
+    return value
+
+
+def _absolute_file(value: str) -> str:
+    if not value.startswith("/"):
+        raise ValueError(f"must be an absolute file path (the agent may run from any directory); got {value!r}")
+    return value
+
+
+AbsoluteFile = Annotated[str, AfterValidator(_absolute_file)]
+
+
+class MemberSpec(_Model):
+    """One machine of the cluster: where it is reached and whether it may lead."""
+
+    name: Annotated[str, AfterValidator(_dns_label)] = Field(
+        description="Member name: a DNS-1123 label, unique in the cluster; `pgkeel node run --member` takes it."
+    )
+    host: Annotated[str, AfterValidator(_host)] | None = Field(
+        default=None,
+        description="Address or DNS name the other machines reach this member at; required with store.etcd.",
+    )
+    pg_port: int = Field(default=5432, ge=1, le=65535, description="PostgreSQL's TCP port on the host.")
+    api_port: int = Field(default=8008, ge=1, le=65535, description="The agent's HTTP API port on the host.")
+    no_failover: bool = Field(default=False, description="Never promoted automatically (switchover still can).")
+    failover_priority: int = Field(
+        default=1,
+        ge=0,
+        description="0 = never promoted automatically (as Patroni); higher wins among equally up-to-date candidates.",
+    )
+    no_sync: bool = Field(default=False, description="Never in the synchronous set: commits do not wait for it.")
+
+    @model_validator(mode="after")
+    def _ports_differ(self) -> MemberSpec:
+        if self.pg_port == self.api_port:
+            raise ValueError(f"apiPort: must differ from pgPort ({self.pg_port}) on the same host")
+        return self
+
+
+class EtcdTls(_Model):
+    """TLS towards etcd: the CA that signed etcd's server certificates, and an optional client certificate."""
+
+    ca: AbsoluteFile = Field(description="PEM file of the CA that signed the etcd servers' certificates.")
+    cert: AbsoluteFile | None = Field(default=None, description="PEM client certificate (etcd --client-cert-auth).")
+    key: AbsoluteFile | None = Field(default=None, description="PEM private key of `cert` (a 0600 file).")
+
+    @model_validator(mode="after")
+    def _cert_with_key(self) -> EtcdTls:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("cert and key: give both (a client certificate needs its key) or neither")
+        return self
+
+
+class EtcdAuth(_Model):
+    """etcd's username/password authentication (v3 auth/authenticate); the password lives in a file."""
+
+    user: str = Field(description="etcd user; its role needs readwrite on the cluster's key prefix /pgkeel/<name>/.")
+    password_file: AbsoluteFile = Field(description="File (0600) whose first line is the etcd user's password.")
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, value: str) -> str:
+        if not value or any(c.isspace() for c in value):
+            raise ValueError(f"must be a non-empty etcd user name without spaces; got {value!r}")
+        return value
+
+
+class EtcdStore(_Model):
+    """An etcd v3 cluster (3.4 or newer, JSON gateway) as the coordination store."""
+
+    endpoints: list[str] = Field(description="Client URLs of the etcd members, e.g. https://198.18.0.1:2379.")
+    tls: EtcdTls | None = Field(default=None, description="Needed when the endpoints are https://.")
+    auth: EtcdAuth | None = Field(default=None, description="Username/password authentication, if etcd has it on.")
+
+    @field_validator("endpoints")
+    @classmethod
+    def _urls(cls, values: list[str]) -> list[str]:
+        if not values:
+            raise ValueError("must list at least one etcd client URL, e.g. https://198.18.0.1:2379")
+        for value in values:
+            match = re.fullmatch(r"(https?)://([^/:\[\]]+|\[[0-9a-fA-F:]+\]):(\d{1,5})/?", value)
+            if match is None or not 0 < int(match.group(3)) < 65536:
+                raise ValueError(
+                    f"{value!r} is not an etcd client URL such as https://198.18.0.1:2379 (scheme, host, port)"
+                )
+        if len({v.split("://")[0] for v in values}) > 1:
+            raise ValueError("mixes http:// and https://: use one scheme for every endpoint")
+        return values
+
+    @property
+    def secure(self) -> bool:
+        return self.endpoints[0].startswith("https://")
+
+    @model_validator(mode="after")
+    def _tls_matches_scheme(self) -> EtcdStore:
+        if self.secure and self.tls is None:
+            raise ValueError("tls: required with https:// endpoints; set tls.ca to the etcd CA certificate file")
+        if not self.secure and self.tls is not None:
+            raise ValueError("endpoints: tls is set but the endpoints are http://; use https:// URLs")
+        return self
+
+
+class Store(_Model):
+    """Where the agents agree; absent = the engine's default (sqlite locally, a Lease on Kubernetes)."""
+
+    etcd: EtcdStore | None = Field(default=None, description="An etcd v3 cluster: the store for several machines.")
+
+
 class ClusterSpec(_Model):
     """The cluster: every field has a default."""
 
@@ -296,6 +425,28 @@ class ClusterSpec(_Model):
     network: Network = Field(default_factory=Network)
     users: Users = Field(default_factory=Users)
     tls: Tls = Field(default_factory=Tls)
+    backup: BackupSpec | None = Field(
+        default=None, description="Base backups and WAL archiving with pgBackRest; none when unset."
+    )
+    bootstrap: Bootstrap = Field(default_factory=Bootstrap)
+    members: list[MemberSpec] = Field(
+        default_factory=list,
+        description="The machines, one entry per instance; default: generated names <name>-0, <name>-1, ….",
+    )
+    store: Store = Field(default_factory=Store)
+
+    @field_validator("members")
+    @classmethod
+    def _unique_members(cls, values: list[MemberSpec]) -> list[MemberSpec]:
+        names = [m.name for m in values]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"member names must be unique; {', '.join(twice)} appear(s) more than once")
+        places = [(m.host, p) for m in values if m.host for p in (m.pg_port, m.api_port)]
+        clash = sorted({f"{h}:{p}" for h, p in places if places.count((h, p)) > 1})
+        if clash:
+            raise ValueError(f"two members use the same host and port {', '.join(clash)}; give each its own port")
+        return values
 
     @field_validator("instances")
     @classmethod
@@ -319,6 +470,27 @@ class ClusterSpec(_Model):
             if k is not None and k > replicas:
                 raise ValueError(
                     f"replication.syncStandbys: at most instances - 1 = {replicas} standbys exist; got {k}"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _members_fit(self) -> ClusterSpec:
+        if self.members and len(self.members) != self.instances:
+            raise ValueError(
+                f"spec.members lists {len(self.members)} member(s) but spec.instances is {self.instances}: "
+                f"list exactly one member per instance, or set instances: {len(self.members)}"
+            )
+        if self.store.etcd is not None:
+            if not self.members:
+                raise ValueError(
+                    "spec.members: required with spec.store.etcd; list each machine as {name, host} "
+                    f"({self.instances} entries)"
+                )
+            hostless = [f"spec.members[{i}].host" for i, m in enumerate(self.members) if m.host is None]
+            if hostless:
+                raise ValueError(
+                    f"{', '.join(hostless)}: required with spec.store.etcd; set the address or DNS name "
+                    "the other machines reach that member at"
                 )
         return self
 
@@ -346,6 +518,18 @@ class ClusterSpec(_Model):
                 f"{k} more node(s) at once leaves the cluster without a primary; "
                 f"set syncStandbys: {n} (or leave it unset) to survive any {n} failures"
             )
+        if self.instances > 1 and self.members and all(m.no_failover or m.failover_priority == 0
+                                                        for m in self.members):
+            found.append(
+                "spec.members: every member has noFailover or failoverPriority 0, so no automatic failover can "
+                "happen; allow at least one member to be promoted"
+            )
+        etcd = self.store.etcd
+        if etcd is not None and etcd.auth is not None and not etcd.secure:
+            found.append(
+                "spec.store.etcd.auth: the etcd password crosses the network in clear over http://; "
+                "use https:// endpoints with tls"
+            )
         return found
 
 
@@ -362,8 +546,19 @@ class PostgresCluster(_Model):
         return self.metadata.name
 
     def member_names(self) -> list[str]:
-        """Stable node names, as a StatefulSet names its pods: <name>-0, <name>-1, …"""
+        """The members' names: spec.members when given, else as a StatefulSet names its pods: <name>-0, …"""
+        if self.spec.members:
+            return [m.name for m in self.spec.members]
         return [f"{self.metadata.name}-{i}" for i in range(self.spec.instances)]
+
+    def member_spec(self, name: str) -> MemberSpec:
+        """The entry of member `name`: the document's, or defaults for a generated name; KeyError if neither."""
+        for member in self.spec.members:
+            if member.name == name:
+                return member
+        if not self.spec.members and name in self.member_names():
+            return MemberSpec(name=name)
+        raise KeyError(f"no member {name!r} in the document; members are {', '.join(self.member_names())}")
 
 
 def schema_for_crd() -> dict[str, Any]:

@@ -98,24 +98,36 @@ def _bounds(info: FieldInfo) -> str:
     return f" ({', '.join(words)})" if words else ""
 
 
-def _model_of(annotation: object) -> type[BaseModel] | None:
-    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+def _model_of(annotation: object) -> tuple[type[BaseModel] | None, str]:
+    """The model a field holds, and how: "" (itself or optional, `a.b`) or "[]" (a list of them, `a[].b`)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation, ""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        models = [a for a in args if a is not type(None)]
+        if len(models) == 1:
+            return _model_of(models[0])
+    if origin is list and args:
+        child, _ = _model_of(args[0])
+        return child, "[]" if child is not None else ""
+    return None, ""
 
 
 def fields(model: type[BaseModel], prefix: str = "") -> Iterator[FieldRow]:
-    """Every field below `model`, depth first, by its wire name (`spec.failover.ttlSeconds`)."""
+    """Every field below `model`, depth first, by its wire name (`spec.failover.ttlSeconds`, `spec.members[].name`)."""
     for name, info in model.model_fields.items():
         path = f"{prefix}{info.alias or name}"
-        child = _model_of(info.annotation)
+        child, many = _model_of(info.annotation)
         meaning = info.description or (child.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
-        yield FieldRow(path, _type_name(info.annotation) + _bounds(info), _default(info), meaning)
+        kind = ("list of object" if many else "object") if child is not None else _type_name(info.annotation)
+        yield FieldRow(path, kind + _bounds(info), _default(info), meaning)
         if child is not None:
-            yield from fields(child, f"{path}.")
+            yield from fields(child, f"{path}{many}.")
 
 
 def _section(path: str) -> str:
     """The table a field belongs to: `spec.failover.ttlSeconds` → `spec.failover`; `kind` → ``."""
-    parts = path.split(".")
+    parts = path.replace("[]", "").split(".")
     return ".".join(parts[:2]) if parts[0] == "spec" and len(parts) > 2 else ".".join(parts[:-1])
 
 
@@ -124,10 +136,11 @@ def reference_markdown() -> str:
     sections: dict[str, list[FieldRow]] = {"": []}
     leads: dict[str, str] = {"": "The document's kind and version."}
     for row in fields(PostgresCluster):
-        if row.type == "object":
+        if row.type in ("object", "list of object"):
             leads[row.path] = row.meaning
             sections.setdefault(row.path, [])
-            continue
+            if row.type == "object":
+                continue
         sections.setdefault(_section(row.path), []).append(row)
     out = [HEADER]
     for name, rows in sections.items():

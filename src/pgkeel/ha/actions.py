@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from pgkeel.ha.records import Address, LeaderHistory, MemberRecord, SyncRecord
+from pgkeel.ha.records import Address, HistoryEvent, LeaderHistory, MemberRecord, SyncRecord
 
 # Every action carries what its handler needs, so the executor never looks anything up again.
 
@@ -68,7 +68,11 @@ class SetAside(Action):
 
 @dataclass(frozen=True, kw_only=True)
 class AcquireLeader(Action):
-    pass
+    """Take a free lease. `not_after` (monotonic): the executor does not send it later than this, because
+    the facts the plan rests on (no leader, the peers' positions) would be too old to exclude a leader
+    that came and went meanwhile (see HASettings.election_freshness)."""
+
+    not_after: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -101,10 +105,13 @@ class StopPostgres(Action):
 
 @dataclass(frozen=True, kw_only=True)
 class Promote(Action):
-    """pg_promote, refused by the executor when the lease may have lapsed (older than `within`)."""
+    """pg_promote, refused by the executor when the lease may have lapsed (older than `within`).
+
+    `event` is appended to the store's history of primaries once the promotion happened."""
 
     sync_names: str
     within: float
+    event: HistoryEvent | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -5,11 +5,14 @@
 
 from __future__ import annotations
 
+import functools
+import ssl
 from pathlib import Path
 from typing import TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pgkeel.dcs import EtcdAccess
 from pgkeel.document import PostgresCluster
 from pgkeel.ha.settings import HASettings
 from pgkeel.instance import InstanceConfig
@@ -50,10 +53,21 @@ class AgentConfig(BaseModel):
         default=None,
         description="The lease deadline file pgkeel_fence (or the watchdog) reads; outside the data directory.",
     )
+    etcd: EtcdAccess | None = Field(default=None, description="TLS files and credentials for an etcd store.")
+    api_cert_file: Path | None = Field(
+        default=None, description="The API serves HTTPS with this certificate (and api_key_file) beyond loopback."
+    )
+    api_key_file: Path | None = None
 
     @property
     def api_url(self) -> str:
-        return f"http://{self.api_host}:{self.api_port}"
+        scheme = "https" if self.api_cert_file is not None else "http"
+        return f"{scheme}://{self.api_host}:{self.api_port}"
+
+    @property
+    def api_verify(self) -> ssl.SSLContext | bool:
+        """How this node checks its peers' HTTPS APIs: against the cluster CA when it has one."""
+        return _ca_context(str(self.ca_file)) if self.ca_file is not None else True
 
     def instance_config(self, extra_options: dict[str, str] | None = None) -> InstanceConfig:
         return InstanceConfig(
@@ -88,6 +102,12 @@ class AgentConfig(BaseModel):
             certificate_days=spec.tls.certificate_days,
             renew_before_days=spec.tls.renew_before_days,
         )
+
+
+@functools.lru_cache(maxsize=4)
+def _ca_context(ca_file: str) -> ssl.SSLContext:
+    # one context per CA file for the process: peers are probed every loop
+    return ssl.create_default_context(cafile=ca_file)
 
 
 class DocumentFields(TypedDict):

@@ -54,7 +54,7 @@ from pgkeel.ha.clock import now
 from pgkeel.ha.config import AgentConfig
 from pgkeel.ha.model import Blocked, Done, Failed, LeaseHeld, Outcome, Result, Rewound, Started, SyncNamesSet
 from pgkeel.ha.peers import PeerProber
-from pgkeel.ha.records import Address, FenceKind, MemberRecord, MemberState, Role
+from pgkeel.ha.records import Address, FenceKind, HistoryEvent, MemberRecord, MemberState, Role, append_event
 from pgkeel.instance import (
     AsideOccupied,
     CommandError,
@@ -117,6 +117,8 @@ class Executor:
     def perform(self, action: AnyAction, done: list[Result]) -> Outcome:
         match action:
             case AcquireLeader():
+                if action.not_after is not None and now() > action.not_after:
+                    return Failed(error="the election's observation is too old to act on: observing again")
                 return self._lease(self.dcs.acquire_leader)
             case RenewLeader():
                 return self._lease(self.dcs.renew_leader)
@@ -219,10 +221,25 @@ class Executor:
         inst.configure(standby=False, leader=None, sync_standby_names=action.sync_names)
         inst.reload()
         log.info("promoted %s", self.config.name)
+        if action.event is not None:
+            self._record_event(action.event)
         # pg_rewind reads the source's timeline from its control file, which a promotion updates
         # only at the next checkpoint: force one now (in the background) so old primaries can rejoin.
         self._start_checkpoint()
         return Done()
+
+    def _record_event(self, event: HistoryEvent) -> None:
+        """Append the change of primary to the store's history (for operators): best effort, never fatal."""
+        for _ in range(3):
+            try:
+                current = self.dcs.view().values.get("events")
+                value = append_event(current.value if current else None, event)
+                if self.dcs.set_value("events", value, current.version if current else 0):
+                    return
+            except DCSError as exc:
+                log.warning("could not record the change of primary in the store's history: %s", exc)
+                return
+        log.warning("could not record the change of primary in the store's history: it kept changing")
 
     def _fence(self, action: Fence) -> Outcome:
         self.fence.disarm()
@@ -411,7 +428,7 @@ class Executor:
         self.fence.disarm()
         if action.api_url:
             with contextlib.suppress(httpx.HTTPError):
-                httpx.post(f"{action.api_url}/wake", timeout=0.5)
+                httpx.post(f"{action.api_url}/wake", timeout=0.5, verify=self.config.api_verify)
         log.info("switchover: handed the lease to %s", action.target)
         return Done()
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from pgkeel.ha.actions import Publish, RecordHistory
+from pgkeel.ha.actions import AcquireLeader, Publish, RecordHistory
 from pgkeel.ha.model import Observation
 from pgkeel.ha.records import (
     BOOTSTRAP_PLACEHOLDER,
     Address,
+    EventKind,
+    HistoryEvent,
     LeaderHistory,
     MemberRecord,
     MemberState,
@@ -26,6 +28,18 @@ def acting_primary(o: Observation) -> bool:
 def fence_due(o: Observation) -> bool:
     last = o.memory.last_renewal
     return last is None or o.now - last > o.settings.fence_deadline
+
+
+def acquire(o: Observation, reason: str) -> AcquireLeader:
+    """AcquireLeader bounded by the age of this observation's store read (HASettings.election_freshness)."""
+    read = o.store_read_at
+    return AcquireLeader(not_after=None if read is None else read + o.settings.election_freshness, reason=reason)
+
+
+def paused(o: Observation) -> bool:
+    """Maintenance mode is in force: no automatic failover (an operator's switchover or forced failover still runs)."""
+    pause = o.cluster.pause if o.cluster else None
+    return pause is not None and pause.in_force(o.wall_now)
 
 
 def leader_name(o: Observation) -> str | None:
@@ -139,6 +153,16 @@ def record_promotion(o: Observation) -> RecordHistory:
     timeline = (o.pg.timeline or 0) + 1 if o.pg.in_recovery else o.pg.timeline
     history = LeaderHistory(leader=o.me, address=o.address, timeline=timeline, lsn=o.pg.lsn, fence=o.fence)
     return RecordHistory(history=history, reason="record this node as the last leader before promoting")
+
+
+def promotion_event(o: Observation, kind: EventKind) -> HistoryEvent:
+    """The change of primary a promotion planned now makes, for `pgkeel history`."""
+    history = o.cluster.history if o.cluster else None
+    previous = history.leader if history is not None and history.leader != o.me else None
+    if kind is EventKind.SWITCHOVER and previous is None:
+        kind = EventKind.RESTORED  # the lease holder promotes its own data again (interrupted promotion)
+    timeline = (o.pg.timeline or 0) + 1 if o.pg.in_recovery else o.pg.timeline
+    return HistoryEvent(time=o.wall_now, kind=kind, leader=o.me, previous=previous, timeline=timeline, lsn=o.pg.lsn)
 
 
 def always(o: Observation) -> bool:

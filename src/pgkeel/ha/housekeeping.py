@@ -65,6 +65,12 @@ class Housekeeping:
                 if pending:
                     log.warning("changed parameters need a restart: %s", ", ".join(pending))
 
+    def reload_now(self) -> None:
+        """Reload at once (asked through the API), and read pending_restart a second later as after any reload."""
+        self._config_seen = self._config_fingerprint()
+        self.instance.reload()
+        self._check_pending_at = time.monotonic() + 1.0
+
     def maintain_certificate(self, every: float = 60.0) -> None:
         """Issue this node's certificate before postgres first starts; renew it before expiry, then reload."""
         c = self.config

@@ -14,16 +14,18 @@ import time
 from typing import Any
 
 from pgkeel.dcs import DCS
+from pgkeel.ha import maintenance
 from pgkeel.ha.actions import EnsureSlots, Publish, RecordHistory, RenewLeader, SetSyncNames, Wait, WriteSyncRecord
 from pgkeel.ha.config import AgentConfig
 from pgkeel.ha.execute import Executor
 from pgkeel.ha.fencing import NodeFence
 from pgkeel.ha.housekeeping import Housekeeping
 from pgkeel.ha.memory import remember
-from pgkeel.ha.model import Decision, Memory, Observation, PgState
+from pgkeel.ha.model import Decision, Memory, Observation, PgState, RestartRequest
 from pgkeel.ha.observe import Observer
 from pgkeel.ha.peers import PeerProber
-from pgkeel.ha.records import ClusterState
+from pgkeel.ha.plan_restart import RestartRefused, restart_refusal
+from pgkeel.ha.records import ClusterState, Pause
 from pgkeel.ha.rules import decide, precheck, shutdown
 from pgkeel.ha.status import NodeStatus, TlsStatus, node_status
 from pgkeel.ha.switchover_request import check_request
@@ -46,6 +48,7 @@ class Agent:
         self.executor = Executor(config, dcs, self.instance, prober, fence)
         self.housekeeping = Housekeeping(config, self.instance)
         self.memory = Memory()  # replaced only by remember()
+        self._restart: RestartRequest | None = None  # the last POST /restart accepted; the loop observes it
         self.last: Observation | None = None  # the last full observation (for shutdown and precheck)
         self.last_decision: Decision | None = None
         self.last_loop_end: float | None = None  # monotonic; /liveness
@@ -82,7 +85,9 @@ class Agent:
     def run_once(self) -> Decision:
         self._precheck()
         self.housekeeping.run()
-        o = self.observer.observe(self.memory, self.fence.kind)
+        with self._lock:
+            restart = self._restart
+        o = self.observer.observe(self.memory, self.fence.kind, restart)
         decision = decide(o)
         self._log(decision)
         results = self.executor.run(decision.actions)
@@ -162,6 +167,39 @@ class Agent:
         ha = self.config.ha
         bound = max(10 * ha.loop_wait, 2 * ha.ttl) + 30  # + one slow postgres start
         return last is not None and time.monotonic() - last < bound
+
+    def pause(self, until: float | None, reason: str | None, by: str | None) -> dict[str, Any]:
+        """Maintenance mode from the next loop of every agent (pgkeel.ha.maintenance)."""
+        pause = maintenance.set_pause(self.dcs, Pause(until=until, by=by, reason=reason))
+        self.wake()
+        return pause.to_json()
+
+    def resume(self) -> bool:
+        was_paused = maintenance.clear_pause(self.dcs)
+        self.wake()
+        return was_paused
+
+    def history(self) -> list[dict[str, Any]]:
+        return [e.to_json() for e in maintenance.read_events(self.dcs)]
+
+    def request_restart(self, in_place: bool = False) -> dict[str, Any]:
+        """Accept a restart of this node's postgres, which the loop plans (pgkeel.ha.plan_restart); RestartRefused
+        for the leader of several members unless `in_place`."""
+        reason = restart_refusal(ClusterState.decode(self.dcs.view()), self.config.name, self.config.members, in_place)
+        if reason is not None:
+            raise RestartRefused(reason)
+        with self._lock:
+            number = (self._restart.number if self._restart else 0) + 1
+            self._restart = RestartRequest(number=number, in_place=in_place)
+        self.wake()
+        return {"member": self.config.name, "request": number, "in_place": in_place}
+
+    def reload(self) -> dict[str, Any]:
+        """Reload postgres' files now (`pgkeel apply`) rather than when housekeeping next sees them change."""
+        running = self.instance.is_running()
+        if running:
+            self.housekeeping.reload_now()
+        return {"member": self.config.name, "reloaded": running}
 
     def request_switchover(self, to: str | None, force: bool = False, leader: str | None = None) -> dict[str, Any]:
         """Record a request the store's view allows now; else RequestRefused (pgkeel.ha.switchover_request)."""

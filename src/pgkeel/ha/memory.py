@@ -4,6 +4,7 @@ Handlers never change memory; they return outcomes, and this function folds the 
 those outcomes into the next Memory. So every rule that depends on history (backoffs, "three failed
 starts → rewind", an aborted switchover, the last renewal) is visible to the property tests.
 Every failed start of postgres backs off (1, 2, 4 … s, capped) and keeps its reason until postgres answers.
+A restart request (pgkeel.ha.plan_restart) is done once a start of postgres succeeded after it.
 """
 
 from __future__ import annotations
@@ -113,6 +114,8 @@ def remember(o: Observation, decision: Decision, results: list[Result]) -> Memor
             case StartPostgres():
                 if outcome.ok:
                     m = replace(m, start_failures=0, not_streaming_since=None, switchover_aborted=False)
+                    if o.restart_request is not None:  # this postmaster read the files as they are: request done
+                        m = replace(m, restart_done=max(m.restart_done, o.restart_request.number))
                     if not isinstance(outcome, Started) or outcome.ready:
                         m = replace(m, failed_starts=0, retry_start_at=0.0, start_error=None)
                 else:

@@ -90,6 +90,14 @@ class Counters:
 
 
 @dataclass(frozen=True)
+class RestartRequest:
+    """An operator asked this agent (POST /restart) to restart its postgres, so changed parameters take effect."""
+
+    number: int  # grows with every request the agent accepted; done once Memory.restart_done reaches it
+    in_place: bool = False  # a lease holder may restart without handing over (one node, or a lowered floor)
+
+
+@dataclass(frozen=True)
 class Memory:
     """What the agent remembers between loops; only `remember` produces a new one."""
 
@@ -115,6 +123,7 @@ class Memory:
     history_written: LeaderHistory | None = None
     refused: str | None = None  # a reason this node will not join (foreign data)
     alarm: str | None = None  # a condition an operator must resolve (e.g. an aside copy blocks a re-clone)
+    restart_done: int = 0  # the last RestartRequest.number carried out: a postmaster started after it
     counters: Counters = field(default_factory=Counters)  # since the agent started, for /metrics
 
 
@@ -132,6 +141,9 @@ class Observation:
     fence: FenceKind = FenceKind.NONE  # what fences this node's postgres independently of its loop
     address: Address | None = None  # where this node's postgres listens (published)
     api_url: str | None = None
+    store_read_at: float | None = None  # monotonic time just before the store was read (None: unknown)
+    wall_now: float = 0.0  # wall clock (epoch seconds): only for operator-given times such as a pause's expiry
+    restart_request: RestartRequest | None = None  # the operator's last POST /restart to this agent
 
     @property
     def dcs_ok(self) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from dataclasses import replace
 
 import psycopg
@@ -16,7 +17,7 @@ import psycopg
 from pgkeel.dcs import DCS, DCSError
 from pgkeel.ha import clock
 from pgkeel.ha.config import AgentConfig
-from pgkeel.ha.model import Memory, Observation, OldLeader, PeerProbe, PgState, ReplicaFlush
+from pgkeel.ha.model import Memory, Observation, OldLeader, PeerProbe, PgState, ReplicaFlush, RestartRequest
 from pgkeel.ha.peers import PeerProber
 from pgkeel.ha.records import Address, ClusterState, FenceKind
 from pgkeel.instance import CommandError, Instance, ServerStatus
@@ -32,14 +33,15 @@ class Observer:
         self.prober = prober
         self.last_status: ServerStatus | None = None  # the last SQL status, for /status' replication table
 
-    def observe(self, memory: Memory, fence: FenceKind) -> Observation:
+    def observe(self, memory: Memory, fence: FenceKind, restart: RestartRequest | None = None) -> Observation:
+        read_at = clock.now()
         cluster = self.read_store()
         pg = self.read_postgres()
         peers: dict[str, PeerProbe] = {}
         old_leader = OldLeader.NOT_ASKED
         if cluster is not None and cluster.leader is None and pg.running and pg.in_recovery:
             peers, old_leader = self.prober.election_round(cluster)
-        return self.observation(memory, fence, pg, cluster, peers, old_leader)
+        return replace(self.observation(memory, fence, pg, cluster, peers, old_leader, restart), store_read_at=read_at)
 
     def observation(
         self,
@@ -49,6 +51,7 @@ class Observer:
         cluster: ClusterState | None,
         peers: dict[str, PeerProbe] | None = None,
         old_leader: OldLeader = OldLeader.NOT_ASKED,
+        restart: RestartRequest | None = None,
     ) -> Observation:
         c = self.config
         return Observation(
@@ -64,6 +67,8 @@ class Observer:
             fence=fence,
             address=Address(c.advertise_host, c.pg_port),
             api_url=c.api_url,
+            wall_now=time.time(),
+            restart_request=restart,
         )
 
     def read_store(self) -> ClusterState | None:

@@ -139,7 +139,9 @@ class PeerProber:
         if not api_url:
             return {}
         try:
-            body = httpx.get(f"{api_url}/status", timeout=self.config.ha.dcs_timeout).json()
+            body = httpx.get(
+                f"{api_url}/status", timeout=self.config.ha.dcs_timeout, verify=self.config.api_verify
+            ).json()
         except (httpx.HTTPError, ValueError):
             return {}
         return body if isinstance(body, dict) else {}

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from pgkeel.ha import election
-from pgkeel.ha.actions import AcquireLeader, AnyAction, ClearSwitchover, Follow, Promote, StartPostgres, Wait
+from pgkeel.ha.actions import AnyAction, ClearSwitchover, Follow, Promote, StartPostgres, Wait
 from pgkeel.ha.facts import (
+    acquire,
     acting_primary,
+    promotion_event,
     publish,
     record_promotion,
     role_unknown,
 )
 from pgkeel.ha.model import Observation
 from pgkeel.ha.records import (
+    EventKind,
     Role,
 )
 from pgkeel.ha.sync import sync_names, sync_plan
@@ -26,11 +29,16 @@ def forced_failover_to_me(o: Observation) -> bool:
 
 def forced_promote(o: Observation) -> list[AnyAction]:
     return [
-        AcquireLeader(reason="forced failover to this node"),
+        acquire(o, "forced failover to this node"),
         record_promotion(o),
         ClearSwitchover(),
         *sync_plan(o),
-        Promote(sync_names=sync_names(o), within=o.settings.fence_deadline, reason="forced failover"),
+        Promote(
+            sync_names=sync_names(o),
+            within=o.settings.fence_deadline,
+            event=promotion_event(o, EventKind.FORCED),
+            reason="forced failover",
+        ),
         publish(o, Role.PRIMARY),
     ]
 
@@ -46,7 +54,7 @@ def primary_without_leader(o: Observation) -> bool:
 
 
 def reclaim(o: Observation) -> list[AnyAction]:
-    return [AcquireLeader(reason="running as primary with no leader: reclaim the lease"), publish(o, Role.PRIMARY)]
+    return [acquire(o, "running as primary with no leader: reclaim the lease"), publish(o, Role.PRIMARY)]
 
 
 def down_without_leader(o: Observation) -> bool:
@@ -91,6 +99,16 @@ def wait_old_leader(o: Observation) -> list[AnyAction]:
     return [publish(o, Role.REPLICA), Wait(reason=election.old_leader_may_write(o) or "")]
 
 
+def wait_paused(o: Observation) -> list[AnyAction]:
+    pause = o.cluster.pause if o.cluster else None
+    until = f" until {pause.until:.0f} (epoch)" if pause and pause.until is not None else ""
+    return [
+        publish(o, Role.REPLICA),
+        Wait(reason=f"maintenance mode{until}: no automatic failover (`pgkeel resume` ends it; a forced "
+             "failover still works)"),
+    ]
+
+
 def ineligible(o: Observation) -> bool:
     return election.eligibility(o) is not None
 
@@ -101,9 +119,14 @@ def wait_ineligible(o: Observation) -> list[AnyAction]:
 
 def elect_and_promote(o: Observation) -> list[AnyAction]:
     return [
-        AcquireLeader(reason="no leader: this node is the best eligible candidate"),
+        acquire(o, "no leader: this node is the best eligible candidate"),
         record_promotion(o),
         *sync_plan(o),
-        Promote(sync_names=sync_names(o), within=o.settings.fence_deadline, reason="failover"),
+        Promote(
+            sync_names=sync_names(o),
+            within=o.settings.fence_deadline,
+            event=promotion_event(o, EventKind.FAILOVER),
+            reason="failover",
+        ),
         publish(o, Role.PRIMARY),
     ]

@@ -22,6 +22,8 @@ from pgkeel.ha.actions import (
 from pgkeel.ha.facts import (
     i_lead,
     leader_history,
+    paused,
+    promotion_event,
     publish,
     record_promotion,
     role_unknown,
@@ -30,6 +32,7 @@ from pgkeel.ha.facts import (
 )
 from pgkeel.ha.model import Observation
 from pgkeel.ha.records import (
+    EventKind,
     Role,
 )
 from pgkeel.ha.sync import sync_names, sync_plan
@@ -74,6 +77,8 @@ def restart_after_aborted_switchover(o: Observation) -> list[AnyAction]:
 
 def leading_and_down_too_long(o: Observation) -> bool:
     down = o.memory.pg_down_since
+    if paused(o):  # maintenance mode: an operator may have stopped it on purpose, and nobody would take over
+        return False
     return i_lead(o) and not o.pg.running and down is not None and o.now - down > o.settings.restart_timeout
 
 
@@ -123,6 +128,7 @@ def promote_leader(o: Observation) -> list[AnyAction]:
         Promote(
             sync_names=sync_names(o),
             within=o.settings.fence_deadline,
+            event=promotion_event(o, EventKind.SWITCHOVER),
             reason="holding the lease as a replica (switchover target or interrupted promotion)",
         ),
         publish(o, Role.PRIMARY),

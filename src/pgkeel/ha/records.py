@@ -236,6 +236,102 @@ class LeaderHistory:
 
 
 @dataclass(frozen=True)
+class Pause:
+    """Maintenance mode (the `config` value's "pause"): no automatic failover while it is in force.
+
+    `until` is wall-clock time (epoch seconds, as the operator gave it) or None for no expiry; a
+    pause past its `until` is over even if nobody removed it.
+    """
+
+    until: float | None = None
+    by: str | None = None  # who asked, for status
+    reason: str | None = None
+
+    def in_force(self, wall_now: float) -> bool:
+        return self.until is None or wall_now < self.until
+
+    @classmethod
+    def from_config(cls, config: Any) -> Pause | None:
+        if not isinstance(config, dict) or not isinstance(config.get("pause"), dict):
+            return None
+        d = config["pause"]
+        until = d.get("until")
+        return cls(
+            until=float(until) if isinstance(until, int | float) and not isinstance(until, bool) else None,
+            by=_str(d, "by"),
+            reason=_str(d, "reason"),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {"until": self.until, "by": self.by, "reason": self.reason}
+
+
+class EventKind(StrEnum):
+    FAILOVER = "failover"  # elected after the leader's lease lapsed
+    SWITCHOVER = "switchover"  # handed the lease by the leader on request
+    FORCED = "forced"  # an operator forced a failover to this node
+    RESTORED = "restored"  # a lease holder whose data was a standby promoted (e.g. after an aborted switchover)
+
+
+@dataclass(frozen=True)
+class HistoryEvent:
+    """One change of primary, kept in the store's `events` value (newest last, bounded)."""
+
+    time: float  # wall clock, epoch seconds, when the new primary promoted
+    kind: EventKind
+    leader: str  # the new primary
+    previous: str | None  # the leader before it (from the durable leader history)
+    timeline: int | None  # the new primary's timeline
+    lsn: int | None  # where the new timeline forked (the promoted node's position)
+    term: int | None = None
+
+    @classmethod
+    def from_json(cls, d: Any) -> HistoryEvent | None:
+        if not isinstance(d, dict) or _str(d, "leader") is None:
+            return None
+        when = d.get("time")
+        return cls(
+            time=float(when) if isinstance(when, int | float) and not isinstance(when, bool) else 0.0,
+            kind=_enum(EventKind, d.get("kind"), EventKind.FAILOVER),
+            leader=str(d["leader"]),
+            previous=_str(d, "previous"),
+            timeline=_int(d, "timeline"),
+            lsn=_int(d, "lsn"),
+            term=_int(d, "term"),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "time": self.time,
+            "kind": str(self.kind),
+            "leader": self.leader,
+            "previous": self.previous,
+            "timeline": self.timeline,
+            "lsn": self.lsn,
+            "term": self.term,
+        }
+
+
+MAX_EVENTS = 200  # the store keeps the newest this many changes of primary
+
+
+def decode_events(value: Any) -> list[HistoryEvent]:
+    raw = value.get("events") if isinstance(value, dict) else None
+    if not isinstance(raw, list):
+        return []
+    return [e for e in (HistoryEvent.from_json(item) for item in raw) if e is not None]
+
+
+def append_event(value: Any, event: HistoryEvent) -> dict[str, Any]:
+    """The `events` value with `event` added; the same event (leader and term) is not added twice."""
+    events = decode_events(value)
+    if any(e.leader == event.leader and e.term == event.term and e.term is not None for e in events):
+        return {"events": [e.to_json() for e in events]}
+    kept = [*events, event][-MAX_EVENTS:]
+    return {"events": [e.to_json() for e in kept]}
+
+
+@dataclass(frozen=True)
 class ClusterState:
     """The store's view, decoded: what every rule reads instead of raw dicts."""
 
@@ -246,6 +342,7 @@ class ClusterState:
     sync_version: int = 0
     switchover: SwitchoverRequest | None = None
     history: LeaderHistory | None = None
+    pause: Pause | None = None  # maintenance mode as recorded; see Pause.in_force for whether it holds now
 
     @property
     def leader_name(self) -> str | None:
@@ -269,4 +366,5 @@ class ClusterState:
             sync_version=view.sync_version,
             switchover=SwitchoverRequest.from_json(view.switchover),
             history=LeaderHistory.from_json(view.history),
+            pause=Pause.from_config(view.values["config"].value) if "config" in view.values else None,
         )

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pgkeel.ha import facts, plan_elect, plan_follow, plan_global, plan_lead
+from pgkeel.ha import facts, plan_elect, plan_follow, plan_global, plan_lead, plan_restart
 from pgkeel.ha.actions import AnyAction
 from pgkeel.ha.model import Decision, Observation
 
@@ -180,6 +180,12 @@ RULES: tuple[Rule, ...] = (
         "holding the lease as a standby: promote",
     ),
     Rule(
+        "lead.restart-requested",
+        plan_restart.leader_restart_requested,
+        plan_restart.stop_leader_to_restart,
+        "a restart in place was requested (one node, or a lowered standby floor): stop, keep the lease",
+    ),
+    Rule(
         "lead.switchover",
         plan_lead.switchover_requested,
         plan_lead.switchover,
@@ -254,6 +260,12 @@ RULES: tuple[Rule, ...] = (
         plan_follow.stop_to_reclone,
         "the leader no longer has our WAL: re-clone",
     ),
+    Rule(
+        "follow.restart-requested",
+        plan_restart.replica_restart_requested,
+        plan_restart.restart_replica,
+        "a restart was requested (changed parameters): stop fast, start again as a replica of the leader",
+    ),
     Rule("follow.repoint", plan_follow.following_elsewhere, plan_follow.repoint, "stream from the current leader"),
     Rule(
         "follow.stalled",
@@ -293,6 +305,12 @@ RULES: tuple[Rule, ...] = (
         "start read-only to take part",
     ),
     Rule("elect.not-answering", plan_elect.not_answering, plan_elect.wait_starting, "postgres is starting: wait"),
+    Rule(
+        "elect.paused",
+        facts.paused,
+        plan_elect.wait_paused,
+        "maintenance mode: nobody takes over automatically",
+    ),
     Rule(
         "elect.detach",
         plan_elect.still_attached,

@@ -47,6 +47,18 @@ class HASettings(BaseModel):
         return 2 * self.loop_wait + 2 * self.dcs_timeout
 
     @property
+    def election_freshness(self) -> float:
+        """How old an election's facts may be when its AcquireLeader is sent (simulator seed 8906).
+
+        The store read at t_r found no leader; anyone who took the lease after t_r holds it until at
+        least t_r + ttl. Sending the acquisition before t_r + ttl - dcs_timeout (the request may be
+        applied that much later) therefore either fails or proves nobody led in between — an agent
+        frozen between observing and acting cannot promote on a stale picture of the peers. One more
+        dcs_timeout is kept as margin for clock-rate differences.
+        """
+        return self.ttl - 2 * self.dcs_timeout
+
+    @property
     def fence_deadline(self) -> float:
         """How long after the start of its last successful renewal a leader may still commit.
 

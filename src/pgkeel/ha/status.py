@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from pgkeel.ha.actions import Publish
 from pgkeel.ha.election import self_candidate
+from pgkeel.ha.facts import paused
 from pgkeel.ha.model import Decision, Memory, Observation
 from pgkeel.ha.records import FenceKind
 from pgkeel.instance import AsideInfo, ServerStatus
@@ -104,7 +105,12 @@ class NodeStatus(BaseModel):
     scope: str = Field(default="", description="the cluster's name")
     version: str = Field(default_factory=pgkeel_version, description="pgkeel's version")
     mode: str | None = Field(default=None, description="replication mode: async | sync | quorum")
-    paused: bool = Field(default=False, description="maintenance mode (pgkeel has none yet: always false)")
+    paused: bool = Field(
+        default=False, description="maintenance mode is in force: no automatic failover (`pgkeel pause`/`resume`)"
+    )
+    paused_until: float | None = Field(
+        default=None, description="when maintenance mode ends by itself (epoch seconds); null: not paused or no expiry"
+    )
     role: str = Field(default="starting", description="primary | replica | starting (not answering yet) | stopped")
     state: str = Field(default="starting", description="running | streaming | recovering | starting | stopped")
     leader: str | None = None
@@ -116,6 +122,9 @@ class NodeStatus(BaseModel):
     receive_lag_bytes: int | None = Field(default=None, description="bytes not yet received from the leader")
     replay_lag_bytes: int | None = Field(default=None, description="bytes not yet replayed (received or not)")
     replication: list[ReplicationPeer] = Field(default_factory=list)
+    synchronous: bool = Field(
+        default=False, description="a replica in the leader's synchronous set (the store's sync record, quorum mode)"
+    )
     rule: str | None = Field(default=None, description="the HA rule that fired this loop (pgkeel rules)")
     actions: list[ActionReport] = Field(default_factory=list)
     refused: str | None = None
@@ -189,11 +198,16 @@ def node_status(
         leader_lsn = record.lsn if record is not None else None
     replay_lag = _behind(leader_lsn, replay_lsn)
     peers = st.peers if st is not None else ()
+    sync = o.cluster.sync if o.cluster is not None else None
+    # Patroni's sync/quorum standby: named in the current leader's set, and a replica now.
+    synchronous = role == "replica" and sync is not None and sync.leader == leader and o.me in sync.members
     counters = memory.counters
     return NodeStatus(
         name=o.me,
         scope=scope,
         mode=str(o.settings.mode),
+        paused=paused(o),
+        paused_until=o.cluster.pause.until if o.cluster and o.cluster.pause and paused(o) else None,
         role=role,
         state=state,
         leader=leader,
@@ -227,6 +241,7 @@ def node_status(
             )
             for p in peers
         ],
+        synchronous=synchronous,
         rule=decision.rule,
         actions=[ActionReport(kind=a.kind, reason=a.reason) for a in decision.actions if not isinstance(a, Publish)],
         refused=memory.refused,
@@ -305,4 +320,5 @@ def cluster_summary(name: str, statuses: dict[str, NodeStatus | None], leader: s
         "system_identifier": first.postgres.system_identifier if first else None,
         "mode": first.mode if first else None,
         "paused": any(s.paused for s in answered),
+        "paused_until": max((s.paused_until for s in answered if s.paused_until is not None), default=None),
     }

@@ -325,6 +325,24 @@ def stateful_set(cluster: PostgresCluster, image: str, hash_: str) -> Manifest:
     }
 
 
+def kubernetes_problems(cluster: PostgresCluster) -> list[str]:
+    """What the document asks that a StatefulSet cannot give: pods are named <cluster>-<i> on fixed ports."""
+    problems: list[str] = []
+    for i, member in enumerate(cluster.spec.members):
+        at = f"spec.members[{i}]"
+        if member.name != f"{cluster.name}-{i}":
+            problems.append(f"{at}.name: pods of a StatefulSet are named {cluster.name}-{i}; got {member.name!r}: "
+                            f"use name: {cluster.name}-{i} or leave spec.members out")
+        if member.host is not None:
+            problems.append(f"{at}.host: a pod's address is given by Kubernetes; remove host")
+        if member.pg_port != layout.PG_PORT or member.api_port != layout.API_PORT:
+            problems.append(f"{at}: pgPort/apiPort are fixed at {layout.PG_PORT}/{layout.API_PORT} in pods; "
+                            "remove them")
+    if cluster.spec.store.etcd is not None:
+        problems.append("spec.store.etcd: on Kubernetes the store is a Lease in the cluster; remove spec.store")
+    return problems
+
+
 def render_manifests(
     cluster: PostgresCluster,
     image: str = layout.DEFAULT_IMAGE,
@@ -336,6 +354,9 @@ def render_manifests(
     The output depends only on the document and the image: applying it again changes nothing that
     was not changed in the document. The Secrets (`pgkeel.k8s.secrets`) are created once, before.
     """
+    problems = kubernetes_problems(cluster)
+    if problems:
+        raise ValueError("; ".join(problems))
     data = config_data(cluster)
     docs: list[Manifest] = [*rbac(cluster)]
     docs.append(config_map(cluster, data))

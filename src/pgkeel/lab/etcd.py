@@ -7,7 +7,10 @@ on 198.18.0.(11+i):2379 (clients) and :2380 (peers). Default raft timings
 
 from __future__ import annotations
 
+import base64
+import ssl
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from subprocess import Popen
 
@@ -21,12 +24,28 @@ CLIENT_PORT = 2379
 PEER_PORT = 2380
 
 
+@dataclass(frozen=True)
+class EtcdServerTls:
+    """Client-facing TLS: member i serves `cert_for(i)` signed by `ca`; peers stay on plain HTTP (lab only)."""
+
+    ca: Path
+    certs: list[tuple[Path, Path]]  # (cert, key) per member, each naming that member's address
+
+
 class EtcdCluster:
-    def __init__(self, net: Network, base: Path, members: int | None = None) -> None:
+    def __init__(self, net: Network, base: Path, members: int | None = None, tls: EtcdServerTls | None = None) -> None:
         self.net = net
         self.base = base
         self.size = members if members is not None else net.size
+        self.tls = tls
         self.procs: list[Popen[bytes]] = []
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
+
+    def client_url(self, i: int) -> str:
+        return f"{self.scheme}://{self.net.address(i)}:{CLIENT_PORT}"
 
     def name(self, i: int) -> str:
         return f"etcd{i}"
@@ -46,8 +65,9 @@ class EtcdCluster:
                 ETCD_BIN,
                 f"--name={self.name(i)}",
                 f"--data-dir={self.base / self.name(i)}",
-                f"--listen-client-urls=http://{addr}:{CLIENT_PORT}",
-                f"--advertise-client-urls=http://{addr}:{CLIENT_PORT}",
+                f"--listen-client-urls={self.client_url(i)}",
+                f"--advertise-client-urls={self.client_url(i)}",
+                *self._tls_flags(i),
                 f"--listen-peer-urls=http://{addr}:{PEER_PORT}",
                 f"--initial-advertise-peer-urls=http://{addr}:{PEER_PORT}",
                 f"--initial-cluster={initial}",
@@ -66,13 +86,18 @@ class EtcdCluster:
                 raise RuntimeError(f"etcd cluster not healthy within {timeout:g}s; see {self.base}/etcd*.log")
             time.sleep(0.1)
 
+    def _tls_flags(self, i: int) -> list[str]:
+        if self.tls is None:
+            return []
+        cert, key = self.tls.certs[i]
+        return [f"--cert-file={cert}", f"--key-file={key}"]  # --trusted-ca-file would demand client certificates
+
     def healthy(self) -> bool:
-        """Every member answers a linearizable read (so there is a raft leader and all are joined)."""
+        """Every member answers a linearizable read (a raft leader, all joined); before auth is on."""
+        verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=str(self.tls.ca)) if self.tls else True
         for i in range(self.size):
             try:
-                r = httpx.post(
-                    f"http://{self.net.address(i)}:{CLIENT_PORT}/v3/kv/range", json={"key": "AA=="}, timeout=0.5
-                )
+                r = httpx.post(f"{self.client_url(i)}/v3/kv/range", json={"key": "AA=="}, timeout=0.5, verify=verify)
                 if r.status_code != 200:
                     return False
             except httpx.HTTPError:
@@ -83,3 +108,35 @@ class EtcdCluster:
         for proc in self.procs:
             stop(proc)
         self.procs.clear()
+
+
+def _range_end(prefix: str) -> str:
+    raw = bytearray(prefix.encode())
+    raw[-1] += 1  # prefixes here end in '/', never 0xff
+    return base64.b64encode(bytes(raw)).decode()
+
+
+def enable_auth(
+    url: str, verify: ssl.SSLContext | bool, root_password: str, user: str, password: str, prefix: str
+) -> None:
+    """Turn etcd auth on as an operator would: root (role root), and `user` with readwrite on `prefix` only.
+
+    Over the v3 gateway (Debian's etcd-server has no etcdctl): user/add, role/add, role/grant,
+    user/grant, auth/enable; each call must succeed."""
+    role = f"{user}-rw"
+    calls: list[tuple[str, dict[str, object]]] = [
+        ("auth/user/add", {"name": "root", "password": root_password}),
+        ("auth/role/add", {"name": "root"}),
+        ("auth/user/grant", {"user": "root", "role": "root"}),
+        ("auth/user/add", {"name": user, "password": password}),
+        ("auth/role/add", {"name": role}),
+        ("auth/role/grant", {"name": role, "perm": {"permType": "READWRITE",
+                                                    "key": base64.b64encode(prefix.encode()).decode(),
+                                                    "range_end": _range_end(prefix)}}),
+        ("auth/user/grant", {"user": user, "role": role}),
+        ("auth/enable", {}),
+    ]
+    for method, body in calls:
+        r = httpx.post(f"{url}/v3/{method}", json=body, timeout=5.0, verify=verify)
+        if r.status_code != 200:
+            raise RuntimeError(f"etcd {method}: HTTP {r.status_code} {r.text.strip()}")

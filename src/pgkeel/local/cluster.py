@@ -268,8 +268,11 @@ class LocalCluster:
 
     def node_dsn(self, name: str) -> str:
         self.check_member(name)
+        return self.port_dsn(self.layout.load_state()["pg_ports"][name])
+
+    def port_dsn(self, port: int) -> str:
+        """One server at HOST:port as the superuser: a member, or a proxy in front of them (HAProxy)."""
         cluster = self.cluster()
-        port = self.layout.load_state()["pg_ports"][name]
         return (
             f"host={HOST} port={port} user={cluster.spec.users.superuser} dbname=postgres "
             f"passfile={self.layout.passfile} connect_timeout=2{self._ssl(cluster)}"
@@ -327,6 +330,26 @@ class LocalCluster:
         return {"leader": leader, "dsn_rw": self.dsn(True), "dsn_ro": self.dsn(False), "members": members}
 
     # --- control ----------------------------------------------------------------------------------
+    def post_to(self, name: str, path: str, body: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
+        """POST to member `name`'s own agent (restart, reload); RuntimeError with its reason if refused or silent."""
+        try:
+            resp = httpx.post(self.api_url(name) + path, json=body, timeout=timeout,
+                              headers={"Authorization": f"Bearer {self.token()}"})
+            data = resp.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise RuntimeError(f"{name}: the agent did not answer {path}: {exc}") from None
+        if resp.status_code >= 400 or not isinstance(data, dict):
+            said = data.get("error", resp.text) if isinstance(data, dict) else resp.text
+            raise RuntimeError(f"{name} refused {path}: {said}")
+        return data
+
+    def postgres_log_tail(self, name: str, lines: int = 15) -> str:
+        try:
+            text = (self.layout.node(name) / "postgres.log").read_text(errors="replace")
+        except OSError:
+            return "(no postgres.log)"
+        return "\n".join(text.splitlines()[-lines:])
+
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST to the first agent that answers; a refusal (4xx, 5xx) is final: every node reads one store."""
         errors = []
@@ -360,6 +383,30 @@ class LocalCluster:
     def failover(self, to: str, force: bool = False) -> dict[str, Any]:
         """The node's answer: {"accepted": request}; RuntimeError with its reason if refused."""
         return self._post("/failover", {"to": to, "force": force})
+
+    def pause(self, until: float | None, reason: str | None = None) -> dict[str, Any]:
+        """Maintenance mode (no automatic failover) until `until` (epoch seconds) or resumed; as recorded."""
+        body: dict[str, Any] = {"by": f"pgkeel pause ({os.environ.get('USER') or os.getuid()})"}
+        if until is not None:
+            body["until"] = until
+        if reason:
+            body["reason"] = reason
+        paused: dict[str, Any] = self._post("/pause", body)["paused"]
+        return paused
+
+    def resume(self) -> bool:
+        """Leave maintenance mode; False when the cluster was not paused."""
+        return bool(self._post("/resume", {}).get("was_paused"))
+
+    def history(self) -> list[dict[str, Any]]:
+        """Every recorded change of primary, oldest first, from the first agent that answers."""
+        for name in self.cluster().member_names():
+            if self.agent_pid(name) is None:
+                continue
+            body = self.fetch(name, "/history", timeout=3.0)
+            if body is not None and isinstance(body.get("events"), list):
+                return list(body["events"])
+        raise RuntimeError("no agent answered; is the cluster running? (`pgkeel status`)")
 
     def wait_for_leader(self, request: dict[str, Any], timeout: float) -> dict[str, Any]:
         """Wait until the request's target (or, without one, another member than its source) is the

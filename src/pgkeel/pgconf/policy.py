@@ -65,10 +65,41 @@ def required_settings(cluster: PostgresCluster, config_dir: str) -> list[Require
             Required("ssl_key_file", "../tls/server.key", "the certificate's key, mode 0600, owned by postgres"),
             Required("ssl_min_protocol_version", "TLSv1.2", "no TLS 1.0/1.1"),
         ]
+    out += archive_settings(cluster, config_dir)
     if cluster.spec.replication.mode == "quorum":
         out.append(Required("synchronous_commit", "on",
                             "quorum mode: a commit returns only once a synchronous standby has flushed it"))
     return out
+
+
+# The pgBackRest config every node reads, beside postgresql.conf (the backup package writes it).
+PGBACKREST_CONF = "pgbackrest.conf"
+ARCHIVE_MANAGED = frozenset({"archive_mode", "archive_command", "archive_library"})
+
+
+def pgbackrest_command(cluster: PostgresCluster, config_dir: str) -> str:
+    """pgbackrest with the cluster's config and stanza: the same on every node."""
+    return f"pgbackrest --config={config_dir.rstrip('/')}/{PGBACKREST_CONF} --stanza={cluster.metadata.name}"
+
+
+def archive_settings(cluster: PostgresCluster, config_dir: str) -> list[Required]:
+    """WAL archiving to spec.backup's repositories, identical on every node: only the primary archives
+    (archive_mode = on), and a promoted standby archives its history file and the old timeline's
+    partial segment. `$PWD/%p`: the archiver runs in PGDATA, so pgBackRest gets an absolute path and
+    needs no per-node pg1-path."""
+    if cluster.spec.backup is None:
+        return []
+    command = pgbackrest_command(cluster, config_dir)
+    return [
+        Required("archive_mode", "on", "spec.backup: the primary archives every WAL segment (a standby does not)"),
+        Required("archive_command", f'{command} archive-push "$PWD/%p"',
+                 "spec.backup: pgBackRest pushes each finished segment to every repository"),
+        Required("restore_command", f'{command} archive-get %f "$PWD/%p"',
+                 "spec.backup: a replica that fell behind the primary's WAL fetches it from the archive"),
+        Required("archive_timeout", "60s",
+                 "spec.backup: a quiet primary still archives at least once a minute, bounding what a lost node "
+                 "takes with it"),
+    ]
 
 
 Guard = Callable[[PostgresCluster, Parsed], str | None]
@@ -146,6 +177,8 @@ def guard(cluster: PostgresCluster, name: str, parsed: Parsed) -> str | None:
             f"{name} is managed by spec.tls (each node's certificate is issued by the cluster CA); remove it, "
             "or set spec.tls.enabled: false to manage TLS yourself"
         )
+    if name in ARCHIVE_MANAGED and cluster.spec.backup is not None:
+        return f"{name} is managed by spec.backup (pgBackRest archives WAL); remove it"
     check = GUARDS.get(name)
     if check is None:
         return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 
 from pgkeel.ha.actions import AnyAction
 from pgkeel.ha.election import self_candidate
@@ -206,7 +207,8 @@ class SimAgent:
         if cluster is not None and cluster.leader is None and pg.running and pg.in_recovery:
             peers, old, round_time = self.election_round(cluster)
             spent += round_time
-        return self.observation(pg, cluster, peers, old, w.t + spent), spent
+        read_at = self.node.clock.local(w.t)
+        return replace(self.observation(pg, cluster, peers, old, w.t + spent), store_read_at=read_at), spent
 
     def observation(
         self, pg: PgState, cluster: ClusterState | None, peers: dict[str, PeerProbe], old: OldLeader, at: float

@@ -10,9 +10,12 @@
 4. liveness: once the store and a majority of members (agent and postgres up, unfrozen, reaching
    the store both ways and each other) have stayed so for `bound` seconds, exactly one node can
    acknowledge writes. One violation per stable period. Async mode waits by design when every
-   healthy node lags the last leader's recorded position by more than max_lag or sits on an older
-   timeline than the one it served on (pgkeel.ha.election): no violation then, the old leader must
-   come back (or an operator forces a failover).
+   healthy node lags the last leader's recorded position by more than max_lag, and both modes wait when
+   every healthy node sits on an older timeline than the one it served on (pgkeel.ha.election): no
+   violation then, the old leader must
+   come back (or an operator forces a failover). Likewise, by design, when nothing fences the last
+   leader (fence none) and no healthy node can see that its postgres stopped or became a standby
+   (it is frozen, cut off, or its machine is down): "cannot tell" is never taken as "dead".
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pgkeel.ha.election import timeline_floor
+from pgkeel.ha.records import FenceKind
 from pgkeel.ha.settings import Mode
 from pgkeel.sim.world import STORE, World
 
@@ -90,19 +94,36 @@ class Checker:
                     self.lost_async += 1
 
     def _electable(self, healthy: frozenset[str]) -> bool:
-        """Could any healthy node pass the async lag and timeline bounds against the durable history?"""
+        """Could any healthy node pass the timeline bound (both modes) and the async lag bound against the
+        durable history? A node behind the timeline the last leader served on never promotes (it would
+        reuse that timeline's ID), so when only the last leader holds that timeline, the cluster waits for it."""
         w = self.world
         history = w.store.history
         settings = w.config.settings
-        if settings.mode is not Mode.ASYNC or history is None or history.leader in healthy:
+        if history is None or history.leader in healthy:
             return True
         floor = timeline_floor(history)
         for name in healthy:
             pg = w.nodes[name].pg
-            lag_ok = history.lsn is None or history.lsn - pg.lsn <= settings.max_lag_bytes
+            lag_ok = settings.mode is not Mode.ASYNC or history.lsn is None or (
+                history.lsn - pg.lsn <= settings.max_lag_bytes
+            )
             if lag_ok and (pg.timeline or 0) >= floor:
                 return True
         return False
+
+    def _unfenced_old_leader_may_write(self, healthy: frozenset[str]) -> bool:
+        """The last leader has no fence and no healthy node can see it stopped (pgkeel.ha.election waits)."""
+        w = self.world
+        history = w.store.history
+        if history is None or history.fence is not FenceKind.NONE or history.leader in healthy:
+            return False
+        node = w.nodes.get(history.leader)
+        if node is None:
+            return False
+        seen = any(w.connected(name, node.name) for name in healthy) and not node.down and not node.paused
+        stopped_or_standby = not node.pg.running or (w.answering(node) and node.pg.in_recovery)
+        return not (seen and stopped_or_standby)
 
     def healthy(self) -> frozenset[str]:
         w = self.world
@@ -128,7 +149,7 @@ class Checker:
         majority = len(w.nodes) // 2 + 1
         if len(healthy) < majority or self._liveness_reported or w.t - self._stable_since < self.bound:
             return
-        if not writable and not self._electable(healthy):
+        if not writable and (not self._electable(healthy) or self._unfenced_old_leader_may_write(healthy)):
             return
         if len(writable) != 1:
             self._liveness_reported = True

@@ -82,6 +82,8 @@ def _perform(a: SimAgent, action: AnyAction, done: list[Result]) -> Step:
     lat = w.store_latency(me)
     match action:
         case AcquireLeader():
+            if action.not_after is not None and w.local(me) > action.not_after:
+                return Failed(error="the election's observation is too old to act on"), 0.0
             return lease(a, lambda: s.acquire(me, ttl, w.t)), lat
         case RenewLeader():
             return lease(a, lambda: s.renew(me, ttl, w.t)), lat

@@ -101,9 +101,11 @@ def _san(names: list[str]) -> x509.SubjectAlternativeName:
 
 
 def issue_server_certificate(
-    ca: CertificateAuthority, common_name: str, names: list[str], days: int = 365
+    ca: CertificateAuthority, common_name: str, names: list[str], days: int = 365, client_auth: bool = False
 ) -> tuple[bytes, bytes]:
-    """(cert PEM, key PEM) for a server reachable under `names` (DNS names and IP addresses)."""
+    """(cert PEM, key PEM) for a server reachable under `names` (DNS names and IP addresses).
+
+    `client_auth` adds the clientAuth usage: etcd's own gateway dials its server with the server's pair."""
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (
         x509.CertificateBuilder()
@@ -115,7 +117,11 @@ def issue_server_certificate(
         .not_valid_after(_now() + dt.timedelta(days=days))
         .add_extension(_san(names), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]
+                                  + ([ExtendedKeyUsageOID.CLIENT_AUTH] if client_auth else [])),
+            critical=False,
+        )
         .sign(ca.key, hashes.SHA256())
     )
     return cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)

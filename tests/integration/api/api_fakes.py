@@ -21,6 +21,7 @@ class FakeAgent:
         self.lock = threading.Lock()
         self.switchovers: list[tuple[Any, bool]] = []
         self.wakes = 0
+        self.paused: dict[str, Any] | None = None
 
     def status(self) -> NodeStatus:
         return NodeStatus(
@@ -49,6 +50,19 @@ class FakeAgent:
         if to == "n-0":
             raise ValueError("n-0 is already the leader")
         return {"from": "n-0", "to": to, "force": force}
+
+    def pause(self, until: float | None, reason: str | None, by: str | None) -> dict[str, Any]:
+        with self.lock:
+            self.paused = {"until": until, "reason": reason, "by": by}
+            return dict(self.paused)
+
+    def resume(self) -> bool:
+        with self.lock:
+            was, self.paused = self.paused is not None, None
+            return was
+
+    def history(self) -> list[dict[str, Any]]:
+        return [{"time": 1.0, "kind": "failover", "leader": "n-0", "previous": "n-1", "timeline": 2, "lsn": 16}]
 
     def calls(self) -> list[tuple[Any, bool]]:
         with self.lock:

@@ -230,6 +230,26 @@ def test_sync_compare_and_swap(open_store: Open) -> None:
     assert b.view().sync == second
 
 
+def test_values_compare_and_swap_without_a_lease(open_store: Open) -> None:
+    a, b = open_store(), open_store()
+    assert a.view().values == {}
+    paused = {"pause": {"until": None, "by": "test"}}
+    assert not a.set_value("config", paused, 1), "an absent value has version 0"
+    assert a.set_value("config", paused, 0), "no lease is needed to write a value"
+    v1 = b.view().values["config"]
+    assert v1.value == paused and v1.version > 0
+    assert not b.set_value("config", {}, 0), "must-not-exist fails once it exists"
+    assert b.set_value("config", {}, v1.version)
+    v2 = a.view().values["config"]
+    assert v2.value == {} and v2.version > v1.version
+    assert not a.set_value("config", paused, v1.version), "a stale version loses"
+    assert a.set_value("events", {"events": [{"leader": "n1"}]}, 0), "each key has its own version"
+    seen = b.view().values
+    assert seen["config"].value == {} and seen["events"].value == {"events": [{"leader": "n1"}]}
+    with pytest.raises(ValueError, match="unknown cluster value"):
+        a.set_value("leader", {}, 0)
+
+
 def test_switchover_set_and_clear(open_store: Open) -> None:
     a, b = open_store(), open_store()
     a.clear_switchover()  # absent is fine
@@ -434,6 +454,7 @@ def test_outage_raises_dcserror_within_timeout(backend: Any, open_store: Open) -
         ("initialize", lambda: holder.initialize("x")),
         ("set_history", lambda: holder.set_history("n0", HISTORY)),
         ("set_switchover", lambda: holder.set_switchover({"to": "n1"}, ttl=30.0)),
+        ("set_value", lambda: holder.set_value("config", {}, 0)),
     ]
     with backend.outage():
         for what, call in calls:

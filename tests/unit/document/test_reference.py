@@ -33,6 +33,8 @@ def _schema_leaves(schema: dict[str, Any], prefix: str) -> set[str]:
             found |= _schema_leaves(sub, f"{prefix}{name}.")
         else:
             found.add(f"{prefix}{name}")
+            if "properties" in sub.get("items", {}):  # a list of objects: the list and its items' fields
+                found |= _schema_leaves(sub["items"], f"{prefix}{name}[].")
     return found
 
 
@@ -52,7 +54,15 @@ def _base() -> dict[str, Any]:
     return {"apiVersion": "pgkeel.dev/v1alpha1", "kind": "PostgresCluster", "metadata": {"name": "pg"}}
 
 
-@pytest.mark.parametrize("row", [r for r in LEAVES if r.default.startswith("`")], ids=lambda r: r.path)
+# Fields inside a list item or an optional object (spec.members[].pgPort, spec.store.etcd.…) need their required
+# neighbours around them to be written alone; the tests of those models check their defaults.
+_OPTIONAL = tuple(f"{r.path}." for r in fields(PostgresCluster) if r.type.endswith("object") and r.default == "none")
+
+
+@pytest.mark.parametrize(
+    "row", [r for r in LEAVES if r.default.startswith("`") and "[]" not in r.path and not r.path.startswith(_OPTIONAL)],
+    ids=lambda r: r.path,
+)
 def test_each_documented_default_is_the_default_a_document_gets(row: Any) -> None:
     """Writing the documented default explicitly gives the same cluster as leaving the field out."""
     literal = row.default.strip("`")

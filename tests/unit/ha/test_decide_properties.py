@@ -21,6 +21,7 @@ from pgkeel.ha.records import (
     LeaderHistory,
     MemberRecord,
     MemberState,
+    Pause,
     Role,
     SwitchoverRequest,
     SyncRecord,
@@ -83,6 +84,7 @@ def cluster_states(draw: st.DrawFn, members: tuple[str, ...]) -> ClusterState | 
             )
         ),
         history=draw(st.sampled_from([None, history])),
+        pause=draw(st.sampled_from([None, None, Pause()])),
     )
 
 
@@ -155,6 +157,23 @@ def test_acquire_only_when_no_live_leader_and_bootstrap_only_without_a_cluster(o
     if "Bootstrap" in kinds(d):
         assert o.cluster is not None
         assert o.cluster.initialize is None or o.cluster.bootstrapping == o.me
+
+
+@settings(max_examples=2000, deadline=None)
+@given(observations())
+def test_while_paused_nobody_takes_the_lease_but_by_an_operators_force_or_the_running_primary(
+    o: Observation,
+) -> None:
+    """Maintenance mode: a replica never takes over on its own; the primary may retake its own lease."""
+    if o.cluster is None or o.cluster.pause is None:
+        return
+    d = decide(o)
+    if "AcquireLeader" in kinds(d):
+        request = o.cluster.switchover
+        forced = request is not None and request.force and request.target == o.me
+        assert forced or d.rule in ("elect.reclaim", "bootstrap.initdb", "global.claim-initialize"), d.rule
+        if not forced and d.rule == "elect.reclaim":
+            assert "Promote" not in kinds(d)
 
 
 @settings(max_examples=2000, deadline=None)

@@ -31,12 +31,19 @@ from pgkeel.ha import actions, model
 from pgkeel.ha.model import Memory, OldLeader, PgState, ReplicaFlush
 from pgkeel.ha.records import (
     BOOTSTRAP_PLACEHOLDER,
+    MAX_EVENTS,
+    ClusterState,
+    EventKind,
     FenceKind,
+    HistoryEvent,
     LeaderHistory,
     MemberState,
+    Pause,
     Role,
     SwitchoverRequest,
     SyncRecord,
+    append_event,
+    decode_events,
 )
 from pgkeel.ha.rules import ALL_RULES, precheck, shutdown
 from pgkeel.ha.settings import Mode
@@ -254,6 +261,14 @@ def test_lead_promote() -> None:
     assert kinds(d)[0] == "RenewLeader" and "Promote" in kinds(d)
 
 
+def test_lead_restart_requested() -> None:
+    o = replace(obs("pg-0", pg=primary_pg()), restart_request=model.RestartRequest(number=1, in_place=True))
+    d = decide(o)
+    assert d.rule == "lead.restart-requested" and kinds(d) == ["RenewLeader", "StopPostgres", "Publish"]
+    # without in_place, the leader of three members keeps serving: `pgkeel restart` switches over first
+    assert decide(replace(o, restart_request=model.RestartRequest(number=1))).rule == "lead.serve"
+
+
 def test_lead_switchover() -> None:
     state = cluster(switchover=SwitchoverRequest(source="pg-0", target="pg-2"))
     d = decide(obs("pg-0", pg=primary_pg(), state=state))
@@ -356,6 +371,16 @@ def test_follow_wal_gone() -> None:
     assert isinstance(stop, actions.StopPostgres) and stop.then == "reclone"
 
 
+def test_follow_restart_requested() -> None:
+    d = decide(replace(obs(), restart_request=model.RestartRequest(number=1)))
+    assert d.rule == "follow.restart-requested"
+    assert kinds(d) == ["StopPostgres", "StartPostgres", "Publish"]
+    start = first(d, actions.StartPostgres)
+    assert isinstance(start, actions.StartPostgres) and start.standby and start.leader == address("pg-0")
+    done = replace(obs(memory=Memory(restart_done=1)), restart_request=model.RestartRequest(number=1))
+    assert decide(done).rule == "follow.stream"  # carried out already
+
+
 def test_follow_repoint() -> None:
     d = decide(obs(pg=replica_pg(following="10.0.0.9:5432")))
     assert d.rule == "follow.repoint"
@@ -452,6 +477,63 @@ def test_elect_promote() -> None:
         "pg-1",
         2,
     )
+
+
+def paused_state(state: ClusterState, until: float | None = None) -> ClusterState:
+    return replace(state, pause=Pause(until=until, by="test"))
+
+
+def test_elect_paused() -> None:
+    """Maintenance mode: the best candidate does not take over; it does once the pause expired or ended."""
+    o = elect_obs()
+    assert decide(o).rule == "elect.promote"  # the same observation unpaused promotes
+    assert o.cluster is not None
+    paused = replace(o, cluster=paused_state(o.cluster), wall_now=1_000.0)
+    d = decide(paused)
+    assert d.rule == "elect.paused" and "AcquireLeader" not in kinds(d) and "Promote" not in kinds(d)
+    assert "Follow" not in kinds(d), "a paused replica keeps its WAL source: it is not preparing to take over"
+    expiring = replace(o, cluster=paused_state(o.cluster, until=2_000.0), wall_now=1_999.0)
+    assert decide(expiring).rule == "elect.paused"
+    assert decide(replace(expiring, wall_now=2_000.0)).rule == "elect.promote", "the pause ended by itself"
+
+
+def test_elect_paused_still_lets_an_operator_force_and_a_primary_reclaim() -> None:
+    request = SwitchoverRequest(target="pg-1", force=True)
+    forced = elect_obs(state=paused_state(cluster(leader=None, switchover=request)))
+    assert decide(forced).rule == "elect.forced"
+    reclaim = obs("pg-0", pg=primary_pg(), state=paused_state(cluster(leader=None)))
+    assert decide(reclaim).rule == "elect.reclaim", "the primary retaking its own lease is no failover"
+
+
+def test_lead_down_too_long_not_while_paused() -> None:
+    o = obs("pg-0", pg=stopped_pg(was_primary=True), memory=Memory(last_renewal=NOW - 0.2, pg_down_since=NOW - 11))
+    assert o.cluster is not None
+    d = decide(replace(o, cluster=paused_state(o.cluster)))
+    assert d.rule == "lead.restart-in-place" and "ReleaseLeader" not in kinds(d)
+
+
+def test_promotions_carry_the_change_of_primary_for_the_history() -> None:
+    promote = first(decide(replace(elect_obs(), wall_now=1_234.0)), actions.Promote)
+    assert isinstance(promote, actions.Promote) and promote.event is not None
+    e = promote.event
+    assert (e.kind, e.leader, e.previous, e.timeline, e.time) == (EventKind.FAILOVER, "pg-1", "pg-0", 2, 1_234.0)
+    forced = elect_obs(state=cluster(leader=None, switchover=SwitchoverRequest(target="pg-1", force=True)))
+    forced_promote = first(decide(forced), actions.Promote)
+    assert isinstance(forced_promote, actions.Promote) and forced_promote.event is not None
+    assert forced_promote.event.kind is EventKind.FORCED
+
+
+def test_history_events_are_bounded_and_not_doubled() -> None:
+    value: dict[str, object] | None = None
+    for i in range(MAX_EVENTS + 5):
+        value = append_event(value, HistoryEvent(float(i), EventKind.FAILOVER, f"pg-{i % 3}", None, i + 2, i, term=i))
+    events = decode_events(value)
+    assert len(events) == MAX_EVENTS and events[-1].time == MAX_EVENTS + 4 and events[0].time == 5
+    again = append_event(value, events[-1])
+    assert decode_events(again) == events, "the same leader and term is recorded once"
+    assert decode_events({"events": [{"kind": "failover"}, "junk", {"leader": "pg-1", "time": "x"}]}) == [
+        HistoryEvent(0.0, EventKind.FAILOVER, "pg-1", None, None, None)
+    ]
 
 
 # --- examples of the review's findings, each pinned to the rule that now handles it -------------------------
@@ -665,3 +747,15 @@ def test_docs_ha_rules_is_generated_from_the_table() -> None:
 
     doc = Path(__file__).resolve().parents[3] / "docs" / "HA-RULES.md"
     assert doc.read_text() == rules_markdown(), "docs/HA-RULES.md is stale: run `make rules`"
+
+
+def test_election_acquisitions_expire_with_the_store_read_they_rest_on() -> None:
+    """Simulator seed 8906: a node frozen between observing and AcquireLeader took a lease that another node
+    had held and lost meanwhile, and promoted without that leader's acknowledged commits."""
+    o = replace(elect_obs(), store_read_at=NOW - 0.3)
+    for plan in (o, elect_obs(state=cluster(leader=None, switchover=SwitchoverRequest(target="pg-1", force=True)))):
+        plan = replace(plan, store_read_at=NOW - 0.3)
+        acquire = first(decide(plan), actions.AcquireLeader)
+        assert isinstance(acquire, actions.AcquireLeader)
+        assert acquire.not_after == NOW - 0.3 + plan.settings.election_freshness
+    assert plan.settings.election_freshness < plan.settings.ttl - plan.settings.dcs_timeout

@@ -15,6 +15,7 @@ from builders import NOW, SYSID, cluster, obs, primary_pg, primary_record, recor
 from pgkeel.ha import actions
 from pgkeel.ha.memory import START_RETRY_MAX, remember
 from pgkeel.ha.model import Decision, Done, Failed, Memory, Observation, Started
+from pgkeel.ha.records import SyncRecord
 from pgkeel.ha.status import NodeStatus, TlsStatus, node_status
 from pgkeel.instance import ServerStatus
 from pgkeel.instance.logs import start_failure_reason
@@ -193,3 +194,15 @@ def test_pgkeel_status_prints_a_cluster_header_and_lag_in_mb(capsys: pytest.Capt
     assert "127.0.0.1:5433" in row and "0.0" in row and "54.0" in row and "replay paused" in row
     row = next(line for line in out.splitlines() if "pg-2" in line)
     assert 'FATAL:  could not access file "nope"' in row
+
+
+def test_a_replica_is_synchronous_only_in_the_current_leaders_sync_record() -> None:
+    def synchronous(me: str, sync: SyncRecord | None, pg: object = None) -> bool:
+        o = obs(me, pg=pg or replica_pg(), state=cluster(sync=sync))  # type: ignore[arg-type]
+        return status_of(o, server()).synchronous
+
+    assert synchronous("pg-1", SyncRecord("pg-0", ("pg-1",), 1)) is True
+    assert synchronous("pg-2", SyncRecord("pg-0", ("pg-1",), 1)) is False
+    assert synchronous("pg-1", SyncRecord("pg-2", ("pg-1",), 1)) is False  # an old leader's set
+    assert synchronous("pg-1", None) is False  # async mode: no set
+    assert synchronous("pg-0", SyncRecord("pg-0", ("pg-0",), 1), pg=primary_pg()) is False  # a primary never is

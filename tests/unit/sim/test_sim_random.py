@@ -40,3 +40,20 @@ def test_quorum_five_nodes() -> None:
 
 def test_watchdog_fence_three_nodes() -> None:
     check(range(20), 3, Mode.QUORUM, FenceKind.WATCHDOG)
+
+
+# Seeds the long runs (bench/sim_long.py) found, each failing before the fix named beside it.
+FOUND: list[tuple[int, Mode, FenceKind, int, str]] = [
+    (3, Mode.QUORUM, FenceKind.EXTENSION, 5512, "lost ack: behind_me needs the sync member detached"),
+    (3, Mode.QUORUM, FenceKind.EXTENSION, 12556, "lost ack: behind_me needs the sync member detached"),
+    (3, Mode.QUORUM, FenceKind.EXTENSION, 11605, "deadlock: one last-leader test for self and peers"),
+    (3, Mode.QUORUM, FenceKind.WATCHDOG, 8906, "lost ack: AcquireLeader sent 16 s after a frozen node observed"),
+    (3, Mode.QUORUM, FenceKind.EXTENSION, 15797, "checker: both modes wait for the timeline the last leader served"),
+    (3, Mode.ASYNC, FenceKind.NONE, 286, "checker: an unfenced, frozen old leader is waited for by design"),
+]
+
+
+def test_seeds_found_by_long_runs() -> None:
+    for nodes, mode, fence, seed, why in FOUND:
+        summary = run_many(range(seed, seed + 1), config_for(nodes, mode, fence), STEPS)
+        assert not summary.failed, f"seed {seed} ({why}):\n" + "\n".join(summary.lines())

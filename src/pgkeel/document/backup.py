@@ -1,0 +1,185 @@
+"""`spec.backup` and `spec.bootstrap`: where backups and archived WAL go, and restoring a new cluster.
+
+Kept beside model.py (which only adds the two fields) so the backup settings read as one unit.
+Secrets are never in the document: it names 0600 files (S3 keys, the encryption passphrase).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from pgkeel.document.cron import check_cron
+
+_LSN = re.compile(r"^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$")
+_RESTORE_POINT = re.compile(r"^[^\x00-\x1f'\"\\]{1,63}$")  # a name pg_create_restore_point accepts
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True)
+
+
+def _absolute(value: str) -> str:
+    if not value.startswith("/"):
+        raise ValueError(f"must be an absolute path (starting with /); got {value!r}")
+    return value
+
+
+AbsolutePath = Annotated[str, AfterValidator(_absolute)]
+Cron = Annotated[str, AfterValidator(check_cron)]
+
+
+class VolumeRepository(_Model):
+    """A posix repository: a directory or a mounted volume, writable by the postgres OS user."""
+
+    path: AbsolutePath = Field(description="Directory of the repository, e.g. `/var/lib/pgbackrest`.")
+
+
+class S3Repository(_Model):
+    """An S3-compatible bucket (pgBackRest speaks HTTPS only)."""
+
+    endpoint: str = Field(description="Host[:port] of the S3 service, e.g. `s3.eu-west-1.amazonaws.com`.")
+    bucket: str = Field(description="Bucket name.")
+    region: str = Field(default="us-east-1", description="Bucket region.")
+    path: AbsolutePath = Field(default="/pgbackrest", description="Prefix inside the bucket.")
+    uri_style: Literal["host", "path"] = Field(
+        default="host", description="host: bucket.endpoint; path: endpoint/bucket (MinIO, SeaweedFS)."
+    )
+    credentials_file: AbsolutePath = Field(
+        description="0600 file with two lines `accessKeyId=…` and `secretAccessKey=…`; never in the document."
+    )
+    ca_file: AbsolutePath | None = Field(default=None, description="CA bundle to verify the endpoint's certificate.")
+
+    @field_validator("endpoint")
+    @classmethod
+    def _no_scheme(cls, value: str) -> str:
+        if "://" in value or "/" in value:
+            raise ValueError(f"give host[:port] only (HTTPS is implied); got {value!r}")
+        return value
+
+
+class Repository(_Model):
+    """One repository: exactly one of `volume` or `s3`."""
+
+    volume: VolumeRepository | None = Field(default=None, description="A posix directory or mounted volume.")
+    s3: S3Repository | None = Field(default=None, description="An S3-compatible bucket.")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Repository:
+        if (self.volume is None) == (self.s3 is None):
+            raise ValueError("give exactly one of volume: {path: …} or s3: {endpoint: …, bucket: …, …}")
+        return self
+
+
+class Schedule(_Model):
+    """When base backups run (cron: minute hour day-of-month month day-of-week, UTC)."""
+
+    full: Cron | None = Field(default="0 1 * * 0", description="Full backups; default Sundays at 01:00.")
+    diff: Cron | None = Field(default="0 1 * * 1-6", description="Differential backups; default other days at 01:00.")
+
+
+class Retention(_Model):
+    """How many full backups are kept (by count or by age); older ones and their WAL are expired."""
+
+    full: int | None = Field(default=2, ge=1, le=9999, description="Full backups to keep.")
+    full_days: int | None = Field(
+        default=None, ge=1, le=9999, description="Keep full backups this many days instead of by count."
+    )
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Retention:
+        if self.full_days is not None and "full" in self.model_fields_set and self.full is not None:
+            raise ValueError(
+                "give either full (a count) or fullDays (an age): pgBackRest keeps full backups by one of "
+                "them; remove the other"
+            )
+        return self
+
+
+class Encryption(_Model):
+    """Repository encryption (aes-256-cbc); the passphrase lives in a 0600 file."""
+
+    passphrase_file: AbsolutePath = Field(description="0600 file holding the passphrase (one line).")
+
+
+class BackupSpec(_Model):
+    """Base backups and continuous WAL archiving with pgBackRest (stanza = metadata.name)."""
+
+    repositories: list[Repository] = Field(description="Where backups and WAL go: repo1, repo2, … in this order.")
+    schedule: Schedule = Field(default_factory=Schedule)
+    retention: Retention = Field(default_factory=Retention)
+    from_standby: bool = Field(
+        default=True, description="Copy files from a streaming replica when one is healthy (the primary is spared)."
+    )
+    encryption: Encryption | None = Field(default=None, description="Encrypt every repository with a passphrase.")
+
+    @field_validator("repositories")
+    @classmethod
+    def _some(cls, values: list[Repository]) -> list[Repository]:
+        if not values:
+            raise ValueError("list at least one repository, e.g. [{volume: {path: /var/lib/pgbackrest}}]")
+        if len(values) > 4:
+            raise ValueError(f"pgBackRest supports at most 4 repositories; got {len(values)}")
+        return values
+
+
+class RecoveryTarget(_Model):
+    """A point to recover to: exactly one of time, lsn or name."""
+
+    time: datetime | None = Field(default=None, description="Commit time with a UTC offset, e.g. 2024-05-01T12:00:00Z.")
+    lsn: str | None = Field(default=None, description="WAL position, e.g. `0/3000060`.")
+    name: str | None = Field(default=None, description="A restore point made with pg_create_restore_point().")
+
+    @field_validator("time")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError(f"needs a UTC offset, e.g. {value.isoformat()}Z or {value.isoformat()}+02:00")
+        return value
+
+    @field_validator("lsn")
+    @classmethod
+    def _lsn(cls, value: str | None) -> str | None:
+        if value is not None and not _LSN.fullmatch(value):
+            raise ValueError(f"must be a WAL position like 0/3000060 (two hex numbers); got {value!r}")
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        if value is not None and not _RESTORE_POINT.fullmatch(value):
+            raise ValueError(f"must be 1–63 printable characters without quotes or backslashes; got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> RecoveryTarget:
+        given = [k for k in ("time", "lsn", "name") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of time, lsn or name (or target: latest)"
+                + (f"; got {', '.join(given)}" if given else "")
+            )
+        return self
+
+
+class FromBackup(_Model):
+    """Restore the first member from a backup, replay to the target and promote; the others clone from it."""
+
+    repository: Repository = Field(description="The repository holding the backups (as in spec.backup).")
+    cluster_name: str | None = Field(
+        default=None, description="metadata.name of the cluster that made the backups (its stanza); default ours."
+    )
+    target: Literal["latest"] | RecoveryTarget = Field(
+        default="latest", description="`latest` (the end of the archive) or {time | lsn | name}."
+    )
+    encryption: Encryption | None = Field(default=None, description="Passphrase of an encrypted repository.")
+
+
+class Bootstrap(_Model):
+    """How the first member gets its data: initdb (default) or a restore."""
+
+    from_backup: FromBackup | None = Field(default=None, description="Point-in-time recovery into this new cluster.")
