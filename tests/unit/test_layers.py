@@ -26,6 +26,7 @@ ALLOWED: dict[str, set[str]] = {
     "local": {"ha", "instance", "pgconf", "document", "tls"},
     "lab": {"local", "ha", "instance", "pgconf", "document"},
     "sim": {"ha", "dcs", "instance"},
+    "backup": {"document", "instance"},
     "node": {"agent", "ha", "dcs", "instance", "document", "pgconf", "tls", "k8s"},
     "cli": {"agent", "document", "ha", "instance", "k8s", "lab", "local", "node", "pgconf", "sim"},
     "__main__": {"cli"},

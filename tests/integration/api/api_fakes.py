@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 
 from pgkeel.api.server import ApiServer
+from pgkeel.ha.plan_restart import RestartRefused
 from pgkeel.ha.status import NodeStatus, PostgresStatus
 
 TOKEN = "t0ken-Of-The-Cluster_0123456789abcdef"
@@ -63,6 +64,14 @@ class FakeAgent:
 
     def history(self) -> list[dict[str, Any]]:
         return [{"time": 1.0, "kind": "failover", "leader": "n-0", "previous": "n-1", "timeline": 2, "lsn": 16}]
+
+    def request_restart(self, in_place: bool = False) -> dict[str, Any]:
+        if not in_place:  # this fake is the leader of three members
+            raise RestartRefused("n-0 is the leader: switch over first")
+        return {"member": "n-0", "request": 1, "in_place": in_place}
+
+    def reload(self) -> dict[str, Any]:
+        return {"member": "n-0", "reloaded": True}
 
     def calls(self) -> list[tuple[Any, bool]]:
         with self.lock:

@@ -197,3 +197,24 @@ def test_the_description_lists_the_strict_request_schemas() -> None:
         assert set(schemas[name]["properties"]) == keys
         assert "scheduled_at" in schemas[name]["description"]
     assert set(schemas["Error"]["properties"]["reason"]["enum"]) == set(ERROR_REASONS)
+
+
+def test_restart_is_accepted_by_a_replica_and_refused_by_the_leader_unless_in_place(node: Node) -> None:
+    healthy(node)
+    answer = node.post("/restart", {})
+    assert answer.status_code == 202 and answer.json()["accepted"]["member"] == "n-1"
+    assert node.post("/restart", {}).json()["accepted"]["request"] == 2  # each request counts
+    error = refused(node.post("/restart", {"now": True}), "/restart", 400, "bad-body")
+    assert "now" in error and "in_place" in error
+    assert node.http.post("/restart", json={}).status_code == 401  # no token
+    # n-1 takes the lease: as the leader of three it restarts in place only when asked to
+    assert node.dcs.release_leader("n-0") and node.dcs.acquire_leader("n-1", ttl=60)
+    error = refused(node.post("/restart", {}), "/restart", 409, "leader-restart")
+    assert "switch over first" in error
+    assert node.post("/restart", {"in_place": True}).status_code == 202
+
+
+def test_reload_answers_whether_postgres_was_running(node: Node) -> None:
+    answer = node.post("/reload", {})
+    assert answer.status_code == 200 and answer.json() == {"member": "n-1", "reloaded": False}  # no postgres here
+    assert answer.status_code in documented_statuses("POST", "/reload")
