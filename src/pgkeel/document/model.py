@@ -323,13 +323,18 @@ class MemberSpec(_Model):
     )
     pg_port: int = Field(default=5432, ge=1, le=65535, description="PostgreSQL's TCP port on the host.")
     api_port: int = Field(default=8008, ge=1, le=65535, description="The agent's HTTP API port on the host.")
-    no_failover: bool = Field(default=False, description="Never promoted automatically (switchover still can).")
+    no_failover: bool = Field(
+        default=False, description="Never promoted automatically (switchover still can). Not yet honoured."
+    )
     failover_priority: int = Field(
         default=1,
         ge=0,
-        description="0 = never promoted automatically (as Patroni); higher wins among equally up-to-date candidates.",
+        description="0 = never promoted automatically (as Patroni); higher wins among equally up-to-date "
+        "candidates. Not yet honoured.",
     )
-    no_sync: bool = Field(default=False, description="Never in the synchronous set: commits do not wait for it.")
+    no_sync: bool = Field(
+        default=False, description="Never in the synchronous set: commits do not wait for it. Not yet honoured."
+    )
 
     @model_validator(mode="after")
     def _ports_differ(self) -> MemberSpec:
@@ -435,6 +440,28 @@ class ClusterSpec(_Model):
     )
     store: Store = Field(default_factory=Store)
 
+    @field_validator("backup")
+    @classmethod
+    def _backup_not_yet(cls, value: BackupSpec | None) -> BackupSpec | None:
+        """Refused until the archive, backups and restores are all in place: an archive_command that cannot
+        succeed would keep every WAL segment and fill the volume."""
+        if value is not None:
+            raise ValueError(
+                "backups are not available in this version yet (WAL archiving, base backups and restores are "
+                "still being built); remove spec.backup and keep your own backups (pg_basebackup, pgBackRest)"
+            )
+        return value
+
+    @field_validator("bootstrap")
+    @classmethod
+    def _restore_not_yet(cls, value: Bootstrap) -> Bootstrap:
+        if value.from_backup is not None:
+            raise ValueError(
+                "fromBackup: restoring a new cluster from a backup is not available in this version yet; "
+                "remove spec.bootstrap.fromBackup"
+            )
+        return value
+
     @field_validator("members")
     @classmethod
     def _unique_members(cls, values: list[MemberSpec]) -> list[MemberSpec]:
@@ -523,6 +550,12 @@ class ClusterSpec(_Model):
             found.append(
                 "spec.members: every member has noFailover or failoverPriority 0, so no automatic failover can "
                 "happen; allow at least one member to be promoted"
+            )
+        tagged = [m.name for m in self.members if m.no_failover or m.failover_priority != 1 or m.no_sync]
+        if tagged:
+            found.append(
+                f"spec.members ({', '.join(tagged)}): noFailover, failoverPriority and noSync are accepted but not "
+                "yet honoured: every member may still be promoted and be in the synchronous set"
             )
         etcd = self.store.etcd
         if etcd is not None and etcd.auth is not None and not etcd.secure:
