@@ -12,73 +12,21 @@ landed. Prints each outage and the median; asserts nothing. Stops everything it 
 from __future__ import annotations
 
 import argparse
-import itertools
 import os
 import shutil
 import statistics
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-import psycopg
 import yaml
 
+from pgkeel.lab.workload import Writer, steady_writer
 from pgkeel.local import LocalCluster
 from pgkeel.local.haproxy import HAProxy, server_names
 
 ROOT = Path(__file__).resolve().parents[1]
 INTERVAL = 0.02  # the writer's pause between commits
-
-
-class Writer:
-    """One INSERT every INTERVAL through `dsn`; the monotonic time of every successful commit."""
-
-    def __init__(self, dsn: str) -> None:
-        self.dsn = dsn
-        self.commits: list[float] = []
-        self.errors = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def start(self) -> Writer:
-        with psycopg.connect(self.dsn, autocommit=True) as conn:
-            conn.execute("CREATE TABLE IF NOT EXISTS bench_haproxy (at timestamptz DEFAULT now())")
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        conn: psycopg.Connection | None = None
-        while not self._stop.is_set():
-            try:
-                if conn is None or conn.closed:
-                    conn = psycopg.connect(self.dsn, autocommit=True)
-                conn.execute("INSERT INTO bench_haproxy DEFAULT VALUES")
-                self.commits.append(time.monotonic())
-            except psycopg.Error:
-                self.errors += 1
-                if conn is not None:
-                    conn.close()
-                conn = None
-            time.sleep(INTERVAL)
-        if conn is not None:
-            conn.close()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
-
-    def wait_commits(self, count: int, timeout: float = 60.0) -> None:
-        target = len(self.commits) + count
-        deadline = time.monotonic() + timeout
-        while len(self.commits) < target:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the writer made no progress through HAProxy ({self.errors} errors)")
-            time.sleep(0.05)
-
-    def longest_gap(self, since: float) -> float:
-        times = [t for t in self.commits if t >= since]
-        return max((b - a for a, b in itertools.pairwise(times)), default=float("nan"))
 
 
 def document(directory: Path, mode: str) -> Path:
@@ -111,7 +59,7 @@ def main() -> None:
         proxy = HAProxy(ROOT / "examples" / "haproxy.cfg", cluster, base / "haproxy").start()
         leader = cluster.status()["leader"]
         proxy.wait_servers("rw", {servers[leader]})
-        writer = Writer(cluster.port_dsn(proxy.rw_port)).start()
+        writer = steady_writer("haproxy-rw", cluster.port_dsn(proxy.rw_port), INTERVAL)
         writer.wait_commits(50)
         outages, settles = [], []
         for i in range(args.switchovers):
@@ -136,6 +84,7 @@ def main() -> None:
     finally:
         if writer is not None:
             writer.stop()
+            writer.join(timeout=30)
         if proxy is not None:
             proxy.stop()
         try:

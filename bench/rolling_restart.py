@@ -12,66 +12,22 @@ and median/min/max; asserts nothing.
 from __future__ import annotations
 
 import argparse
-import itertools
 import os
 import shutil
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-import psycopg
 import yaml
 
+from pgkeel.lab.workload import steady_writer
 from pgkeel.local import LocalCluster
 from pgkeel.local.rolling import RollingRestart
 
 ROOT = Path(__file__).resolve().parents[1]
-INTERVAL = 0.02
-
-
-class Writer:
-    """One INSERT every 20 ms; the monotonic time of every successful commit."""
-
-    def __init__(self, dsn: str) -> None:
-        self.dsn = dsn
-        self.commits: list[float] = []
-        self.errors = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def start(self) -> Writer:
-        with psycopg.connect(self.dsn, autocommit=True) as conn:
-            conn.execute("CREATE TABLE IF NOT EXISTS bench_rolling (id bigserial PRIMARY KEY, at timestamptz)")
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        conn: psycopg.Connection | None = None
-        while not self._stop.is_set():
-            try:
-                if conn is None or conn.closed:
-                    conn = psycopg.connect(self.dsn, autocommit=True)
-                conn.execute("INSERT INTO bench_rolling (at) VALUES (now())")
-                self.commits.append(time.monotonic())
-            except psycopg.Error:
-                self.errors += 1
-                if conn is not None:
-                    conn.close()
-                conn = None
-            time.sleep(INTERVAL)
-        if conn is not None:
-            conn.close()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
-
-    def longest_gap(self, start: float, end: float) -> float:
-        during = [t for t in self.commits if start - 1 <= t <= end + 1]
-        return max((b - a for a, b in itertools.pairwise(during)), default=float("nan"))
+INTERVAL = 0.02  # the writer's pause between commits
 
 
 def document(base: Path, mode: str) -> Path:
@@ -95,7 +51,7 @@ def main() -> int:
     outages, switchovers = [], []
     try:
         cluster.up(document(base, args.mode), timeout=120)
-        writer = Writer(cluster.dsn(True)).start()
+        writer = steady_writer("rolling-rw", cluster.dsn(True), INTERVAL)
         time.sleep(1)
         try:
             for trial in range(1, args.trials + 1):
@@ -105,13 +61,14 @@ def main() -> int:
                 steps = rolling.run(rolling.plan())
                 end = time.monotonic()
                 time.sleep(1)
-                gap = writer.longest_gap(start, end)
+                gap = writer.longest_gap(start - 1, end + 1)
                 outages.append(gap)
                 switchovers.append(sum(s.step.kind == "switchover" for s in steps))
                 print(f"trial {trial}/{args.trials}: outage {gap:.3f} s  rolling restart {end - start:.1f} s  "
                       f"leader {before} → {cluster.status()['leader']}  switchovers {switchovers[-1]}", flush=True)
         finally:
             writer.stop()
+            writer.join(timeout=30)
         print(f"write outage ({args.mode}, {args.trials} trials): median {statistics.median(outages):.3f} s  "
               f"min {min(outages):.3f} s  max {max(outages):.3f} s; switchovers per restart {set(switchovers)}; "
               f"writer errors {writer.errors}")

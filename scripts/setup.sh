@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(postgresql-15 postgresql-client-15 etcd-server iproute2 python3-venv haproxy)
+APT_PACKAGES=(postgresql-15 postgresql-client-15 etcd-server iproute2 python3-venv haproxy pgbackrest)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -18,6 +18,7 @@ from pgkeel.document import PostgresCluster, SpecError, check_cluster_file
 if TYPE_CHECKING:
     from pgkeel.local import LocalCluster
     from pgkeel.local.apply import ApplyPlan
+    from pgkeel.remote.cluster import RemoteCluster
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Highly available PostgreSQL, anywhere.")
 render_app = typer.Typer(no_args_is_help=True, help="Render configuration or manifests from a cluster document.")
@@ -313,7 +314,7 @@ def _print_status(status: dict[str, Any]) -> None:
         state = m["state"] + (" (replay paused)" if m.get("replay_paused") else "")
         table.add_row(
             m["name"] + (" *" if m["name"] == status["leader"] else ""),
-            f"{m.get('host') or '127.0.0.1'}:{m['port']}",
+            f"{m.get('host') or '127.0.0.1'}:{m['port']}" if m["port"] else "",  # remote: a member without a record
             m["role"],
             state,
             str(m["timeline"] or ""),
@@ -324,6 +325,9 @@ def _print_status(status: dict[str, Any]) -> None:
             last_error(m.get("last_error")),
         )
     console.print(table)
+    for m in status["members"]:  # spec.backup: the primary's archive (pgkeel.backup.archive_watch)
+        if m.get("archive"):
+            console.print(f"{m['name']}: {m['archive']['line']}", highlight=False, soft_wrap=True)
 
 
 def _paused_text(status: dict[str, Any]) -> str:
@@ -348,9 +352,75 @@ def _local(directory: Path) -> LocalCluster:
     return local
 
 
+# --- remote control: the same commands against a cluster on other machines (pgkeel.remote) ---------------
+ApiOpt = Annotated[list[str] | None, typer.Option(
+    "--api", help="A member's API, https://HOST:8008; repeat it (or separate by commas) to try several in order.")]
+CaOpt = Annotated[Path | None, typer.Option(
+    "--ca", help="The cluster CA that signed the members' API certificates (ca.crt of a bundle).")]
+TokenFileOpt = Annotated[Path | None, typer.Option(
+    "--token-file", help="File holding the cluster's API token (api-token of a bundle); switchover and failover.")]
+SecretsDirOpt = Annotated[Path | None, typer.Option(
+    "--secrets", help="A member's bundle, or the `secrets init --out` DIR: --ca and --token-file from it.")]
+StoreOpt = Annotated[str | None, typer.Option(
+    "--store", help="etcd://HOST:2379[,HOST:2379…]/CLUSTER (etcds:// for TLS): read the store; no agent needed.")]
+StoreCaOpt = Annotated[Path | None, typer.Option("--store-ca", help="CA of etcd's server certificates.")]
+StoreCertOpt = Annotated[Path | None, typer.Option("--store-cert", help="Client certificate for etcd, if it asks.")]
+StoreKeyOpt = Annotated[Path | None, typer.Option("--store-key", help="Private key of --store-cert.")]
+StoreUserOpt = Annotated[str | None, typer.Option("--store-user", help="etcd user (auth on).")]
+StorePasswordOpt = Annotated[Path | None, typer.Option(
+    "--store-password-file", help="File whose first line is --store-user's password.")]
+RemoteFileOpt = Annotated[Path | None, typer.Option(
+    "-f", "--file", help="The cluster's document: spec.members and spec.store say where it runs.")]
+
+
+def _remote(ctx: typer.Context) -> RemoteCluster | None:
+    """The cluster on other machines the command's remote options name; None without any (the local one).
+
+    Read from ctx.params: each command declares only the options it takes, and absent ones are None."""
+    from pgkeel.remote.cluster import RemoteCluster
+    from pgkeel.remote.target import RemoteOptions, TargetError, resolve
+
+    given = ctx.params
+    file = given.get("file")
+    options = RemoteOptions(
+        api=tuple(given.get("api") or ()), ca=given.get("ca"), token_file=given.get("token_file"),
+        secrets=given.get("secrets"), store=given.get("store"), store_ca=given.get("store_ca"),
+        store_cert=given.get("store_cert"), store_key=given.get("store_key"), store_user=given.get("store_user"),
+        store_password_file=given.get("store_password_file"), document=_load_valid(file) if file else None,
+    )
+    if not options.given():
+        return None
+    try:
+        return RemoteCluster(resolve(options))
+    except TargetError as exc:
+        _fail([str(exc)])
+
+
+def _remote_call(call: Any, *args: Any) -> Any:
+    """Run one remote read or request; its RemoteError is one line, never a traceback."""
+    from pgkeel.remote.cluster import RemoteError
+
+    try:
+        return call(*args)
+    except RemoteError as exc:
+        _fail([str(exc)])
+
+
 @app.command()
 def status(
+    ctx: typer.Context,
     directory: DirOpt = DEFAULT_DIR,
+    file: RemoteFileOpt = None,
+    api: ApiOpt = None,
+    ca: CaOpt = None,
+    token_file: TokenFileOpt = None,
+    secrets: SecretsDirOpt = None,
+    store: StoreOpt = None,
+    store_ca: StoreCaOpt = None,
+    store_cert: StoreCertOpt = None,
+    store_key: StoreKeyOpt = None,
+    store_user: StoreUserOpt = None,
+    store_password_file: StorePasswordOpt = None,
     as_json: Annotated[
         bool,
         typer.Option(
@@ -364,10 +434,21 @@ def status(
         ),
     ] = False,
 ) -> None:
-    """The local cluster like `patronictl list`: name, system identifier, mode, leader, paused; then per member
-    host:port, role, state, timeline, receive and replay lag in MB, sync, pending restart and the last error."""
+    """The cluster like `patronictl list`: name, system identifier, mode, leader, paused; then per member
+    host:port, role, state, timeline, receive and replay lag in MB, sync, pending restart and the last error.
+
+    The local cluster (--dir), or one on other machines: --api (any member; the next on failure), --store
+    (no agent needed), or -f FILE (its members' APIs, then its store)."""
     from pgkeel.ha.status import cluster_summary, member_summary, parse_status
 
+    remote = _remote(ctx)
+    if remote is not None:
+        st = _remote_call(remote.status)
+        if as_json:
+            print(json.dumps(st, indent=1))
+        else:
+            _print_status(st)
+        return
     local = _local(directory)
     st = local.status()
     statuses = {m["name"]: parse_status(local.fetch(m["name"])) if m["agent_pid"] else None for m in st["members"]}
@@ -397,7 +478,7 @@ def _confirm(question: str, yes: bool) -> None:
         _fail(["not confirmed; nothing changed"])
 
 
-def _handed_over(local: LocalCluster, request: dict[str, Any], wait: bool, timeout: float) -> None:
+def _handed_over(local: LocalCluster | RemoteCluster, request: dict[str, Any], wait: bool, timeout: float) -> None:
     """Report a recorded request: at once with --no-wait, else once its target leads (exit 1 on timeout)."""
     target = request.get("to") or "the best replica"
     if not wait:
@@ -413,12 +494,24 @@ def _handed_over(local: LocalCluster, request: dict[str, Any], wait: bool, timeo
 
 @app.command()
 def switchover(
+    ctx: typer.Context,
     directory: DirOpt = DEFAULT_DIR,
     to: Annotated[str | None, typer.Option("--to", help="Member to promote (default: the best replica).")] = None,
     wait: WaitOpt = True,
     timeout: WaitTimeoutOpt = 60.0,
+    file: RemoteFileOpt = None,
+    api: ApiOpt = None,
+    ca: CaOpt = None,
+    token_file: TokenFileOpt = None,
+    secrets: SecretsDirOpt = None,
 ) -> None:
-    """Planned handover of the primary role with no lost writes; a refusal is printed at once (exit 1)."""
+    """Planned handover of the primary role with no lost writes; a refusal is printed at once (exit 1).
+
+    On other machines: through any member's API (--api or -f), with the API token (--token-file or --secrets)."""
+    remote = _remote(ctx)
+    if remote is not None:
+        _handed_over(remote, _remote_call(remote.request_switchover, to), wait, timeout)
+        return
     local = _local(directory)
     try:
         request = local.request_switchover(to)
@@ -429,23 +522,32 @@ def switchover(
 
 @app.command()
 def failover(
+    ctx: typer.Context,
     to: Annotated[str, typer.Option("--to", help="Member to promote.")],
     directory: DirOpt = DEFAULT_DIR,
     force: Annotated[bool, typer.Option(help="Also with no leader: may lose acknowledged commits.")] = False,
     yes: YesOpt = False,
     wait: WaitOpt = True,
     timeout: WaitTimeoutOpt = 60.0,
+    file: RemoteFileOpt = None,
+    api: ApiOpt = None,
+    ca: CaOpt = None,
+    token_file: TokenFileOpt = None,
+    secrets: SecretsDirOpt = None,
 ) -> None:
-    """Promote a named member now (asks first): with a leader, as a switchover; --force also without one."""
-    local = _local(directory)
-    leader = local.status()["leader"]
+    """Promote a named member now (asks first): with a leader, as a switchover; --force also without one.
+
+    On other machines: through any member's API (--api or -f), with the API token (--token-file or --secrets)."""
+    remote = _remote(ctx)
+    local: LocalCluster | RemoteCluster = remote if remote is not None else _local(directory)
+    leader = _remote_call(local.status)["leader"]
     question = f"Promote {to}, demoting the leader {leader}?" if leader else f"Promote {to} (no leader holds a lease)?"
     if force:
         question += " With --force acknowledged commits may be lost."
     _confirm(question, yes)
     try:
         answer = local.failover(to, force)
-    except RuntimeError as exc:
+    except RuntimeError as exc:  # RemoteError too: one line
         _fail([str(exc)])
     _handed_over(local, answer["accepted"], wait, timeout)
 
@@ -515,18 +617,40 @@ def resume(directory: DirOpt = DEFAULT_DIR) -> None:
 
 @app.command()
 def history(
+    ctx: typer.Context,
     directory: DirOpt = DEFAULT_DIR,
     as_json: Annotated[bool, typer.Option("--json", help="Print the events as JSON (epoch times, LSNs as bytes).")]
     = False,
+    file: RemoteFileOpt = None,
+    api: ApiOpt = None,
+    ca: CaOpt = None,
+    secrets: SecretsDirOpt = None,
+    store: StoreOpt = None,
+    store_ca: StoreCaOpt = None,
+    store_cert: StoreCertOpt = None,
+    store_key: StoreKeyOpt = None,
+    store_user: StoreUserOpt = None,
+    store_password_file: StorePasswordOpt = None,
 ) -> None:
-    """Every change of primary (failover, switchover, forced failover), oldest first, as the store keeps it."""
-    from pgkeel.instance import format_lsn
+    """Every change of primary (failover, switchover, forced failover), oldest first, as the store keeps it.
 
+    On other machines: --api (any member), --store (no agent needed) or -f FILE, as `pgkeel status`."""
+    remote = _remote(ctx)
+    if remote is not None:
+        _print_history(_remote_call(remote.history), as_json)
+        return
     local = _local(directory)
     try:
         events = local.history()
     except RuntimeError as exc:
         _fail([str(exc)])
+    _print_history(events, as_json)
+
+
+def _print_history(events: list[dict[str, Any]], as_json: bool) -> None:
+    """The history table (or JSON), one row per change of primary; local and remote print the same."""
+    from pgkeel.instance import format_lsn
+
     if as_json:
         print(json.dumps(events, indent=1))
         return
@@ -882,6 +1006,90 @@ def sim_cmd(
 
     code = sim_main(seed, seeds, nodes, mode, fence, steps, transcript, scenario, print)
     raise typer.Exit(code)
+
+
+backup_app = typer.Typer(no_args_is_help=True, help="Backups of the local cluster with pgBackRest (spec.backup).")
+app.add_typer(backup_app, name="backup")
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+@backup_app.command("now")
+def backup_now_cmd(
+    directory: DirOpt = DEFAULT_DIR,
+    kind: Annotated[str, typer.Option("--type", help="full | diff | incr.")] = "full",
+    as_json: JsonOpt = False,
+) -> None:
+    """Take a backup now (creating the stanza if needed), from a streaming replica when spec.backup.fromStandby,
+    then expire what the retention no longer keeps."""
+    from pgkeel.backup import BackupError
+    from pgkeel.local import backups
+
+    if kind not in ("full", "diff", "incr"):
+        _fail([f"--type: {kind!r} is not one of full, diff, incr"])
+    local = _local(directory)
+    cluster = local.cluster()
+    try:
+        with console.status(f"{kind} backup…"):
+            run = backups.backup_now(local.layout, cluster, local.status(), kind)  # type: ignore[arg-type]
+    except (ValueError, BackupError) as exc:
+        _fail(str(exc).splitlines())
+    if as_json:
+        print(json.dumps(run.as_dict(), indent=1))
+        return
+    b = run.backup
+    console.print(f"{b.type} backup [bold]{b.label}[/] from {run.source} (primary {run.primary}): "
+                  f"{b.size / 2**20:.1f} MiB, {(b.stopped - b.started).total_seconds():.0f} s, "
+                  f"WAL {b.wal_start}…{b.wal_stop}", highlight=False)
+
+
+def _backup_table(state: Any) -> None:
+    table = Table("label", "type", "started", "stopped", "size MiB", "stored MiB", "WAL start", "WAL stop", "LSN stop")
+    for b in state.backups:
+        table.add_row(b.label, b.type, b.started.strftime("%Y-%m-%d %H:%M:%S"), b.stopped.strftime("%H:%M:%S"),
+                      f"{b.size / 2**20:.1f}", f"{b.repo_size / 2**20:.1f}", b.wal_start, b.wal_stop, b.lsn_stop)
+    console.print(table)
+    console.print(f"stanza {state.stanza}: {state.status}; archived WAL {state.wal_min or '-'} … "
+                  f"{state.wal_max or '-'}", highlight=False)
+
+
+def _repository_state(local: LocalCluster) -> Any:
+    """`pgbackrest info` of the local cluster's repository; exits with the reason when it cannot be read."""
+    from pgkeel.backup import BackupError
+    from pgkeel.local import backups
+
+    try:
+        return backups.engine(local.layout, local.cluster()).info()
+    except (ValueError, BackupError) as exc:
+        _fail(str(exc).splitlines())
+
+
+@backup_app.command("list")
+def backup_list_cmd(directory: DirOpt = DEFAULT_DIR, as_json: JsonOpt = False) -> None:
+    """The backups in the cluster's first repository: label, type, start/stop time, size, WAL range."""
+    state = _repository_state(_local(directory))
+    if as_json:
+        print(json.dumps(state.as_dict(), indent=1))
+    else:
+        _backup_table(state)
+
+
+@backup_app.command("info")
+def backup_info_cmd(directory: DirOpt = DEFAULT_DIR, as_json: JsonOpt = False) -> None:
+    """Like list, plus the stanza's system identifier and how the cluster was bootstrapped (bootstrap.json)."""
+    from pgkeel.local import restore
+
+    local = _local(directory)
+    state = _repository_state(local)
+    record_file = restore.record_file(local.layout)
+    record = json.loads(record_file.read_text()) if record_file.exists() else None
+    if as_json:
+        print(json.dumps({**state.as_dict(), "bootstrap": record}, indent=1))
+        return
+    _backup_table(state)
+    console.print(f"system identifier {state.system_identifier or '-'}", highlight=False)
+    if record:
+        console.print(f"bootstrapped from {record['from_backup']}: recovered to {record['recovered_lsn']} "
+                      f"(timeline {record['timeline']}) at {record['restored_at']}", highlight=False)
 
 
 def _print_version(value: bool) -> None:

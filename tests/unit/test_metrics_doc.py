@@ -8,6 +8,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from pgkeel.api.metrics import BASE_LABELS, METRICS, render_metrics
+from pgkeel.backup.archive_watch import ArchiveStatus
 from pgkeel.ha.status import AsideStatus, Counters, NodeStatus, PostgresStatus
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "monitoring.md"
@@ -39,6 +40,8 @@ def full_snapshot() -> dict[str, object]:
         pending_restart=["shared_buffers"],
         asides=[AsideStatus(path="/x", bytes=10, created=0.0, reason="r")],
         counters=Counters(failovers=1, switchovers=2, start_failures=3, store_errors=4),
+        archive=ArchiveStatus(backlog_bytes=2**24, max_backlog_bytes=2**27, on_backlog_full="stopArchiving",
+                              archived_count=5, failed_count=1, last_archived_age_s=3.0),
     ).model_dump(mode="json")
 
 

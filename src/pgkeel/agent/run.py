@@ -42,7 +42,7 @@ def run_agent(config: AgentConfig) -> int:
     dcs = open_dcs(config.dcs_url, config.scope, timeout=config.ha.dcs_timeout, etcd=config.etcd)
     fence = prepare_fence(config, RunAs.for_current_process())
     agent = Agent(config, dcs, fence)
-    api = ApiServer(agent, config.api_host, config.api_port, token, api_tls(config))
+    api = ApiServer(agent, config.api_host, config.api_port, token, api_tls(config), store=dcs)
     api.start()
 
     def _terminate(signum: int, frame: FrameType | None) -> None:

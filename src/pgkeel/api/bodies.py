@@ -92,6 +92,14 @@ class ReloadBody(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+class FailsafeBody(BaseModel):
+    """From the primary, which cannot reach the store: promise not to take the lease for one ttl (peer to peer)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    leader: str = Field(min_length=1, max_length=63, description="The member asking (the last leader).")
+
+
 BODIES: dict[str, type[BaseModel]] = {
     "/switchover": SwitchoverBody,
     "/failover": FailoverBody,
@@ -99,6 +107,7 @@ BODIES: dict[str, type[BaseModel]] = {
     "/resume": ResumeBody,
     "/restart": RestartBody,
     "/reload": ReloadBody,
+    "/failsafe": FailsafeBody,
 }
 
 

@@ -44,6 +44,19 @@ def _flag(value: Any) -> Samples:
     return [((), 1.0 if value else 0.0)]
 
 
+def _archive(key: str, flag: bool = False) -> Callable[[Snapshot], Samples]:
+    """A field of /status archive: no sample where there is none (a replica, or no spec.backup)."""
+
+    def samples(snap: Snapshot) -> Samples:
+        archive = snap.get("archive")
+        if archive is None:
+            return []
+        value = archive.get(key)
+        return _flag(value) if flag else _one(value)
+
+    return samples
+
+
 def _counter(key: str) -> Callable[[Snapshot], Samples]:
     return lambda snap: _one((snap.get("counters") or {}).get(key, 0))
 
@@ -71,6 +84,12 @@ METRICS: tuple[MetricRow, ...] = (
         "gauge",
         "1 while maintenance mode is in force: no automatic failover (`pgkeel pause`)",
         lambda s: _flag(s.get("paused")),
+    ),
+    MetricRow(
+        "pgkeel_failsafe_serving",
+        "gauge",
+        "1 while this primary serves writes through a store outage on every member's promise (failsafe)",
+        lambda s: _flag(s.get("failsafe_serving_s") is not None),
     ),
     MetricRow(
         "pgkeel_leader",
@@ -192,6 +211,45 @@ METRICS: tuple[MetricRow, ...] = (
         "1 for what fences this node's commits past its lease",
         lambda s: _each(tuple(FenceKind), (s.get("fence") or {}).get("kind")),
         ("kind",),
+    ),
+    MetricRow(
+        "pgkeel_archive_backlog_bytes",
+        "gauge",
+        "Primary: WAL waiting for the archive (pg_wal/archive_status/*.ready), in bytes",
+        _archive("backlog_bytes"),
+    ),
+    MetricRow(
+        "pgkeel_archive_backlog_limit_bytes",
+        "gauge",
+        "Primary: spec.backup.archive.maxBacklog, the bound on that backlog",
+        _archive("max_backlog_bytes"),
+    ),
+    MetricRow(
+        "pgkeel_archive_last_archived_age_seconds",
+        "gauge",
+        "Primary: seconds since a WAL segment was last archived (no sample: never)",
+        _archive("last_archived_age_s"),
+    ),
+    MetricRow(
+        "pgkeel_archive_failed_count",
+        "gauge",
+        "Primary: pg_stat_archiver.failed_count, failed archive attempts since the statistics were reset",
+        _archive("failed_count"),
+    ),
+    MetricRow(
+        "pgkeel_archive_failing", "gauge", "Primary: 1 while the last archive attempt failed", _archive("failing", True)
+    ),
+    MetricRow(
+        "pgkeel_archive_gap",
+        "gauge",
+        "Primary: 1 while point-in-time recovery is broken (stopArchiving dropped WAL) until a new full backup",
+        lambda s: [] if s.get("archive") is None else _flag(s["archive"].get("gap_since") is not None),
+    ),
+    MetricRow(
+        "pgkeel_archive_writes_stopped",
+        "gauge",
+        "Primary: 1 while writes are stopped because the archive backlog reached its bound (stopWrites)",
+        _archive("writes_stopped", True),
     ),
     MetricRow(
         "pgkeel_alarm",

@@ -12,7 +12,15 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from pgkeel.api.bodies import FailoverBody, PauseBody, ReloadBody, RestartBody, ResumeBody, SwitchoverBody
+from pgkeel.api.bodies import (
+    FailoverBody,
+    FailsafeBody,
+    PauseBody,
+    ReloadBody,
+    RestartBody,
+    ResumeBody,
+    SwitchoverBody,
+)
 from pgkeel.api.probes import ACCEPTED, ROUTES, SUMMARIES, UNITS
 from pgkeel.ha.status import NodeStatus
 from pgkeel.ha.switchover_request import Refusal
@@ -48,7 +56,7 @@ def _body_schema(model: type[BaseModel], note: str) -> dict[str, Any]:
 
 # Probes (pgkeel.api.probes, Patroni's paths and codes): 200 when the node is what the path asks, 503 otherwise.
 PROBES = {path: SUMMARIES[probe] for path, probe in ROUTES.items()}
-MUTATING = ("/switchover", "/failover", "/pause", "/resume", "/restart", "/reload")
+MUTATING = ("/switchover", "/failover", "/pause", "/resume", "/restart", "/reload", "/failsafe")
 
 # What the HTTP layer itself may answer to any request it cannot parse, before routing:
 # bad request line or headers, URI over 64 KiB, more than 100 headers, unknown method,
@@ -101,7 +109,19 @@ def _read(summary: str, responses: dict[str, Any]) -> dict[str, Any]:
     return {"get": op, "head": dict(op), "options": dict(op)}
 
 
-def _mutating(summary: str, body_schema: str) -> dict[str, Any]:
+_BAD_BODY = "Body is not a JSON object, has an unknown key or a wrong type."
+_STORE_UNREACHABLE = "The coordination store is unreachable."
+
+
+def _post(summary: str, body_schema: str, responses: dict[str, Any], bad_body: str = _BAD_BODY) -> dict[str, Any]:
+    """An authenticated POST with an optional JSON body: `responses` are the endpoint's own answers; the
+    refusals every such endpoint shares (400 `bad_body`, 401, 403, 413) are added, and codes listed in order."""
+    shared = {
+        "400": _json(_ERROR, bad_body),
+        "401": _json(_ERROR, "Missing or wrong bearer token."),
+        "403": _json(_ERROR, "No API token is configured on this node: mutating endpoints are disabled."),
+        "413": _json(_ERROR, f"Body larger than {MAX_BODY} bytes (it is not read)."),
+    }
     return {
         "post": {
             "summary": summary,
@@ -110,74 +130,48 @@ def _mutating(summary: str, body_schema: str) -> dict[str, Any]:
                 "required": False,
                 "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{body_schema}"}}},
             },
-            "responses": {
-                "202": _json({"$ref": "#/components/schemas/Accepted"}, "Request recorded in the coordination store."),
-                "400": _json(
-                    _ERROR,
-                    f"Body is not a JSON object of at most {MAX_BODY} bytes, has an unknown key (named, with the "
-                    "accepted ones), a wrong type, both `to` and `candidate`, or `scheduled_at` (not supported).",
-                ),
-                "401": _json(_ERROR, "Missing or wrong bearer token."),
-                "403": _json(_ERROR, "No API token is configured on this node: mutating endpoints are disabled."),
-                "409": _json(
-                    _ERROR,
-                    "Refused, nothing recorded: unknown member, `leader` is not the leader, the target is already "
-                    "the leader, is not a streaming replica (or, forced, not running), or no replica can take over.",
-                ),
-                "413": _json(_ERROR, f"Body larger than {MAX_BODY} bytes (it is not read)."),
-                "503": _json(
-                    _ERROR, "No leader holds the lease (use /failover with force), or the coordination store is "
-                    "unreachable."
-                ),
-            },
+            "responses": dict(sorted({**shared, **responses}.items())),
         }
     }
+
+
+def _mutating(summary: str, body_schema: str) -> dict[str, Any]:
+    """A switchover or failover request: recorded in the store (202) or refused at once."""
+    bad_body = (
+        f"Body is not a JSON object of at most {MAX_BODY} bytes, has an unknown key (named, with the "
+        "accepted ones), a wrong type, both `to` and `candidate`, or `scheduled_at` (not supported)."
+    )
+    return _post(summary, body_schema, {
+        "202": _json({"$ref": "#/components/schemas/Accepted"}, "Request recorded in the coordination store."),
+        "409": _json(
+            _ERROR,
+            "Refused, nothing recorded: unknown member, `leader` is not the leader, the target is already "
+            "the leader, is not a streaming replica (or, forced, not running), or no replica can take over.",
+        ),
+        "503": _json(
+            _ERROR, "No leader holds the lease (use /failover with force), or the coordination store is "
+            "unreachable."
+        ),
+    }, bad_body)
 
 
 def _maintenance(summary: str, body_schema: str) -> dict[str, Any]:
-    return {
-        "post": {
-            "summary": summary,
-            "security": [{"bearer": []}],
-            "requestBody": {
-                "required": False,
-                "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{body_schema}"}}},
-            },
-            "responses": {
-                "200": _json({"type": "object"}, "Written to the store; every agent acts on it next loop."),
-                "400": _json(_ERROR, "Body is not a JSON object, has an unknown key or a wrong type."),
-                "401": _json(_ERROR, "Missing or wrong bearer token."),
-                "403": _json(_ERROR, "No API token is configured on this node: mutating endpoints are disabled."),
-                "413": _json(_ERROR, f"Body larger than {MAX_BODY} bytes (it is not read)."),
-                "503": _json(_ERROR, "The coordination store is unreachable."),
-            },
-        }
-    }
+    """Pause or resume: a cluster-wide value written to the store."""
+    return _post(summary, body_schema, {
+        "200": _json({"type": "object"}, "Written to the store; every agent acts on it next loop."),
+        "503": _json(_ERROR, _STORE_UNREACHABLE),
+    })
 
 
 def _node_control(summary: str, body_schema: str, done: str, refused: str | None) -> dict[str, Any]:
     """An authenticated request to this node's own agent (restart, reload): `done` is the success status."""
     responses = {
         done: _json({"type": "object"}, "Accepted: the agent carries it out." if done == "202" else "Done."),
-        "400": _json(_ERROR, "Body is not a JSON object, has an unknown key or a wrong type."),
-        "401": _json(_ERROR, "Missing or wrong bearer token."),
-        "403": _json(_ERROR, "No API token is configured on this node: mutating endpoints are disabled."),
-        "413": _json(_ERROR, f"Body larger than {MAX_BODY} bytes (it is not read)."),
-        "503": _json(_ERROR, "The coordination store is unreachable."),
+        "503": _json(_ERROR, _STORE_UNREACHABLE),
     }
     if refused:
         responses["409"] = _json(_ERROR, refused)
-    return {
-        "post": {
-            "summary": summary,
-            "security": [{"bearer": []}],
-            "requestBody": {
-                "required": False,
-                "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{body_schema}"}}},
-            },
-            "responses": responses,
-        }
-    }
+    return _post(summary, body_schema, responses)
 
 
 OPENAPI: dict[str, Any] = {
@@ -203,7 +197,17 @@ OPENAPI: dict[str, Any] = {
             "Every recorded change of primary (failover, switchover, forced), oldest first, from the store.",
             {
                 "200": _json({"type": "object", "properties": {"events": {"type": "array"}}}, "History."),
-                "503": _json(_ERROR, "The coordination store is unreachable."),
+                "503": _json(_ERROR, _STORE_UNREACHABLE),
+            },
+        ),
+        "/cluster": _read(
+            "The store's view as this member reads it: lease holder, member records (each with its api_url), "
+            "sync set, pause; for `pgkeel status --api` on another machine.",
+            {
+                "200": _json({"type": "object", "properties": {"leader": {"type": "object", "nullable": True},
+                                                               "members": {"type": "object"}}}, "Cluster."),
+                "404": _json(_ERROR, "No store behind this API (served by an agent only)."),
+                "503": _json(_ERROR, _STORE_UNREACHABLE),
             },
         ),
         "/pause": _maintenance(
@@ -220,6 +224,18 @@ OPENAPI: dict[str, Any] = {
         ),
         "/reload": _node_control("Reload this node's postgresql.conf and pg_hba.conf now.", "ReloadRequest", "200",
                                  None),
+        "/failsafe": _post(
+            "Peer to peer: the primary, which cannot reach the store, asks this member to promise not to take "
+            "the lease for one ttl (pgkeel.ha.failsafe); the primary serves writes only while every member does.",
+            "FailsafeRequest",
+            {
+                "200": _json({"type": "object"}, "Promised: this member will not lead for one ttl from now."),
+                "409": _json(
+                    _ERROR, "No promise: this member leads, is taking the lease, runs a primary, last saw another "
+                    "leader, has not read the store since it started, or the asker is not a member."
+                ),
+            },
+        ),
         "/wake": {
             "post": {
                 "summary": "Run the agent loop now instead of after loop_wait (changes no state).",
@@ -278,6 +294,7 @@ OPENAPI: dict[str, Any] = {
             "ResumeRequest": _body_schema(ResumeBody, "No keys."),
             "RestartRequest": _body_schema(RestartBody, "`in_place` is optional."),
             "ReloadRequest": _body_schema(ReloadBody, "No keys."),
+            "FailsafeRequest": _body_schema(FailsafeBody, "`leader`: the member asking."),
             "Accepted": {
                 "type": "object",
                 "required": ["accepted"],

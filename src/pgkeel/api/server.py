@@ -1,4 +1,4 @@
-"""The node's HTTP face: probes, status, metrics, switchover.
+"""The node's HTTP face: probes, status, metrics, switchover, and the store's view on /cluster.
 
 Read-only endpoints answer from the agent's last snapshot (no SQL on the request path), so
 probes stay cheap and `/liveness` depends only on the agent loop, never on postgres.
@@ -27,6 +27,7 @@ from pgkeel.api import probes
 from pgkeel.api.bodies import (
     BodyError,
     FailoverBody,
+    FailsafeBody,
     PauseBody,
     ReloadBody,
     RestartBody,
@@ -34,10 +35,12 @@ from pgkeel.api.bodies import (
     SwitchoverBody,
     parse_body,
 )
+from pgkeel.api.cluster import encode_cluster
 from pgkeel.api.metrics import render_metrics
 from pgkeel.api.openapi import MAX_BODY, OPENAPI, REFUSAL_STATUS
-from pgkeel.dcs import DCSError
+from pgkeel.dcs import DCS, DCSError
 from pgkeel.ha.plan_restart import RestartRefused
+from pgkeel.ha.records import ClusterState
 from pgkeel.ha.status import NodeStatus
 from pgkeel.ha.switchover_request import RequestRefused
 
@@ -77,10 +80,15 @@ class Node(Protocol):
         """Reload postgres' configuration files now."""
         ...
 
+    def failsafe_promise(self, leader: str) -> dict[str, Any]:
+        """Promise `leader` not to lead for one ttl, or raise ValueError naming why not (pgkeel.ha.failsafe)."""
+        ...
+
 
 class _Handler(BaseHTTPRequestHandler):
     agent: ClassVar[Node]
     token: ClassVar[str | None]
+    store: ClassVar[DCS | None]  # read for GET /cluster only; None: that endpoint is not served
     server_version = "pgkeel"
     sys_version = ""
     # Answer even a request line too broken to name its version with a status line and headers
@@ -134,6 +142,9 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/history":
             self._history()
             return
+        if path == "/cluster" and self.store is not None:
+            self._cluster(self.store)
+            return
         if path == "/status":
             self._send(HTTPStatus.OK, snap)
         elif path == "/metrics":
@@ -178,7 +189,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.agent.wake()
             self._send(HTTPStatus.OK, {"ok": True})
             return
-        if path not in ("/switchover", "/failover", "/pause", "/resume", "/restart", "/reload"):
+        if path not in ("/switchover", "/failover", "/pause", "/resume", "/restart", "/reload", "/failsafe"):
             self._send(HTTPStatus.NOT_FOUND, {"error": f"no such endpoint: {path}"})
             return
         if not self.token:
@@ -206,6 +217,12 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if isinstance(parsed, RestartBody | ReloadBody):
             self._restart(parsed)
+            return
+        if isinstance(parsed, FailsafeBody):
+            try:
+                self._send(HTTPStatus.OK, {"promised": self.agent.failsafe_promise(parsed.leader)})
+            except ValueError as exc:
+                self._send(HTTPStatus.CONFLICT, {"error": str(exc), "reason": "no-promise"})
             return
         assert isinstance(parsed, SwitchoverBody)
         force = isinstance(parsed, FailoverBody) and parsed.force
@@ -243,6 +260,13 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(HTTPStatus.OK, self.agent.reload())
         except RestartRefused as exc:
             self._send(HTTPStatus.CONFLICT, {"error": str(exc), "reason": "leader-restart"})
+        except DCSError as exc:
+            self._send(HTTPStatus.SERVICE_UNAVAILABLE, {"error": f"coordination store unreachable: {exc}",
+                                                        "reason": "store-unreachable"})
+
+    def _cluster(self, store: DCS) -> None:
+        try:
+            self._send(HTTPStatus.OK, encode_cluster(ClusterState.decode(store.view())))
         except DCSError as exc:
             self._send(HTTPStatus.SERVICE_UNAVAILABLE, {"error": f"coordination store unreachable: {exc}",
                                                         "reason": "store-unreachable"})
@@ -291,9 +315,10 @@ class ApiServer:
     as well when HOST is another IP address (same port, same handler, same token; plain HTTP)."""
 
     def __init__(
-        self, agent: Node, host: str, port: int, token: str | None = None, tls: ssl.SSLContext | None = None
+        self, agent: Node, host: str, port: int, token: str | None = None, tls: ssl.SSLContext | None = None,
+        store: DCS | None = None,
     ) -> None:
-        handler = type("Handler", (_Handler,), {"agent": agent, "token": token})
+        handler = type("Handler", (_Handler,), {"agent": agent, "token": token, "store": store})
         self.httpd: _Server = (_Server6 if ":" in host else _Server)((host, port), handler)
         if tls is not None:  # HTTPS on HOST; the handshake runs in the request's thread, never in accept()
             self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True, do_handshake_on_connect=False)

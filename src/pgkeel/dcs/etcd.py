@@ -376,22 +376,18 @@ class EtcdDCS(DCS):
     # -- cluster state --------------------------------------------------------------------
 
     def set_sync(self, value: dict[str, Any], expected_version: int) -> bool:
+        return self._versioned_cas(self._keys.sync, value, expected_version)
+
+    def set_value(self, key: str, value: dict[str, Any], expected_version: int) -> bool:
+        return self._versioned_cas(self._keys.value(check_value_key(key)), value, expected_version)
+
+    def _versioned_cas(self, key: str, value: dict[str, Any], expected_version: int) -> bool:
+        """Put `value` at `key` if its mod_revision is still `expected_version` (0: the key is absent)."""
         if expected_version < 0:
             return False
-        key = self._keys.sync
         return self._txn(
             [_cmp(key, "MOD", "mod_revision", str(expected_version))],
             [_put(key, json.dumps(value, sort_keys=True))],
-            self._deadline(),
-        )
-
-    def set_value(self, key: str, value: dict[str, Any], expected_version: int) -> bool:
-        if expected_version < 0:
-            return False
-        full = self._keys.value(check_value_key(key))
-        return self._txn(
-            [_cmp(full, "MOD", "mod_revision", str(expected_version))],
-            [_put(full, json.dumps(value, sort_keys=True))],
             self._deadline(),
         )
 

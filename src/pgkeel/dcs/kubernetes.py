@@ -395,18 +395,13 @@ class KubernetesDCS(DCS):
         return self._state_op(change)
 
     def set_sync(self, value: dict[str, Any], expected_version: int) -> bool:
-        def change(a: dict[str, str]) -> bool:
-            current = _json(a.get(SYNC_ANNOTATION))
-            version = int(current.get("version", 0)) if isinstance(current, dict) else 0
-            if version != expected_version:
-                return False
-            a[SYNC_ANNOTATION] = json.dumps({"value": value, "version": version + 1}, sort_keys=True)
-            return True
-
-        return self._state_op(change)
+        return self._versioned_cas(SYNC_ANNOTATION, value, expected_version)
 
     def set_value(self, key: str, value: dict[str, Any], expected_version: int) -> bool:
-        annotation = VALUE_ANNOTATION_PREFIX + check_value_key(key)
+        return self._versioned_cas(VALUE_ANNOTATION_PREFIX + check_value_key(key), value, expected_version)
+
+    def _versioned_cas(self, annotation: str, value: dict[str, Any], expected_version: int) -> bool:
+        """Write {"value", "version"} to `annotation` as the next version if it holds `expected_version` (0: none)."""
 
         def change(a: dict[str, str]) -> bool:
             current = _json(a.get(annotation))

@@ -309,16 +309,13 @@ class SQLiteDCS(DCS):
             cur.execute("DELETE FROM members WHERE scope = ? AND name = ?", (self._scope, name))
 
     def set_sync(self, value: dict[str, Any], expected_version: int) -> bool:
-        encoded = json.dumps(value, sort_keys=True)
-        with self._write() as cur:
-            _, version = self._get_state(cur, "sync")
-            if version != expected_version:
-                return False
-            self._put_state(cur, "sync", encoded, version + 1)
-            return True
+        return self._versioned_cas("sync", value, expected_version)
 
     def set_value(self, key: str, value: dict[str, Any], expected_version: int) -> bool:
-        state_key = VALUE_PREFIX + check_value_key(key)
+        return self._versioned_cas(VALUE_PREFIX + check_value_key(key), value, expected_version)
+
+    def _versioned_cas(self, state_key: str, value: dict[str, Any], expected_version: int) -> bool:
+        """Write `value` under `state_key` as the next version if the stored one is `expected_version` (0: none)."""
         encoded = json.dumps(value, sort_keys=True)
         with self._write() as cur:
             _, version = self._get_state(cur, state_key)

@@ -10,17 +10,15 @@ import re
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
+from pgkeel.document.base import Model as _Model
 from pgkeel.document.cron import check_cron
+from pgkeel.document.quantity import QuantityError, parse_bytes
 
+PGBACKREST_CONF = "pgbackrest.conf"  # the cluster's pgBackRest config, beside postgresql.conf on every node
 _LSN = re.compile(r"^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$")
 _RESTORE_POINT = re.compile(r"^[^\x00-\x1f'\"\\]{1,63}$")  # a name pg_create_restore_point accepts
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True)
 
 
 def _absolute(value: str) -> str:
@@ -106,6 +104,44 @@ class Encryption(_Model):
     passphrase_file: AbsolutePath = Field(description="0600 file holding the passphrase (one line).")
 
 
+def _size(value: str) -> str:
+    try:
+        parse_bytes(value)
+    except QuantityError as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
+Size = Annotated[str, AfterValidator(_size)]
+WAL_SEGMENT = 16 * 2**20
+# WAL held for someone else (slots of lagging members, and the archive backlog) shares a fifth of the volume.
+HELD_WAL_DIVISOR = 5
+DEFAULT_BACKLOG_DIVISOR = 10  # maxBacklog unset: a tenth of the volume (half of the held-WAL share)
+
+
+class Archive(_Model):
+    """What happens when WAL cannot be archived: the backlog is bounded, and past the bound one explicit choice."""
+
+    max_backlog: Size | None = Field(
+        default=None,
+        description="Most WAL that may wait in pg_wal for the archive, e.g. `2Gi`; default a tenth of "
+        "spec.storage.size. Counts against the WAL budget (max_slot_wal_keep_size gets the rest of its fifth).",
+    )
+    on_backlog_full: Literal["stopArchiving", "stopWrites"] = Field(
+        default="stopArchiving",
+        description="stopArchiving: pgBackRest drops WAL past maxBacklog, the cluster keeps serving, point-in-time "
+        "recovery has a gap until the next full backup (alerted). stopWrites: the primary turns read-only "
+        "(default_transaction_read_only) until the backlog drains to half of maxBacklog; nothing is lost from "
+        "the archive.",
+    )
+
+    def backlog_bytes(self, volume: int) -> int:
+        """The bound in bytes: the document's value, else a tenth of the volume (whole segments)."""
+        if self.max_backlog is not None:
+            return parse_bytes(self.max_backlog)
+        return max(2 * WAL_SEGMENT, volume // DEFAULT_BACKLOG_DIVISOR // WAL_SEGMENT * WAL_SEGMENT)
+
+
 class BackupSpec(_Model):
     """Base backups and continuous WAL archiving with pgBackRest (stanza = metadata.name)."""
 
@@ -116,6 +152,7 @@ class BackupSpec(_Model):
         default=True, description="Copy files from a streaming replica when one is healthy (the primary is spared)."
     )
     encryption: Encryption | None = Field(default=None, description="Encrypt every repository with a passphrase.")
+    archive: Archive = Field(default_factory=Archive)
 
     @field_validator("repositories")
     @classmethod

@@ -11,10 +11,10 @@ import ipaddress
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from pgkeel.document.backup import BackupSpec, Bootstrap
+from pgkeel.document.backup import HELD_WAL_DIVISOR, WAL_SEGMENT, BackupSpec, Bootstrap
+from pgkeel.document.base import Model as _Model
 from pgkeel.document.quantity import QuantityError, parse_bytes, parse_cpu_millis
 
 API_VERSION = "pgkeel.dev/v1alpha1"
@@ -22,10 +22,6 @@ KIND = "PostgresCluster"
 SUPPORTED_MAJORS = (13, 14, 15, 16, 17)
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _PG_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True)
 
 
 def _memory(value: str) -> str:
@@ -186,6 +182,12 @@ class Failover(_Model):
         le=600.0,
         description="A crashed primary restarts in place; past this bound it hands over leadership.",
     )
+    failsafe: bool = Field(
+        default=True,
+        description="While the coordination store is unreachable, the primary keeps accepting writes as long as "
+        "every other member promises (through its API, every loop) not to take over; false: it stops writes "
+        "one fence deadline after its last renewal, as without failsafe.",
+    )
 
     @property
     def fence_deadline_seconds(self) -> float:
@@ -324,17 +326,18 @@ class MemberSpec(_Model):
     pg_port: int = Field(default=5432, ge=1, le=65535, description="PostgreSQL's TCP port on the host.")
     api_port: int = Field(default=8008, ge=1, le=65535, description="The agent's HTTP API port on the host.")
     no_failover: bool = Field(
-        default=False, description="Never promoted automatically (switchover still can). Not yet honoured."
+        default=False,
+        description="Never promoted automatically (a switchover or forced failover naming it still can); in "
+        "quorum mode also never in the synchronous set (its acknowledgement could not be relied on in a failover).",
     )
     failover_priority: int = Field(
         default=1,
         ge=0,
+        le=1000,
         description="0 = never promoted automatically (as Patroni); higher wins among equally up-to-date "
-        "candidates. Not yet honoured.",
+        "candidates.",
     )
-    no_sync: bool = Field(
-        default=False, description="Never in the synchronous set: commits do not wait for it. Not yet honoured."
-    )
+    no_sync: bool = Field(default=False, description="Never in the synchronous set: commits do not wait for it.")
 
     @model_validator(mode="after")
     def _ports_differ(self) -> MemberSpec:
@@ -440,18 +443,6 @@ class ClusterSpec(_Model):
     )
     store: Store = Field(default_factory=Store)
 
-    @field_validator("backup")
-    @classmethod
-    def _backup_not_yet(cls, value: BackupSpec | None) -> BackupSpec | None:
-        """Refused until the archive, backups and restores are all in place: an archive_command that cannot
-        succeed would keep every WAL segment and fill the volume."""
-        if value is not None:
-            raise ValueError(
-                "backups are not available in this version yet (WAL archiving, base backups and restores are "
-                "still being built); remove spec.backup and keep your own backups (pg_basebackup, pgBackRest)"
-            )
-        return value
-
     @field_validator("bootstrap")
     @classmethod
     def _restore_not_yet(cls, value: Bootstrap) -> Bootstrap:
@@ -521,23 +512,87 @@ class ClusterSpec(_Model):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _backlog_fits(self) -> ClusterSpec:
+        """The archive backlog shares the fifth of the volume kept for others with the slots, which keep two
+        segments at least; past that the WAL budget (half the volume) could not hold."""
+        if self.backup is None:
+            return self
+        limit = self.storage.size_bytes // HELD_WAL_DIVISOR - 2 * WAL_SEGMENT
+        backlog = self.archive_backlog_bytes
+        if backlog < 2 * WAL_SEGMENT or backlog > limit:
+            raise ValueError(
+                f"backup.archive.maxBacklog: {self.backup.archive.max_backlog} is outside 32Mi … {limit // 2**20}Mi "
+                f"(a fifth of the {self.storage.size} volume, less 32Mi that replication slots keep); set a size "
+                "in that range, or enlarge spec.storage.size"
+            )
+        return self
+
+    @property
+    def archive_backlog_bytes(self) -> int:
+        """The bound on WAL waiting for the archive (0 without spec.backup): part of the WAL budget."""
+        return 0 if self.backup is None else self.backup.archive.backlog_bytes(self.storage.size_bytes)
+
     @property
     def tolerated_failures(self) -> int:
         """n in 2n+1: how many nodes may be lost at once with a primary still electable."""
         return (self.instances - 1) // 2
 
     @property
+    def sync_excluded(self) -> list[str]:
+        """Members tagged out of the synchronous set (noSync, noFailover, failoverPriority 0)."""
+        return [m.name for m in self.members if m.no_sync or m.no_failover or m.failover_priority == 0]
+
+    @property
+    def sync_eligible(self) -> int:
+        """Standbys that may be in a primary's synchronous set, counted for a primary that is not itself tagged."""
+        return self.instances - 1 - len(self.sync_excluded)
+
+    @property
     def sync_standbys(self) -> int:
-        """The k in effect: the document's value, or n so that any n failures stay survivable."""
+        """The k in effect: the document's value, or n so that any n failures stay survivable (at most the
+        standbys that may be synchronous)."""
         if self.replication.mode != "quorum" or self.instances == 1:
             return 0
-        return self.replication.sync_standbys or max(1, self.tolerated_failures)
+        # n, but leaving one standby of slack where tags shrink the set (k of k: any one down would stop writes)
+        return self.replication.sync_standbys or max(1, min(self.tolerated_failures, self.sync_eligible - 1))
+
+    @model_validator(mode="after")
+    def _sync_set_fits_tags(self) -> ClusterSpec:
+        if self.replication.mode != "quorum" or self.instances == 1 or not self.sync_excluded:
+            return self
+        eligible, tagged = self.sync_eligible, ", ".join(self.sync_excluded)
+        if eligible < 1:
+            raise ValueError(
+                f"spec.members: {tagged} are tagged noSync/noFailover, which leaves a primary no standby for its "
+                "synchronous set in quorum mode; untag one, or set replication.mode: async"
+            )
+        k = self.replication.sync_standbys
+        if k is not None and k > eligible:
+            raise ValueError(
+                f"replication.syncStandbys: {k}, but only {eligible} standby(s) may be synchronous ({tagged} are "
+                f"tagged noSync/noFailover in spec.members); set syncStandbys to at most {eligible} or untag members"
+            )
+        return self
 
     def warnings(self) -> list[str]:
         """Choices that are allowed but give something up; shown by validate/up, never fatal."""
         found: list[str] = []
         k, n = self.sync_standbys, self.tolerated_failures
-        if self.replication.mode == "quorum" and 0 < k < n:
+        tagged = ", ".join(self.sync_excluded)
+        if self.replication.mode == "quorum" and self.sync_excluded and 0 < k == self.sync_eligible:
+            found.append(
+                f"spec.members: with {tagged} tagged noSync/noFailover a primary has {k} standby(s) that may be "
+                f"synchronous and syncStandbys is {k}: any one of them down stops writes; untag members"
+                + (" or set replication.syncStandbys below it" if k > 1 else "")
+            )
+        if self.replication.mode == "quorum" and 0 < k < n and self.replication.sync_standbys is None:
+            found.append(
+                f"spec.members: {tagged} tagged noSync/noFailover leave {self.sync_eligible} standby(s) that may be "
+                f"synchronous, so syncStandbys defaults to {k} < n = {n}: losing the primary and {k} more node(s) "
+                f"at once may leave no provable candidate; untag members to survive any {n} failures"
+            )
+        elif self.replication.mode == "quorum" and 0 < k < n:
             need = self.instances - 1 - k + 1
             found.append(
                 f"replication.syncStandbys: {k} < n = {n}: a failover must hear from {need} of the "
@@ -550,12 +605,6 @@ class ClusterSpec(_Model):
             found.append(
                 "spec.members: every member has noFailover or failoverPriority 0, so no automatic failover can "
                 "happen; allow at least one member to be promoted"
-            )
-        tagged = [m.name for m in self.members if m.no_failover or m.failover_priority != 1 or m.no_sync]
-        if tagged:
-            found.append(
-                f"spec.members ({', '.join(tagged)}): noFailover, failoverPriority and noSync are accepted but not "
-                "yet honoured: every member may still be promoted and be in the synchronous set"
             )
         etcd = self.store.etcd
         if etcd is not None and etcd.auth is not None and not etcd.secure:

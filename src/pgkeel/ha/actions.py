@@ -86,6 +86,14 @@ class ReleaseLeader(Action):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ConfirmFailsafe(Action):
+    """The store is unreachable: ask every other member to promise not to lead for one ttl (pgkeel.ha.failsafe).
+    All promised: the fence is extended as by a renewal (LeaseHeld); any refusal or silence: nothing changes."""
+
+    members: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
 class StartPostgres(Action):
     """Start postgres; returns once it is up or after a short wait, so a lease holder keeps renewing."""
 
@@ -232,6 +240,7 @@ AnyAction = (
     | AcquireLeader
     | RenewLeader
     | ReleaseLeader
+    | ConfirmFailsafe
     | StartPostgres
     | StopPostgres
     | Promote

@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 import ssl
 from pathlib import Path
-from typing import TypedDict
+from typing import Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -58,6 +58,10 @@ class AgentConfig(BaseModel):
         default=None, description="The API serves HTTPS with this certificate (and api_key_file) beyond loopback."
     )
     api_key_file: Path | None = None
+    archive_max_backlog: int | None = Field(
+        default=None, description="spec.backup.archive: bytes of WAL that may wait for the archive; null: no archive."
+    )
+    archive_on_backlog_full: Literal["stopArchiving", "stopWrites"] = "stopArchiving"
 
     @property
     def api_url(self) -> str:
@@ -101,6 +105,8 @@ class AgentConfig(BaseModel):
             tls_enabled=spec.tls.enabled,
             certificate_days=spec.tls.certificate_days,
             renew_before_days=spec.tls.renew_before_days,
+            archive_max_backlog=spec.archive_backlog_bytes if spec.backup else None,
+            archive_on_backlog_full=spec.backup.archive.on_backlog_full if spec.backup else "stopArchiving",
         )
 
 
@@ -119,3 +125,5 @@ class DocumentFields(TypedDict):
     tls_enabled: bool
     certificate_days: int
     renew_before_days: int
+    archive_max_backlog: int | None
+    archive_on_backlog_full: Literal["stopArchiving", "stopWrites"]

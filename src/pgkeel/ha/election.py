@@ -2,7 +2,8 @@
 
 Invariants:
 - Candidates rank by timeline first, then by the WAL position their postgres reports *now*
-  (probed during this election, never a published snapshot); ties go to the lower name.
+  (probed during this election, never a published snapshot); ties go to the higher failoverPriority,
+  then the lower name. A member tagged noFailover never stands (it is still a witness).
 - Quorum mode: a candidate promotes only if it heard from enough members of the last leader's
   synchronous set to prove it holds every acknowledged commit, and it is not behind any of them.
   No sync record means nothing can be proven.
@@ -174,6 +175,8 @@ def old_leader_may_write(o: Observation) -> str | None:
 
 def eligibility(o: Observation) -> str | None:
     """None when this node may promote now; otherwise the reason it must not."""
+    if o.me in o.settings.no_failover:
+        return "tagged noFailover (or failoverPriority 0) in spec.members: never promoted automatically"
     if not self_candidate(o):
         return "this node's data may have diverged from the last leader's: not a candidate until it rejoins"
     behind = behind_last_timeline(o)
@@ -188,11 +191,24 @@ def eligibility(o: Observation) -> str | None:
     others = {} if last_leader_itself(o) else {n: p for n, p in candidates.items() if n != o.me}
     for name, probe in others.items():
         theirs = rank(probe)
-        if theirs > mine or (theirs == mine and (is_last_leader(o, name, probe.timeline) or name < o.me)):
+        if name in o.settings.no_failover:
+            # It never stands. Ahead of this node it still matters where its position is part of a proof:
+            # in quorum mode a synchronous-set member ahead may hold commits this node lacks.
+            sync = o.cluster.sync if o.cluster else None
+            if o.settings.mode is Mode.QUORUM and theirs > mine and sync is not None and name in sync.members:
+                return f"{name} (noFailover) is ahead (timeline/LSN {theirs} vs {mine}) and in the synchronous set"
+            continue
+        if theirs > mine or (theirs == mine and (is_last_leader(o, name, probe.timeline) or _wins_tie(o, name))):
             return f"{name} is a better candidate (timeline/LSN {theirs} vs {mine})"
     if o.settings.mode is Mode.QUORUM:
         return _quorum_proof(o, candidates)
     return _waiting_for_attached(o) or _lag_bound(o)
+
+
+def _wins_tie(o: Observation, name: str) -> bool:
+    """Equally up to date: the higher failoverPriority stands, then the lower name (HASettings)."""
+    s = o.settings
+    return (s.priority(name), o.me) > (s.priority(o.me), name)
 
 
 def _quorum_proof(o: Observation, candidates: dict[str, PeerProbe]) -> str | None:

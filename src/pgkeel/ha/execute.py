@@ -28,6 +28,7 @@ from pgkeel.ha.actions import (
     ClearStaleClaim,
     ClearSwitchover,
     CloneFrom,
+    ConfirmFailsafe,
     ConfirmReceived,
     DeleteMember,
     DropSlots,
@@ -52,6 +53,8 @@ from pgkeel.ha.actions import (
 )
 from pgkeel.ha.clock import now
 from pgkeel.ha.config import AgentConfig
+from pgkeel.ha.failsafe import Promises
+from pgkeel.ha.failsafe_round import FailsafeRound
 from pgkeel.ha.model import Blocked, Done, Failed, LeaseHeld, Outcome, Result, Rewound, Started, SyncNamesSet
 from pgkeel.ha.peers import PeerProber
 from pgkeel.ha.records import Address, FenceKind, HistoryEvent, MemberRecord, MemberState, Role, append_event
@@ -86,13 +89,24 @@ class LeaseFence(Protocol):
 
 class Executor:
     def __init__(
-        self, config: AgentConfig, dcs: DCS, instance: Instance, prober: PeerProber, fence: LeaseFence
+        self,
+        config: AgentConfig,
+        dcs: DCS,
+        instance: Instance,
+        prober: PeerProber,
+        fence: LeaseFence,
+        promises: Promises | None = None,
+        peer_urls: Callable[[], dict[str, str | None]] | None = None,
     ) -> None:
         self.config = config
         self.dcs = dcs
         self.instance = instance
         self.prober = prober
         self.fence = fence
+        self.promises = promises or Promises(None, config.ha.ttl, now())
+        self.peer_urls = peer_urls or dict
+        self.failsafe_round = FailsafeRound(config)
+        self.failsafe_refusals: dict[str, str] = {}  # the last round's members that did not promise, and why
         self.long_action: str | None = None  # set while a clone or rewind runs: the loop is busy, not hung
         self._checkpoint: threading.Thread | None = None
 
@@ -119,11 +133,17 @@ class Executor:
             case AcquireLeader():
                 if action.not_after is not None and now() > action.not_after:
                     return Failed(error="the election's observation is too old to act on: observing again")
-                return self._lease(self.dcs.acquire_leader)
+                with self.promises.acquisition(now()) as refused:
+                    if refused is not None:
+                        return Failed(error=refused)
+                    return self._lease(self.dcs.acquire_leader)
             case RenewLeader():
                 return self._lease(self.dcs.renew_leader)
+            case ConfirmFailsafe():
+                return self._confirm_failsafe(action)
             case ReleaseLeader():
                 self.fence.disarm()
+                self.promises.holding = False
                 return Done() if self.dcs.release_leader(self.config.name) else Failed(error="not the holder")
             case Promote():
                 return self._promote(action, done)
@@ -204,6 +224,24 @@ class Executor:
         if not call(self.config.name, self.config.ha.ttl):
             return Failed(error="lease not held")
         # The store keeps the lease until at least sent + ttl; postgres refuses commits from sent + fence_deadline.
+        self.promises.holding = True
+        self.fence.arm_until(sent + self.config.ha.fence_deadline)
+        return LeaseHeld(sent_at=sent)
+
+    def _confirm_failsafe(self, action: ConfirmFailsafe) -> Outcome:
+        """Every other member promised, each from the moment our request reached it, not to lead for a ttl:
+        nobody can lead before sent + ttl, so the fence may run to sent + fence_deadline (pgkeel.ha.failsafe)."""
+        sent = now()
+        answers = self.failsafe_round.ask(self.peer_urls(), action.members)
+        refused = {m: why for m, why in answers.items() if why is not None}
+        if refused != self.failsafe_refusals:
+            for m, why in sorted(refused.items()):
+                log.warning("failsafe: %s did not promise (%s): writes stop at the fence deadline", m, why)
+            if not refused:
+                log.warning("failsafe: every member promised not to lead: serving writes without the store")
+        self.failsafe_refusals = refused
+        if refused:
+            return Failed(error=f"{len(refused)} of {len(action.members)} members did not promise")
         self.fence.arm_until(sent + self.config.ha.fence_deadline)
         return LeaseHeld(sent_at=sent)
 
@@ -243,6 +281,7 @@ class Executor:
 
     def _fence(self, action: Fence) -> Outcome:
         self.fence.disarm()
+        self.promises.holding = False
         inst = self.instance
         inst.stop("immediate", timeout=5.0)  # then SIGKILL: fencing must not wait on a stuck child
         inst.configure(standby=True, leader=None, sync_standby_names=action.sync_names)
@@ -426,6 +465,7 @@ class Executor:
         if not self.dcs.take_over_leader(self.config.name, action.target, self.config.ha.ttl):
             return Failed(error="the lease was not ours to hand over")
         self.fence.disarm()
+        self.promises.holding = False
         if action.api_url:
             with contextlib.suppress(httpx.HTTPError):
                 httpx.post(f"{action.api_url}/wake", timeout=0.5, verify=self.config.api_verify)

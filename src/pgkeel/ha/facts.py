@@ -103,7 +103,8 @@ def switchover_target(o: Observation) -> tuple[str, MemberRecord] | None:
     request = cluster.switchover if cluster else None
     if cluster is None or request is None or request.source not in (None, o.me) or request.target == o.me:
         return None
-    names = [request.target] if request.target else list(o.others)
+    # Without a named target the best replica is chosen among those that may be promoted automatically.
+    names = [request.target] if request.target else [m for m in o.others if m not in o.settings.no_failover]
     best: tuple[int, str, MemberRecord] | None = None
     for name in names:
         record = cluster.members.get(name)

@@ -1,4 +1,4 @@
-"""Housekeeping between HA decisions: the node's TLS certificate and changes to its config files.
+"""Housekeeping between HA decisions: the node's TLS certificate, changes to its config files, the archive backlog.
 
 Invariant: nothing here changes a node's role or the lease; it only keeps postgres' certificate
 and settings current (a reload, never a restart behind anyone's back), so it runs outside decide().
@@ -12,6 +12,7 @@ import time
 
 import psycopg
 
+from pgkeel.backup.archive_watch import watch_for
 from pgkeel.ha.config import AgentConfig
 from pgkeel.instance import Instance
 from pgkeel.tls import SERVER_CERT, CertificateAuthority, ensure_server_certificate, inspect
@@ -27,10 +28,14 @@ class Housekeeping:
         self._cert_checked: float | None = None  # monotonic time of the last certificate check
         self._config_seen: tuple[float, ...] | None = None  # fingerprint of the config files last loaded
         self._check_pending_at: float | None = None  # when to read pending_restart after a reload
+        # WAL waiting for the archive against spec.backup.archive's bound (pgkeel.backup.archive_watch)
+        self.archive = watch_for(instance, config.config_file.parent, config.scope, config.archive_max_backlog,
+                                 config.archive_on_backlog_full)
 
     def run(self) -> None:
         self.maintain_certificate()
         self.follow_config_changes()
+        self.archive.run()
 
     def _config_fingerprint(self) -> tuple[float, ...]:
         files = [self.config.config_file, self.config.config_file.parent / "pg_hba.conf"]

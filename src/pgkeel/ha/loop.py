@@ -14,14 +14,24 @@ import time
 from typing import Any
 
 from pgkeel.dcs import DCS
-from pgkeel.ha import maintenance
-from pgkeel.ha.actions import EnsureSlots, Publish, RecordHistory, RenewLeader, SetSyncNames, Wait, WriteSyncRecord
+from pgkeel.ha import clock, maintenance
+from pgkeel.ha.actions import (
+    ConfirmFailsafe,
+    EnsureSlots,
+    Publish,
+    RecordHistory,
+    RenewLeader,
+    SetSyncNames,
+    Wait,
+    WriteSyncRecord,
+)
 from pgkeel.ha.config import AgentConfig
 from pgkeel.ha.execute import Executor
-from pgkeel.ha.fencing import NodeFence
+from pgkeel.ha.failsafe import Promises, refusal
+from pgkeel.ha.fencing import NodeFence, deadline_file_for
 from pgkeel.ha.housekeeping import Housekeeping
 from pgkeel.ha.memory import remember
-from pgkeel.ha.model import Decision, Memory, Observation, PgState, RestartRequest
+from pgkeel.ha.model import Decision, LeaseHeld, Memory, Observation, PgState, RestartRequest
 from pgkeel.ha.observe import Observer
 from pgkeel.ha.peers import PeerProber
 from pgkeel.ha.plan_restart import RestartRefused, restart_refusal
@@ -33,8 +43,9 @@ from pgkeel.instance import Instance
 
 log = logging.getLogger("pgkeel.agent")
 
-# Actions that repeat every loop: logged only when the plan changes.
-QUIET_ACTIONS = (Publish, RenewLeader, EnsureSlots, WriteSyncRecord, SetSyncNames, RecordHistory, Wait)
+# Actions that repeat every loop: logged only when the plan changes (a failsafe round runs every loop of
+# a store outage; the executor logs when the members' answers change).
+QUIET_ACTIONS = (Publish, RenewLeader, ConfirmFailsafe, EnsureSlots, WriteSyncRecord, SetSyncNames, RecordHistory, Wait)
 
 
 class Agent:
@@ -44,8 +55,10 @@ class Agent:
         self.fence = fence
         self.instance = instance or Instance(config.instance_config(fence.postgres_settings))
         prober = PeerProber(config)
-        self.observer = Observer(config, dcs, self.instance, prober)
-        self.executor = Executor(config, dcs, self.instance, prober, fence)
+        promise_file = deadline_file_for(config).with_name("pgkeel-failsafe-promise")
+        self.promises = Promises(promise_file, config.ha.ttl, clock.now())  # survives an agent restart
+        self.observer = Observer(config, dcs, self.instance, prober, self.promises)
+        self.executor = Executor(config, dcs, self.instance, prober, fence, self.promises, self.observer.peer_urls)
         self.housekeeping = Housekeeping(config, self.instance)
         self.memory = Memory()  # replaced only by remember()
         self._restart: RestartRequest | None = None  # the last POST /restart accepted; the loop observes it
@@ -92,6 +105,9 @@ class Agent:
         self._log(decision)
         results = self.executor.run(decision.actions)
         self.memory = remember(o, decision, results)
+        won = any(isinstance(r, LeaseHeld) for _, r in results)
+        if o.cluster is not None and o.cluster.leader_name not in (None, o.me) and not won:
+            self.promises.holding = False  # another node leads: whatever this one held is gone
         self.last, self.last_decision = o, decision
         self._report(o, decision)
         return decision
@@ -144,6 +160,7 @@ class Agent:
             loop_duration=self.loop_duration,
             agent_pid=os.getpid(),
             auto_conf_drift=self._auto_conf_drift(),
+            archive=self.housekeeping.archive.status,
         )
         with self._lock:
             self._status = status
@@ -181,6 +198,29 @@ class Agent:
 
     def history(self) -> list[dict[str, Any]]:
         return [e.to_json() for e in maintenance.read_events(self.dcs)]
+
+    def failsafe_promise(self, leader: str) -> dict[str, Any]:
+        """POST /failsafe from the last leader, which cannot reach the store: promise not to lead for one ttl,
+        or ValueError naming why not (pgkeel.ha.failsafe.refusal)."""
+        c = self.config
+        t = clock.now()
+        last = self.last
+        if last is None:  # not one loop yet: whether this node's own postgres runs as a primary is unknown
+            raise ValueError("this agent has not observed its postgres yet")
+        acting = self.memory.acting_primary or (last.pg.running and last.pg.in_recovery is not True)
+        why = refusal(
+            me=c.name,
+            leader=leader,
+            members=tuple(c.members),
+            view=self.observer.last_view,
+            holding=self.promises.holding,
+            acting_primary=acting,
+            acquiring=False,
+            remembered=self.promises.remembered,
+        )
+        promise = self.promises.grant(leader, t, why)
+        log.debug("failsafe: promised %s not to lead for %.1fs", leader, promise.until - t)
+        return {"member": c.name, "leader": promise.leader, "seconds": round(promise.until - t, 3)}
 
     def request_restart(self, in_place: bool = False) -> dict[str, Any]:
         """Accept a restart of this node's postgres, which the loop plans (pgkeel.ha.plan_restart); RestartRefused

@@ -14,6 +14,7 @@ from dataclasses import replace
 from pgkeel.ha.actions import (
     AcquireLeader,
     Bootstrap,
+    ConfirmFailsafe,
     Fence,
     Follow,
     HandOver,
@@ -84,6 +85,7 @@ def observed(m: Memory, o: Observation) -> Memory:
         not_streaming_since=(m.not_streaming_since or now) if stalled else None,
         claim_seen_since=(m.claim_seen_since or now) if (claim is not None and claim != o.me) else None,
         leaderless_since=(m.leaderless_since or now) if (cluster is not None and leader is None) else None,
+        failsafe_since=m.failsafe_since if cluster is None and acting_primary else None,
     )
 
 
@@ -97,6 +99,8 @@ def remember(o: Observation, decision: Decision, results: list[Result]) -> Memor
         match action:
             case AcquireLeader() | RenewLeader() if isinstance(outcome, LeaseHeld):
                 m = replace(m, last_renewal=outcome.sent_at)
+            case ConfirmFailsafe() if isinstance(outcome, LeaseHeld):
+                m = replace(m, last_renewal=outcome.sent_at, failsafe_since=m.failsafe_since or now)
             case ReleaseLeader() if outcome.ok:
                 m = replace(m, last_renewal=None, rewind_needed=True)
             case Fence() if outcome.ok:

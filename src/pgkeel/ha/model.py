@@ -124,6 +124,7 @@ class Memory:
     refused: str | None = None  # a reason this node will not join (foreign data)
     alarm: str | None = None  # a condition an operator must resolve (e.g. an aside copy blocks a re-clone)
     restart_done: int = 0  # the last RestartRequest.number carried out: a postmaster started after it
+    failsafe_since: float | None = None  # serving through a store outage on the members' promises, since
     counters: Counters = field(default_factory=Counters)  # since the agent started, for /metrics
 
 
@@ -144,6 +145,7 @@ class Observation:
     store_read_at: float | None = None  # monotonic time just before the store was read (None: unknown)
     wall_now: float = 0.0  # wall clock (epoch seconds): only for operator-given times such as a pause's expiry
     restart_request: RestartRequest | None = None  # the operator's last POST /restart to this agent
+    promised_until: float | None = None  # this node promised the last leader not to lead until then (failsafe)
 
     @property
     def dcs_ok(self) -> bool:

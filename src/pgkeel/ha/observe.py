@@ -17,6 +17,7 @@ import psycopg
 from pgkeel.dcs import DCS, DCSError
 from pgkeel.ha import clock
 from pgkeel.ha.config import AgentConfig
+from pgkeel.ha.failsafe import Promises
 from pgkeel.ha.model import Memory, Observation, OldLeader, PeerProbe, PgState, ReplicaFlush, RestartRequest
 from pgkeel.ha.peers import PeerProber
 from pgkeel.ha.records import Address, ClusterState, FenceKind
@@ -26,12 +27,21 @@ log = logging.getLogger("pgkeel.agent")
 
 
 class Observer:
-    def __init__(self, config: AgentConfig, dcs: DCS, instance: Instance, prober: PeerProber) -> None:
+    def __init__(
+        self, config: AgentConfig, dcs: DCS, instance: Instance, prober: PeerProber, promises: Promises | None = None
+    ) -> None:
         self.config = config
         self.dcs = dcs
         self.instance = instance
         self.prober = prober
+        self.promises = promises
         self.last_status: ServerStatus | None = None  # the last SQL status, for /status' replication table
+        self.last_view: ClusterState | None = None  # the last successful store read (failsafe needs it in outages)
+
+    def peer_urls(self) -> dict[str, str | None]:
+        """Each member's API address as last read from the store: whom the failsafe round asks."""
+        view = self.last_view
+        return {name: record.api_url for name, record in view.members.items()} if view is not None else {}
 
     def observe(self, memory: Memory, fence: FenceKind, restart: RestartRequest | None = None) -> Observation:
         read_at = clock.now()
@@ -54,10 +64,11 @@ class Observer:
         restart: RestartRequest | None = None,
     ) -> Observation:
         c = self.config
+        at = clock.now()
         return Observation(
             me=c.name,
             members=tuple(c.members),
-            now=clock.now(),
+            now=at,
             settings=c.ha,
             pg=pg,
             memory=memory,
@@ -69,11 +80,14 @@ class Observer:
             api_url=c.api_url,
             wall_now=time.time(),
             restart_request=restart,
+            promised_until=self.promises.active_until(at) if self.promises is not None else None,
         )
 
     def read_store(self) -> ClusterState | None:
         try:
-            return ClusterState.decode(self.dcs.view())
+            view = ClusterState.decode(self.dcs.view())
+            self.last_view = view
+            return view
         except DCSError as exc:
             log.warning("coordination store unreachable: %s", exc)
             return None

@@ -22,6 +22,26 @@ from pgkeel.ha.sync import sync_names, sync_plan
 # --- elect ----------------------------------------------------------------------------------------
 
 
+def promised_not_to_lead(o: Observation) -> bool:
+    """The last leader cannot reach the store and this node promised it not to lead (pgkeel.ha.failsafe):
+    no acquisition, no detaching from its WAL (its synchronous commits need this node) until the promise ends."""
+    return o.promised_until is not None and o.now < o.promised_until
+
+
+def keep_promise(o: Observation) -> list[AnyAction]:
+    left = (o.promised_until or o.now) - o.now
+    history = o.cluster.history if o.cluster else None
+    leader = history.leader if history else "the last leader"
+    wait = Wait(reason=f"promised {leader} (it cannot reach the store) not to lead for {left:.1f}s more")
+    if not o.pg.running and history is not None and history.address is not None:
+        start = StartPostgres(
+            standby=True, leader=history.address, sync_names=sync_names(o),
+            reason=f"failsafe: start as a replica of {leader}, which keeps serving without the store",
+        )
+        return [publish(o, Role.REPLICA), start, wait]
+    return [publish(o, Role.REPLICA), wait]
+
+
 def forced_failover_to_me(o: Observation) -> bool:
     request = o.cluster.switchover if o.cluster else None
     return request is not None and request.force and request.target == o.me and o.pg.running

@@ -11,6 +11,7 @@ from pgkeel.ha.actions import (
     ClaimInitialize,
     ClearStaleClaim,
     CloneFrom,
+    ConfirmFailsafe,
     DeleteMember,
     Fence,
     Refuse,
@@ -52,6 +53,25 @@ def refused(o: Observation) -> bool:
 
 def refuse(o: Observation) -> list[AnyAction]:
     return [Refuse(reason=o.memory.refused or "refused")]
+
+
+def failsafe_due(o: Observation) -> bool:
+    """The store is unreachable and this primary held the lease: ask the others to promise not to lead.
+
+    Before the fence is due, a round keeps writes going; after it (a round failed), only the in-postgres
+    fence has held the line meanwhile, so a later round may resume writes — a watchdog or restart fence
+    stops postgres instead (the next rule). Safe either way: see pgkeel.ha.failsafe."""
+    if o.cluster is not None or not o.settings.failsafe or not acting_primary(o) or o.memory.last_renewal is None:
+        return False
+    return not fence_due(o) or o.fence is FenceKind.EXTENSION
+
+
+def confirm_failsafe(o: Observation) -> list[AnyAction]:
+    others = o.others
+    why = f"coordination store unreachable: ask {', '.join(others)} to promise not to lead" if others else (
+        "coordination store unreachable: the only member keeps serving"
+    )
+    return [ConfirmFailsafe(members=others, reason=why)]
 
 
 def store_down_and_fence_due(o: Observation) -> bool:

@@ -60,6 +60,12 @@ RULES: tuple[Rule, ...] = (
         "global.refused", plan_global.refused, plan_global.refuse, "this node refused to join (foreign data): stay out"
     ),
     Rule(
+        "global.store-down-failsafe",
+        plan_global.failsafe_due,
+        plan_global.confirm_failsafe,
+        "the store is unreachable: keep serving while every other member promises not to lead (failsafe)",
+    ),
+    Rule(
         "global.store-down-fence",
         plan_global.store_down_and_fence_due,
         plan_global.fence,
@@ -280,6 +286,12 @@ RULES: tuple[Rule, ...] = (
         "streaming: publish and keep the others' slots moving",
     ),
     # --- elect: no one holds the lease ---------------------------------------------------------------
+    Rule(
+        "elect.failsafe-promised",
+        plan_elect.promised_not_to_lead,
+        plan_elect.keep_promise,
+        "this node promised the last leader, which cannot reach the store, not to lead: keep following it",
+    ),
     Rule(
         "elect.forced",
         plan_elect.forced_failover_to_me,

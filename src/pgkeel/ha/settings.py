@@ -36,6 +36,22 @@ class HASettings(BaseModel):
     not_answering_timeout: float = Field(default=30.0, gt=0)
     member_ttl: float = Field(default=10.0, gt=0)
     switchover_ttl: float = Field(default=60.0, gt=0)
+    # Through a store outage the primary keeps serving while every other member promises not to lead.
+    failsafe: bool = True
+    # Member tags (spec.members): never promoted automatically; never in the synchronous set; tie-breaking.
+    no_failover: frozenset[str] = frozenset()
+    no_sync: frozenset[str] = frozenset()
+    failover_priority: dict[str, int] = Field(default_factory=dict)  # absent: 1; higher wins a tie
+
+    def priority(self, name: str) -> int:
+        return self.failover_priority.get(name, 1)
+
+    @property
+    def sync_excluded(self) -> frozenset[str]:
+        """Members never in the synchronous set: noSync, and noFailover too — an acknowledgement from a member
+        that can never be promoted protects no commit across a failover, and counting it would let a
+        candidate behind it prove nothing."""
+        return self.no_sync | self.no_failover
 
     @property
     def attached_peer_wait(self) -> float:
@@ -90,4 +106,8 @@ class HASettings(BaseModel):
             max_lag_bytes=spec.replication.max_lag_bytes,
             restart_timeout=failover.postgres_restart_timeout_seconds,
             member_ttl=max(10.0, 3 * failover.ttl_seconds),
+            failsafe=failover.failsafe,
+            no_failover=frozenset(m.name for m in spec.members if m.no_failover or m.failover_priority == 0),
+            no_sync=frozenset(m.name for m in spec.members if m.no_sync),
+            failover_priority={m.name: m.failover_priority for m in spec.members if m.failover_priority != 1},
         )

@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
+from pgkeel.backup.archive_watch import ArchiveStatus
 from pgkeel.ha.actions import Publish
 from pgkeel.ha.election import self_candidate
 from pgkeel.ha.facts import paused
@@ -111,6 +112,16 @@ class NodeStatus(BaseModel):
     paused_until: float | None = Field(
         default=None, description="when maintenance mode ends by itself (epoch seconds); null: not paused or no expiry"
     )
+    failsafe_serving_s: float | None = Field(
+        default=None,
+        description="the primary serves writes through a store outage on every member's promise not to lead: "
+        "for this many seconds; null: not on failsafe",
+    )
+    failsafe_promised_s: float | None = Field(
+        default=None,
+        description="this node promised the last leader, which cannot reach the store, not to lead for this many "
+        "seconds more; null: no promise",
+    )
     role: str = Field(default="starting", description="primary | replica | starting (not answering yet) | stopped")
     state: str = Field(default="starting", description="running | streaming | recovering | starting | stopped")
     leader: str | None = None
@@ -141,6 +152,7 @@ class NodeStatus(BaseModel):
         default_factory=list,
         description="parameters set by ALTER SYSTEM on this node only (kept, but not on the other nodes)",
     )
+    archive: ArchiveStatus | None = Field(default=None, description="spec.backup: the primary's WAL archive backlog")
     counters: Counters = Field(default_factory=Counters)
     loop_duration_s: float = 0.0
     agent_pid: int | None = None
@@ -185,6 +197,7 @@ def node_status(
     loop_duration: float,
     agent_pid: int,
     auto_conf_drift: list[str] | None = None,
+    archive: ArchiveStatus | None = None,
 ) -> NodeStatus:
     pg = o.pg
     leader = o.cluster.leader_name if o.cluster else None
@@ -208,6 +221,8 @@ def node_status(
         mode=str(o.settings.mode),
         paused=paused(o),
         paused_until=o.cluster.pause.until if o.cluster and o.cluster.pause and paused(o) else None,
+        failsafe_serving_s=round(o.now - memory.failsafe_since, 3) if memory.failsafe_since is not None else None,
+        failsafe_promised_s=round(o.promised_until - o.now, 3) if o.promised_until is not None else None,
         role=role,
         state=state,
         leader=leader,
@@ -253,6 +268,7 @@ def node_status(
         tls=tls,
         pending_restart=list(st.pending_restart) if st is not None else [],
         auto_conf_drift=list(auto_conf_drift or []),
+        archive=archive if role == "primary" else None,  # the watch samples every 2 s: never a replica's stale one
         counters=Counters(
             failovers=counters.failovers,
             switchovers=counters.switchovers,
@@ -293,6 +309,7 @@ def member_summary(s: NodeStatus | None) -> dict[str, Any]:
             "last_error": None,
             "auto_conf_drift": [],
             "version": None,
+            "archive": None,
         }
     pg = s.postgres
     return {
@@ -308,6 +325,7 @@ def member_summary(s: NodeStatus | None) -> dict[str, Any]:
         "last_error": s.last_error,
         "auto_conf_drift": s.auto_conf_drift,
         "version": s.version,
+        "archive": s.archive.model_dump() if s.archive is not None else None,
     }
 
 

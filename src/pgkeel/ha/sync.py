@@ -56,7 +56,10 @@ def covers(record: SyncRecord | SyncRule, rule: SyncRule | None) -> bool:
 
 
 def desired_rule(o: Observation) -> SyncRule:
-    return SyncRule(o.others, o.settings.sync_standbys)
+    """ANY k of the other members, leaving out those tagged noSync or noFailover (HASettings.sync_excluded);
+    the document guarantees k of them remain."""
+    members = tuple(m for m in o.others if m not in o.settings.sync_excluded)
+    return SyncRule(members, min(o.settings.sync_standbys, len(members)))
 
 
 def sync_names(o: Observation) -> str:

@@ -110,3 +110,17 @@ def set_standby_signal(datadir: Path, standby: bool) -> None:
     else:
         signal.unlink(missing_ok=True)
     (datadir / RECOVERY_SIGNAL).unlink(missing_ok=True)
+
+
+def drop_auto_conf_settings(datadir: Path, names: frozenset[str]) -> list[str]:
+    """Remove the lines of postgresql.auto.conf that set any of `names` (a restore's recovery settings,
+    which must not outlive it); return the names removed."""
+    path = datadir / AUTO_CONF
+    entries = _entries(datadir)
+    dropped = sorted({name for name, _ in entries if name in names})
+    if dropped:
+        owner = path.stat()
+        kept = [line for name, line in entries if name not in names]
+        atomic_write(path, "\n".join(kept) + "\n" if kept else "")
+        os.chown(path, owner.st_uid, owner.st_gid)  # postgres must still read it when we run as root
+    return dropped

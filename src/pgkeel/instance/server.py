@@ -290,6 +290,10 @@ class Instance:
         """REPLICATION LOGIN with a SCRAM verifier computed client-side (no cleartext in logs)."""
         roles.create_replication_role(self)
 
+    def set_superuser_password(self) -> None:
+        """The superuser's password from its file (after a restore brought another cluster's)."""
+        roles.set_superuser_password(self)
+
     def slot_states(self) -> dict[str, SlotState]:
         """Physical slots with wal_status, so the agent can see a member whose WAL is gone (F13)."""
         return status.read_slot_states(self)

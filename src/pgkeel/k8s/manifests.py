@@ -340,6 +340,9 @@ def kubernetes_problems(cluster: PostgresCluster) -> list[str]:
                             "remove them")
     if cluster.spec.store.etcd is not None:
         problems.append("spec.store.etcd: on Kubernetes the store is a Lease in the cluster; remove spec.store")
+    if cluster.spec.backup is not None:  # the pods have no pgbackrest.conf: archive_command would keep every segment
+        problems.append("spec.backup: archiving is not available on Kubernetes yet (the manifests carry no pgBackRest "
+                        "config); remove spec.backup and keep your own backups")
     return problems
 
 

@@ -1,5 +1,8 @@
 """Separate network hosts on one machine: a bridge, one namespace + veth per node, 198.18.0.0/24.
 
+Another /24 inside 198.18.0.0/15 (`Network(subnet="198.18.5")`) runs beside it: its own lock
+file, its own addresses, bridge and namespace names carry a random tag, so nothing collides.
+
 A partition is `ip link set eth0 down` inside the node's namespace (tc netem does not work on
 our kernels). The host side of the bridge gets 198.18.0.1 so the lab's writers can reach the
 nodes; namespaces get no default route. Teardown removes exactly what this object created.
@@ -25,10 +28,15 @@ FIRST_NODE = 11  # node i gets 198.18.0.(11 + i)
 LOCK_FILE = Path("/run/pgkeel-lab.lock")
 
 
+def lock_file(subnet: str = SUBNET_PREFIX) -> Path:
+    """The lock of one /24: the default one keeps its historic name (running labs hold it)."""
+    return LOCK_FILE if subnet == SUBNET_PREFIX else LOCK_FILE.with_name(f"pgkeel-lab-{subnet}.lock")
+
+
 @contextlib.contextmanager
-def lab_lock() -> Iterator[None]:
-    """One lab network at a time: they all use 198.18.0.0/24 (and timings suffer from sharing CPUs)."""
-    fd = os.open(LOCK_FILE, os.O_CREAT | os.O_RDWR, 0o600)
+def lab_lock(subnet: str = SUBNET_PREFIX) -> Iterator[None]:
+    """One lab network per /24 at a time: they share its addresses (and timings suffer from sharing CPUs)."""
+    fd = os.open(lock_file(subnet), os.O_CREAT | os.O_RDWR, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -45,6 +53,7 @@ class Network:
     """N namespaces on one bridge. Use as a context manager; `close()` is idempotent."""
 
     size: int
+    subnet: str = SUBNET_PREFIX  # the first three octets of the /24; the bridge gets .1, node i .(11 + i)
     tag: str = field(default_factory=lambda: secrets.token_hex(3))
     created: list[tuple[str, str]] = field(default_factory=list)  # ("netns"|"link", name), in creation order
 
@@ -56,7 +65,11 @@ class Network:
         return f"pk{self.tag}-n{i}"
 
     def address(self, i: int) -> str:
-        return f"{SUBNET_PREFIX}.{FIRST_NODE + i}"
+        return f"{self.subnet}.{FIRST_NODE + i}"
+
+    @property
+    def host_address(self) -> str:
+        return f"{self.subnet}.1"
 
     def host_veth(self, i: int) -> str:
         return f"pk{self.tag}v{i}"  # <= 15 chars (IFNAMSIZ)
@@ -76,7 +89,7 @@ class Network:
     def _create(self) -> None:
         ip("link", "add", self.bridge, "type", "bridge")
         self.created.append(("link", self.bridge))
-        ip("addr", "add", f"{HOST_ADDRESS}/24", "dev", self.bridge)
+        ip("addr", "add", f"{self.host_address}/24", "dev", self.bridge)
         ip("link", "set", self.bridge, "up")
         for i in range(self.size):
             ns, outer = self.namespace(i), self.host_veth(i)

@@ -10,12 +10,16 @@ The multi-host writer treats "read-only transaction" (SQLSTATE 25006: a standby,
 lease fence refuses commits) as "not the primary": it reconnects, and libpq's
 target_session_attrs=read-write picks the server again. A pinned writer keeps its connection and
 probes every 100 ms: it is there to catch a node that acknowledges what it should not.
+
+`steady_writer` is the benchmarks' writer (bench/): one commit every 20 ms, reconnecting on any
+error, never cutting a statement short; what they report is the longest gap between two commits.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 import os
 import socket
 import threading
@@ -49,6 +53,8 @@ class Writer(threading.Thread):
         interval: float = 0.015,
         deadline: float = 2.0,
         reconnect_on_read_only: bool = False,
+        connect_pause: float = 0.05,
+        read_only_pause: float = 0.1,
     ) -> None:
         super().__init__(name=f"lab-writer-{label}", daemon=True)
         self.label = label
@@ -57,7 +63,10 @@ class Writer(threading.Thread):
         self.ids = itertools.count(id_base)
         self.interval = interval
         self.deadline = deadline
+        self.connect_pause = connect_pause  # before the next try after a connection failed
+        self.read_only_pause = read_only_pause  # after a read-only refusal (a pinned writer on a replica)
         self.log: list[Attempt] = []
+        self.connect_failures = 0  # connections that failed (no Attempt is logged for them)
         self._halt = threading.Event()
         self._conn: psycopg.Connection[Any] | None = None
         self._inflight_since: float | None = None
@@ -104,7 +113,8 @@ class Writer(threading.Thread):
         try:
             while not self._halt.is_set():
                 if self._conn is None and not self._connect():
-                    time.sleep(0.05)
+                    self.connect_failures += 1
+                    time.sleep(self.connect_pause)
                     continue
                 conn = self._conn
                 assert conn is not None
@@ -127,12 +137,33 @@ class Writer(threading.Thread):
                 finally:
                     self._inflight_since = None
                 self.log.append(Attempt(ident, self.label, node, t_send, time.monotonic(), outcome))
-                if read_only:
-                    time.sleep(0.1)  # a pinned writer on a replica: keep probing, cheaply
-                else:
-                    time.sleep(self.interval)
+                time.sleep(self.read_only_pause if read_only else self.interval)
         finally:
             self._drop()
+
+    # --- what the benchmarks read (bench/): the times the client saw a commit succeed -------------
+    def commits(self) -> list[float]:
+        """When each successful commit returned (ack, or indeterminate: the client saw no error), in order."""
+        return [a.t_done for a in self.log if a.outcome != "fail"]
+
+    @property
+    def errors(self) -> int:
+        """Failed statements and failed connections: each one a reconnect."""
+        return sum(a.outcome == "fail" for a in self.log) + self.connect_failures
+
+    def wait_commits(self, count: int, timeout: float = 60.0) -> None:
+        """Until `count` more commits landed; TimeoutError after `timeout` seconds."""
+        target = len(self.commits()) + count
+        deadline = time.monotonic() + timeout
+        while len(self.commits()) < target:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"writer {self.label} made no progress ({self.errors} errors)")
+            time.sleep(0.05)
+
+    def longest_gap(self, start: float, end: float = math.inf) -> float:
+        """The longest time between two commits that returned within [start, end]; NaN with fewer than two."""
+        times = [t for t in self.commits() if start <= t <= end]
+        return max((b - a for a, b in itertools.pairwise(times)), default=float("nan"))
 
 
 class Workload:
@@ -153,6 +184,16 @@ class Workload:
         for w in self.writers:
             w.join(timeout=10)
         return sorted((a for w in self.writers for a in w.log), key=lambda a: a.t_send)
+
+
+def steady_writer(label: str, conninfo: str, interval: float = 0.02) -> Writer:
+    """A started writer for outage benchmarks on a fresh table: a commit every `interval`, a reconnect
+    (after the same pause) on any error, and no deadline: a commit that hangs is part of the outage."""
+    prepare_table(conninfo)
+    writer = Writer(label, conninfo, 0, interval=interval, deadline=math.inf, reconnect_on_read_only=True,
+                    connect_pause=interval, read_only_pause=interval)
+    writer.start()
+    return writer
 
 
 def prepare_table(conninfo: str) -> None:

@@ -21,7 +21,7 @@ import httpx
 from pgkeel.document import PostgresCluster, load_cluster
 from pgkeel.ha.config import AgentConfig
 from pgkeel.instance.files import atomic_write
-from pgkeel.local import stored_document
+from pgkeel.local import backups, stored_document
 from pgkeel.local.layout import Layout, chown_for_postgres
 from pgkeel.local.runtime import AgentCommand, agent_command
 from pgkeel.pgconf import render_config
@@ -111,6 +111,7 @@ class LocalCluster:
             shutil.copyfile(document, lay.document)
         atomic_write(lay.etc / "postgresql.conf", rendered.postgresql_conf, mode=0o644)
         atomic_write(lay.etc / "pg_hba.conf", rendered.pg_hba_conf, mode=0o644)
+        backups.write_config(lay, cluster)
         for name in members:
             self._write_agent_config(cluster, name, state)
         return cluster

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from pgkeel.instance.files import atomic_write
 from pgkeel.instance.process import POSTGRES_OS_USER
+from pgkeel.pgconf.member_dir import MemberDir
 from pgkeel.tls import create_ca
 
 
@@ -104,6 +105,10 @@ class Layout:
 
     def node(self, name: str) -> Path:
         return self.root / "nodes" / name
+
+    def member_dir(self, name: str) -> MemberDir:
+        """nodes/<name>/ as a MemberDir: its data, tls, run and postgres.log."""
+        return MemberDir(self.node(name))
 
     def agent_config(self, name: str) -> Path:
         return self.node(name) / "agent.json"

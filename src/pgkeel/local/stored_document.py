@@ -83,7 +83,7 @@ def data_majors(layout: Layout, members: list[str]) -> dict[str, int]:
     """PG_VERSION of every member's data directory that has one, by its path."""
     found = {}
     for name in members:
-        path = layout.node(name) / "data" / "PG_VERSION"
+        path = layout.member_dir(name).datadir / "PG_VERSION"
         with contextlib.suppress(OSError, ValueError):
             found[str(path)] = int(path.read_text().strip())
     return found

@@ -24,6 +24,7 @@ from pgkeel.ha.config import AgentConfig
 from pgkeel.instance.files import atomic_write
 from pgkeel.node.bundle import Bundle, BundleError, member_names_for_certificate
 from pgkeel.pgconf import render_config
+from pgkeel.pgconf.member_dir import MemberDir
 
 DEFAULT_BASE = Path("/var/lib/pgkeel")
 DEFAULT_SECRETS = Path("/etc/pgkeel")
@@ -34,30 +35,21 @@ class NodeError(ValueError):
 
 
 @dataclass(frozen=True)
-class NodePaths:
-    """Where one member keeps its state on its machine."""
-
-    base: Path
+class NodePaths(MemberDir):
+    """Where one member keeps its state on its machine: a MemberDir (data, tls, run, postgres.log) and
+    what only a member on its own machine has there."""
 
     @classmethod
     def default(cls, cluster: str, base: Path | None = None) -> NodePaths:
         return cls(base if base is not None else DEFAULT_BASE / cluster)
 
     @property
-    def datadir(self) -> Path:
-        return self.base / "data"
-
-    @property
     def conf(self) -> Path:
         return self.base / "conf"
 
     @property
-    def tls(self) -> Path:
-        return self.base / "tls"  # postgresql.conf names ../tls/server.crt, relative to PGDATA
-
-    @property
-    def run(self) -> Path:
-        return self.base / "run"
+    def passfile(self) -> Path:
+        return self.base / ".pgpass"
 
     @property
     def lock(self) -> Path:
@@ -125,8 +117,8 @@ def node_config(cluster: PostgresCluster, member: str, paths: NodePaths, bundle:
         pg_host=spec.host,
         pg_port=spec.pg_port,
         socket_dir=paths.run,
-        log_file=paths.base / "postgres.log",
-        passfile=paths.base / ".pgpass",
+        log_file=paths.log_file,
+        passfile=paths.passfile,
         superuser_password_file=bundle.superuser_password_file,
         replication_password_file=bundle.replication_password_file,
         tls_dir=paths.tls,

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pgkeel.document import PostgresCluster
+from pgkeel.document.backup import PGBACKREST_CONF
 from pgkeel.pgconf.values import Parsed
 
 # Set at run time by the agent (postgresql.auto.conf or -c), so a value in the document would fight it.
@@ -72,8 +73,6 @@ def required_settings(cluster: PostgresCluster, config_dir: str) -> list[Require
     return out
 
 
-# The pgBackRest config every node reads, beside postgresql.conf (the backup package writes it).
-PGBACKREST_CONF = "pgbackrest.conf"
 ARCHIVE_MANAGED = frozenset({"archive_mode", "archive_command", "archive_library"})
 
 
@@ -85,16 +84,16 @@ def pgbackrest_command(cluster: PostgresCluster, config_dir: str) -> str:
 def archive_settings(cluster: PostgresCluster, config_dir: str) -> list[Required]:
     """WAL archiving to spec.backup's repositories, identical on every node: only the primary archives
     (archive_mode = on), and a promoted standby archives its history file and the old timeline's
-    partial segment. `$PWD/%p`: the archiver runs in PGDATA, so pgBackRest gets an absolute path and
-    needs no per-node pg1-path."""
+    partial segment. `$PWD`: the archiver and the startup process run in PGDATA, so the shell gives
+    pgBackRest this node's data directory and an absolute path without a per-node setting."""
     if cluster.spec.backup is None:
         return []
     command = pgbackrest_command(cluster, config_dir)
     return [
         Required("archive_mode", "on", "spec.backup: the primary archives every WAL segment (a standby does not)"),
-        Required("archive_command", f'{command} archive-push "$PWD/%p"',
+        Required("archive_command", f'{command} --pg1-path="$PWD" archive-push "$PWD/%p"',
                  "spec.backup: pgBackRest pushes each finished segment to every repository"),
-        Required("restore_command", f'{command} archive-get %f "$PWD/%p"',
+        Required("restore_command", f'{command} --pg1-path="$PWD" archive-get %f "$PWD/%p"',
                  "spec.backup: a replica that fell behind the primary's WAL fetches it from the archive"),
         Required("archive_timeout", "60s",
                  "spec.backup: a quiet primary still archives at least once a minute, bounding what a lost node "

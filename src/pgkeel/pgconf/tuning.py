@@ -53,6 +53,7 @@ class Inputs:
     workload: str
     max_connections: int | None = None  # the user's, when given
     shared_buffers: int | None = None  # bytes, the user's, when given
+    archive_backlog: int = 0  # bytes: spec.backup.archive's bound on WAL waiting for the archive (0: no archive)
 
     @property
     def cores(self) -> int:
@@ -73,6 +74,7 @@ def inputs_for(
         workload=spec.workload,
         max_connections=max_connections,
         shared_buffers=shared_buffers,
+        archive_backlog=spec.archive_backlog_bytes,
     )
 
 
@@ -194,16 +196,22 @@ def wal_budget(inp: Inputs) -> list[Tuned]:
 
     max_wal_size: 20% of the volume (at most pgtune's value for the workload); min_wal_size: a quarter
     of it; wal_keep_size: 5% of the volume, at most 4GB; max_slot_wal_keep_size: 20% of the volume
-    (slots exist for every member, and PostgreSQL's default lets them keep WAL without limit).
+    (slots exist for every member, and PostgreSQL's default lets them keep WAL without limit), less
+    the archive backlog bound when spec.backup archives: PostgreSQL keeps every segment not yet
+    archived whatever the sizes say, so that bound is part of the budget too.
     """
     vol, vt = inp.volume, inp.volume_text
     cap = WORKLOAD_MAX_WAL[inp.workload]
     max_wal = max(2 * WAL_SEGMENT, min(cap, _mb(vol // 5)))
     min_wal = max(2 * WAL_SEGMENT, _mb(max_wal // 4))
     keep = min(4 * GiB, _mb(vol // 20))
-    slots = _mb(vol // 5)
-    total = max_wal + min_wal + keep + slots
-    note = f"; all four WAL sizes = {human_bytes(total)} ≤ 50% of {vt}"
+    backlog = inp.archive_backlog
+    slots = max(2 * WAL_SEGMENT, _mb(vol // 5) - backlog)
+    total = max_wal + min_wal + keep + slots + backlog
+    sizes = "all four WAL sizes and the archive backlog" if backlog else "all four WAL sizes"
+    note = f"; {sizes} = {human_bytes(total)} ≤ 50% of {vt}"
+    slot_reason = (f"20% of {vt} volume less the archive backlog bound {human_bytes(backlog)} = {human_bytes(slots)}"
+                   if backlog else f"20% of {vt} volume = {human_bytes(slots)}")
     return [
         Tuned("max_wal_size", format_bytes_for("MB", max_wal), "tuned",
               f"20% of {vt} volume, at most {human_bytes(cap)} for {inp.workload} (pgtune) = {human_bytes(max_wal)}"
@@ -213,8 +221,7 @@ def wal_budget(inp: Inputs) -> list[Tuned]:
         Tuned("wal_keep_size", format_bytes_for("MB", keep), "tuned",
               f"5% of {vt} volume, at most 4GB = {human_bytes(keep)}: a cushion for replicas without a slot"),
         Tuned("max_slot_wal_keep_size", format_bytes_for("MB", slots), "tuned",
-              f"20% of {vt} volume = {human_bytes(slots)}: slots may hold WAL for a lagging member, never fill the "
-              "volume"),
+              f"{slot_reason}: slots may hold WAL for a lagging member, never fill the volume"),
     ]
 
 

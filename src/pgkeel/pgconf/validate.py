@@ -93,10 +93,12 @@ def _check_wal_budget(cluster: PostgresCluster, parsed: dict[str, Parsed]) -> li
     sizes = {t.name: _mb_of(t.value) for t in tuning.wal_budget(inp)}
     for name in given:
         sizes[name] = int(parsed[name].base or 0)
-    total = sum(sizes.values()) * MiB
+    total = sum(sizes.values()) * MiB + inp.archive_backlog
     limit = tuning.wal_budget_limit(inp.volume)
     if total > limit:
         parts = " + ".join(f"{n} {human_bytes(sizes[n] * MiB)}" for n in tuning.WAL_SIZES)
+        if inp.archive_backlog:
+            parts += f" + spec.backup.archive.maxBacklog {human_bytes(inp.archive_backlog)}"
         errors.append(
             f"{_PATH}.{given[0]}: WAL could fill the volume: {parts} = {human_bytes(total)} exceeds half of the "
             f"{cluster.spec.storage.size} volume ({human_bytes(limit)}); lower it or enlarge spec.storage.size"

@@ -14,8 +14,20 @@ from dataclasses import replace
 
 from pgkeel.ha.actions import AnyAction
 from pgkeel.ha.election import self_candidate
+from pgkeel.ha.failsafe import Promise, refusal
 from pgkeel.ha.memory import remember
-from pgkeel.ha.model import Decision, Memory, Observation, OldLeader, Outcome, PeerProbe, PgState, ReplicaFlush, Result
+from pgkeel.ha.model import (
+    Decision,
+    LeaseHeld,
+    Memory,
+    Observation,
+    OldLeader,
+    Outcome,
+    PeerProbe,
+    PgState,
+    ReplicaFlush,
+    Result,
+)
 from pgkeel.ha.records import Address, ClusterState, FenceKind
 from pgkeel.ha.rules import decide, precheck
 from pgkeel.sim.executor import Later, Step, perform
@@ -39,6 +51,8 @@ class SimAgent:
         self.busy = False
         self.deferred: list[Callable[[], None]] = []
         self.api: dict[str, object] = {}  # what GET /status would say (the last report)
+        self.last_view: ClusterState | None = None  # the last successful store read (Observer.last_view)
+        self.holding = False  # Promises.holding: set by every lease success, cleared when given up
         self.rules: Counter[str] = Counter()
         self._plan: tuple[Observation, Decision, list[Result], float] | None = None
         self._logged: tuple[str, tuple[str, ...], tuple[bool, ...]] | None = None
@@ -60,6 +74,7 @@ class SimAgent:
         """A fresh agent process: empty memory, fence disarmed (prepare_fence), first loop soon."""
         self.alive, self.paused, self.busy, self.epoch = True, False, False, self.epoch + 1
         self.memory, self.last, self.api, self.deferred = Memory(), None, {}, []
+        self.last_view, self.holding = None, False
         self.node.pg.fence_armed = False
         self._loop_in(delay)
 
@@ -142,6 +157,9 @@ class SimAgent:
         assert self._plan is not None
         o, decision, results, started = self._plan
         self.memory = remember(o, decision, results)
+        won = any(isinstance(r, LeaseHeld) for _, r in results)
+        if o.cluster is not None and o.cluster.leader_name not in (None, o.me) and not won:
+            self.holding = False
         self.last = o
         self.api = {"dcs_ok": o.dcs_ok, "following": o.pg.following, "candidate": self_candidate(o)}
         self._log(decision, results)
@@ -201,6 +219,8 @@ class SimAgent:
             cluster: ClusterState | None = w.store_call(self.name, lambda: w.store.view(w.t))
         except StoreError:
             cluster = None
+        if cluster is not None:
+            self.last_view = cluster
         pg = self.read_postgres()
         peers: dict[str, PeerProbe] = {}
         old = OldLeader.NOT_ASKED
@@ -214,10 +234,12 @@ class SimAgent:
         self, pg: PgState, cluster: ClusterState | None, peers: dict[str, PeerProbe], old: OldLeader, at: float
     ) -> Observation:
         w = self.world
+        now = self.node.clock.local(at)
+        promise = self.node.promise
         return Observation(
             me=self.name,
             members=tuple(w.config.names),
-            now=self.node.clock.local(at),
+            now=now,
             settings=w.settings,
             pg=pg,
             memory=self.memory,
@@ -227,7 +249,25 @@ class SimAgent:
             fence=self.node.pg.fence_kind,
             address=self.node.address,
             api_url=f"http://{self.name}:8008",
+            promised_until=promise.until if promise is not None and now < promise.until else None,
         )
+
+    def failsafe_request(self, leader: str) -> str | None:
+        """POST /failsafe from `leader` (pgkeel.ha.loop.Agent.failsafe_promise): None when promised."""
+        w, node = self.world, self.node
+        pg = node.pg
+        acting = self.memory.acting_primary or (pg.running and w.answering(node) and not pg.in_recovery)
+        why = refusal(
+            me=self.name, leader=leader, members=tuple(w.config.names), view=self.last_view,
+            holding=self.holding, acting_primary=acting, acquiring=False,
+        )
+        if why is None:
+            now = node.clock.local(w.t)
+            until = now + w.settings.ttl
+            if node.promise is not None and node.promise.leader == leader:
+                until = max(until, node.promise.until)
+            node.promise = Promise(leader, until)
+        return why
 
     def election_round(self, cluster: ClusterState) -> tuple[dict[str, PeerProbe], OldLeader, float]:
         """pgkeel.ha.peers.PeerProber.election_round against the world as this node can see it."""

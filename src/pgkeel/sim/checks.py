@@ -100,10 +100,14 @@ class Checker:
         w = self.world
         history = w.store.history
         settings = w.config.settings
-        if history is None or history.leader in healthy:
+        if history is not None and history.leader in healthy:
+            return True
+        if not healthy - settings.no_failover:
+            return False  # nobody healthy may be promoted automatically (spec.members tags)
+        if history is None:
             return True
         floor = timeline_floor(history)
-        for name in healthy:
+        for name in healthy - settings.no_failover:
             pg = w.nodes[name].pg
             lag_ok = settings.mode is not Mode.ASYNC or history.lsn is None or (
                 history.lsn - pg.lsn <= settings.max_lag_bytes

@@ -24,6 +24,7 @@ from pgkeel.ha.actions import (
     ClearStaleClaim,
     ClearSwitchover,
     CloneFrom,
+    ConfirmFailsafe,
     ConfirmReceived,
     DeleteMember,
     DropSlots,
@@ -84,17 +85,24 @@ def _perform(a: SimAgent, action: AnyAction, done: list[Result]) -> Step:
         case AcquireLeader():
             if action.not_after is not None and w.local(me) > action.not_after:
                 return Failed(error="the election's observation is too old to act on"), 0.0
+            promise = a.node.promise
+            if promise is not None and w.local(me) < promise.until:
+                return Failed(error=f"promised {promise.leader} not to lead (failsafe)"), 0.0
             return lease(a, lambda: s.acquire(me, ttl, w.t)), lat
         case RenewLeader():
             return lease(a, lambda: s.renew(me, ttl, w.t)), lat
+        case ConfirmFailsafe():
+            return confirm_failsafe(a, action)
         case ReleaseLeader():
             pg.fence_armed = False
+            a.holding = False
             ok = w.store_call(me, lambda: s.release(me, w.t))
             return (Done() if ok else Failed(error="not the holder")), lat
         case Promote():
             return promote(a, action, done), 0.1
         case Fence():
             pg.fence_armed = False
+            a.holding = False
             a.stop("immediate")
             a.configure(standby=True, leader=None, sync=action.sync_names)
             recovery = a.start_postgres()
@@ -155,6 +163,7 @@ def _perform(a: SimAgent, action: AnyAction, done: list[Result]) -> Step:
             if not ok:
                 return Failed(error="the lease was not ours to hand over"), lat
             pg.fence_armed = False
+            a.holding = False
             a.wake(action.target)
             return Done(), lat
         case ClearSwitchover():
@@ -184,8 +193,34 @@ def lease(a: SimAgent, call: Callable[[], bool]) -> Outcome:
     sent = a.world.local(a.name)
     if not a.world.store_call(a.name, call):
         return Failed(error="lease not held")
+    a.holding = True
     a.world.arm_fence(a.node, sent + a.world.settings.fence_deadline)
     return LeaseHeld(sent_at=sent)
+
+
+def confirm_failsafe(a: SimAgent, action: ConfirmFailsafe) -> Step:
+    """pgkeel.ha.execute.Executor._confirm_failsafe: a request reaches a peer's API only if the link works
+    and its agent runs; the promise is made when it arrives, even if the answer is then lost."""
+    w = a.world
+    sent = w.local(a.name)
+    refused, silent = 0, False
+    for member in action.members:
+        peer, node = w.agents.get(member), w.nodes.get(member)
+        arrives = peer is not None and node is not None and peer.alive and not peer.paused and not node.paused
+        arrives = arrives and not node.down and w.reach(a.name, member) and w.rng.random() >= w.config.probe_loss
+        if not arrives or peer is None:
+            refused, silent = refused + 1, True
+            continue
+        why = peer.failsafe_request(a.name)
+        if not w.reach(member, a.name):  # promised, but the answer never comes back
+            refused, silent = refused + 1, True
+        elif why is not None:
+            refused += 1
+    took = w.settings.dcs_timeout if silent else 0.01
+    if refused:
+        return Failed(error=f"{refused} of {len(action.members)} members did not promise"), took
+    w.arm_fence(a.node, sent + w.settings.fence_deadline)
+    return LeaseHeld(sent_at=sent), took
 
 
 def promote(a: SimAgent, action: Promote, done: list[Result]) -> Outcome:

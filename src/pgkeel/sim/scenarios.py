@@ -63,9 +63,27 @@ def switchover_slow_checkpoint(seed: int = 1) -> RunResult:
     return run(seed, _config(3, Mode.QUORUM), steps=300, faults=faults)
 
 
-def store_outage(mode: Mode = Mode.QUORUM, seed: int = 1) -> RunResult:
-    """The whole store down for 60 s."""
-    return run(seed, _config(3, mode), steps=300, faults=[Fault(15.0, "store-down", duration=60.0)])
+def store_outage(mode: Mode = Mode.QUORUM, seed: int = 1, failsafe: bool = True, keep_world: bool = False) -> RunResult:
+    """The whole store down for 60 s: with failsafe the primary serves on its peers' promises throughout."""
+    config = _config(3, mode, failsafe=failsafe)
+    return run(seed, config, steps=300, faults=[Fault(15.0, "store-down", duration=60.0)], keep_world=keep_world)
+
+
+def primary_cut_from_store(mode: Mode = Mode.QUORUM, seed: int = 1, keep_world: bool = False) -> RunResult:
+    """Only the primary loses the store (60 s); the others reach it and see the lease expire, but promised
+    the primary, which still reaches them, not to lead: no failover, writes go on."""
+    faults = [Fault(15.0, "cut-store", "@primary", duration=60.0)]
+    return run(seed, _config(3, mode), steps=300, faults=faults, keep_world=keep_world)
+
+
+def primary_isolated(mode: Mode = Mode.QUORUM, seed: int = 1, keep_world: bool = False) -> RunResult:
+    """The primary loses the store and both peers (60 s): nobody can promise, so it fences and the others elect."""
+    faults = [
+        Fault(15.0, "cut-store", "@primary", duration=60.0),
+        Fault(15.0, "cut-peer", "@primary", "@replica", duration=60.0),
+        Fault(15.0, "cut-peer", "@primary", "@replica2", duration=60.0),
+    ]
+    return run(seed, _config(3, mode), steps=300, faults=faults, keep_world=keep_world)
 
 
 def candidate_without_store(seed: int = 1) -> RunResult:
@@ -102,3 +120,17 @@ SCENARIOS: dict[str, Callable[[], RunResult]] = {
     "candidate-without-store": candidate_without_store,
     "replica-behind-two-failovers": replica_behind_two_failovers,
 }
+
+
+TAGS = {"no_failover": frozenset({"pg-1"}), "no_sync": frozenset({"pg-4"}), "failover_priority": {"pg-3": 5}}
+
+
+def tagged_members(mode: Mode = Mode.QUORUM, seed: int = 1, keep_world: bool = False) -> RunResult:
+    """5 nodes with spec.members tags — pg-1 noFailover, pg-4 noSync, pg-3 failoverPriority 5 — and sync_standbys 1
+    (two may be synchronous for any primary: with 2 of 2 one lost standby would stop writes): the primary crashes
+    (40 s), then the next one too (40 s)."""
+    faults = [
+        Fault(20.0, "crash-node", "@primary", duration=40.0),
+        Fault(70.0, "crash-node", "@primary", duration=40.0),
+    ]
+    return run(seed, _config(5, mode, sync_standbys=1, **TAGS), steps=600, faults=faults, keep_world=keep_world)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
+from pgkeel.ha.failsafe import Promise
 from pgkeel.ha.records import Address, FenceKind
 from pgkeel.ha.settings import HASettings, Mode
 from pgkeel.ha.sync import SyncRule
@@ -69,6 +70,7 @@ class Node:
     clock: Clock
     down: bool = False  # the machine crashed: agent and postgres gone until restart
     paused: bool = False  # the whole node frozen (agent and postgres)
+    promise: Promise | None = None  # failsafe: not to lead before until (local clock); a file, so agents forget nothing
 
     @property
     def address(self) -> Address:

@@ -86,7 +86,7 @@ def test_a_cluster_where_nobody_may_be_promoted_or_etcd_auth_in_clear_is_allowed
     members = [{"name": n, "host": f"198.18.0.{i}", "noFailover": True} for i, n in enumerate("abc", 1)]
     members[2] = {"name": "c", "host": "198.18.0.3", "failoverPriority": 0}
     etcd = {"endpoints": ["http://198.18.0.1:2379"], "auth": {"user": "u", "passwordFile": "/pw"}}
-    found = parse_cluster(doc(members=members, store={"etcd": etcd})).spec.warnings()
+    found = parse_cluster(doc(members=members, store={"etcd": etcd}, replication={"mode": "async"})).spec.warnings()
     assert any(w.startswith("spec.members: every member has noFailover") for w in found), found
     assert any(w.startswith("spec.store.etcd.auth: the etcd password crosses the network in clear") for w in found)
 
@@ -101,3 +101,21 @@ def test_kubernetes_accepts_members_named_as_its_pods_and_refuses_the_rest() -> 
     assert problems[-1].startswith("spec.store.etcd: on Kubernetes the store is a Lease")
     with pytest.raises(ValueError, match=r"spec\.members"):
         render_manifests(bad)
+
+
+def test_tags_shrink_the_synchronous_set_and_k_must_fit_what_is_left() -> None:
+    one = [{"name": f"pg-{i}", "noSync": i == 4} for i in range(5)]
+    spec = parse_cluster(doc(instances=5, members=one)).spec
+    assert (spec.sync_excluded, spec.sync_eligible, spec.sync_standbys) == (["pg-4"], 3, 2)
+    assert not [w for w in spec.warnings() if "synchronous" in w]
+    two = [{"name": f"pg-{i}", "noSync": i == 3, "noFailover": i == 4} for i in range(5)]
+    spec = parse_cluster(doc(instances=5, members=two)).spec
+    assert (spec.sync_eligible, spec.sync_standbys) == (2, 1), "one standby of slack: 2 of 2 would stop writes"
+    assert any(w.startswith("spec.members: pg-3, pg-4 tagged noSync/noFailover leave 2") for w in spec.warnings())
+    spec = parse_cluster(doc(instances=5, members=two, replication={"syncStandbys": 2})).spec
+    assert any("any one of them down stops writes" in w for w in spec.warnings())
+    errors = errors_of(doc(members=[{"name": f"pg-{i}", "noSync": i == 2} for i in range(3)],
+                           replication={"syncStandbys": 2}))
+    assert any("replication.syncStandbys: 2, but only 1 standby(s) may be synchronous" in e for e in errors), errors
+    errors = errors_of(doc(members=[{"name": f"pg-{i}", "noSync": i > 0} for i in range(3)]))
+    assert any("leaves a primary no standby for its synchronous set" in e for e in errors), errors

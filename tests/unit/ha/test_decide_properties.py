@@ -110,7 +110,12 @@ def observations(draw: st.DrawFn) -> Observation:
         me=me,
         members=members,
         now=NOW,
-        settings=HASettings(mode=mode, sync_standbys=draw(st.integers(1, 2))),
+        settings=HASettings(
+            mode=mode,
+            sync_standbys=draw(st.integers(1, 2)),
+            no_failover=draw(st.frozensets(st.sampled_from(members), max_size=1)),
+            failover_priority=draw(st.dictionaries(st.sampled_from(members), st.integers(1, 3), max_size=2)),
+        ),
         pg=draw(pg_states()),
         memory=Memory(
             last_renewal=last,
@@ -123,6 +128,7 @@ def observations(draw: st.DrawFn) -> Observation:
         old_leader=draw(st.sampled_from(list(OldLeader))),
         fence=draw(st.sampled_from(list(FenceKind))),
         address=address(me),
+        promised_until=draw(st.sampled_from([None, NOW - 0.5, NOW + 0.1, NOW + 2.5])),
     )
 
 
@@ -146,6 +152,42 @@ def test_writable_postgres_only_with_a_lease_confirmed_in_the_same_plan(o: Obser
         if writable:
             before = kinds(Decision(d.rule, d.actions[:i]))
             assert "AcquireLeader" in before or ("RenewLeader" in before and holds_lease(o)), (d.rule, kinds(d))
+
+
+@settings(max_examples=2000, deadline=None)
+@given(observations())
+def test_a_node_that_promised_the_last_leader_neither_takes_the_lease_nor_detaches_from_it(o: Observation) -> None:
+    """Failsafe (pgkeel.ha.failsafe): while a promise holds, no plan acquires, promotes or stops streaming —
+    unless the node holds the lease already (the promised leader handed it over in a switchover since).
+    (A promise needs a cluster someone led, so a store with no cluster recorded yet is not a case.)"""
+    d = decide(o)
+    promised = o.promised_until is not None and o.now < o.promised_until and not holds_lease(o)
+    recorded = o.cluster is not None and o.cluster.initialize is not None
+    if promised and o.cluster is not None and recorded and not o.cluster.bootstrapping:
+        assert not {"AcquireLeader", "Promote", "Bootstrap"} & set(kinds(d)), (d.rule, kinds(d))
+        if o.cluster.leader is None:
+            assert "Follow" not in kinds(d), (d.rule, kinds(d))
+
+
+@settings(max_examples=2000, deadline=None)
+@given(observations())
+def test_without_the_store_only_a_recent_lease_holder_asks_for_promises_and_only_the_extension_waits_past_the_fence(
+    o: Observation,
+) -> None:
+    d = decide(o)
+    if "ConfirmFailsafe" in kinds(d):
+        assert o.cluster is None and o.memory.last_renewal is not None
+        assert o.now - o.memory.last_renewal <= o.settings.fence_deadline or o.fence is FenceKind.EXTENSION
+        action = d.actions[kinds(d).index("ConfirmFailsafe")]
+        assert isinstance(action, actions.ConfirmFailsafe) and set(action.members) == set(o.members) - {o.me}
+
+
+@settings(max_examples=2000, deadline=None)
+@given(observations())
+def test_a_member_tagged_no_failover_takes_the_lease_only_when_forced_or_reclaiming_its_own(o: Observation) -> None:
+    d = decide(o)
+    if o.me in o.settings.no_failover and "AcquireLeader" in kinds(d):
+        assert d.rule in ("elect.forced", "elect.reclaim"), (d.rule, kinds(d))
 
 
 @settings(max_examples=2000, deadline=None)

@@ -47,6 +47,7 @@ from pgkeel.ha.records import (
 )
 from pgkeel.ha.rules import ALL_RULES, precheck, shutdown
 from pgkeel.ha.settings import Mode
+from pgkeel.ha.sync import sync_names
 
 SYNC = SyncRecord("pg-0", ("pg-1", "pg-2"), 1, version=3)
 
@@ -102,11 +103,49 @@ def test_global_store_down_fence() -> None:
 
 
 def test_global_store_down() -> None:
-    fresh = decide(obs("pg-0", pg=primary_pg(), store_down=True, fence=FenceKind.NONE))
+    """Without failsafe: a primary waits out a store outage until its fence is due (then the rule above)."""
+    fresh = decide(obs("pg-0", pg=primary_pg(), store_down=True, fence=FenceKind.NONE, failsafe=False))
     assert (fresh.rule, kinds(fresh)) == ("global.store-down", ["Wait"])
     # past the deadline but fenced inside postgres: keep running (no crash recovery), keep trying
-    late = decide(obs("pg-0", pg=primary_pg(), store_down=True, memory=Memory(last_renewal=NOW - 5)))
+    late = decide(obs("pg-0", pg=primary_pg(), store_down=True, memory=Memory(last_renewal=NOW - 5), failsafe=False))
     assert late.rule == "global.store-down" and "pgkeel_fence" in late.reason
+    replica = decide(obs("pg-1", store_down=True))
+    assert (replica.rule, kinds(replica)) == ("global.store-down", ["Wait"])
+
+
+def test_global_store_down_failsafe() -> None:
+    """Without the store, a primary that held the lease asks every other member to promise."""
+    d = decide(obs("pg-0", pg=primary_pg(), store_down=True, fence=FenceKind.NONE))
+    assert (d.rule, kinds(d)) == ("global.store-down-failsafe", ["ConfirmFailsafe"])
+    action = first(d, actions.ConfirmFailsafe)
+    assert isinstance(action, actions.ConfirmFailsafe) and action.members == ("pg-1", "pg-2")
+    # a round failed and the fence is due: pgkeel_fence holds the line, a later round may resume writes ...
+    late = decide(obs("pg-0", pg=primary_pg(), store_down=True, memory=Memory(last_renewal=NOW - 5)))
+    assert late.rule == "global.store-down-failsafe"
+    # ... a watchdog or restart fence stops postgres instead
+    late_none = decide(obs("pg-0", pg=primary_pg(), store_down=True, fence=FenceKind.NONE,
+                           memory=Memory(last_renewal=NOW - 1.6)))
+    assert late_none.rule == "global.store-down-fence"
+    # a primary that holds no lease (fenced, released, fresh agent) never asks
+    never = decide(obs("pg-0", pg=primary_pg(), store_down=True, memory=Memory(last_renewal=None, acting_primary=True)))
+    assert never.rule == "global.store-down"
+    alone = decide(obs("pg-0", pg=primary_pg(), store_down=True, n=1))
+    assert (alone.rule, first(alone, actions.ConfirmFailsafe).members) == ("global.store-down-failsafe", ())
+
+
+def test_elect_failsafe_promised() -> None:
+    """A node that promised the last leader keeps following it and never acquires."""
+    state = cluster(leader=None, history=LeaderHistory("pg-0", address("pg-0"), 1, 100, 1, FenceKind.EXTENSION))
+    peers = {"pg-2": probe("pg-2", lsn=50)}
+    promised = replace(obs("pg-1", state=state, peers=peers, pg=replica_pg(following=None)), promised_until=NOW + 2.0)
+    d = decide(promised)
+    assert (d.rule, kinds(d)) == ("elect.failsafe-promised", ["Publish", "Wait"])
+    assert "promised pg-0" in d.reason
+    stopped = decide(replace(promised, pg=stopped_pg()))
+    start = first(stopped, actions.StartPostgres)
+    assert isinstance(start, actions.StartPostgres) and start.standby and start.leader == address("pg-0")
+    over = decide(replace(promised, promised_until=NOW - 0.1))
+    assert over.rule != "elect.failsafe-promised"
 
 
 def test_global_own_bootstrap_claim() -> None:
@@ -466,6 +505,29 @@ def test_elect_old_leader_may_write() -> None:
 def test_elect_ineligible() -> None:
     d = decide(elect_obs(peers={"pg-2": probe("pg-2", lsn=200)}))
     assert d.rule == "elect.ineligible" and "better candidate" in d.reason
+
+
+def test_elect_member_tags_no_failover_and_priority() -> None:
+    """spec.members tags: a noFailover member never stands and is not a better candidate (async); equally
+    up-to-date candidates defer to the higher failoverPriority, then the lower name."""
+    tagged = decide(elect_obs(no_failover=frozenset({"pg-1"})))
+    assert tagged.rule == "elect.ineligible" and "noFailover" in tagged.reason
+    ahead = {"pg-2": probe("pg-2", lsn=200)}
+    async_ahead = decide(elect_obs(peers=ahead, mode=Mode.ASYNC, no_failover=frozenset({"pg-2"})))
+    assert async_ahead.rule == "elect.promote", async_ahead.reason
+    # quorum: a noFailover member ahead and in the synchronous set may hold commits pg-1 lacks: wait
+    quorum_ahead = decide(elect_obs(peers=ahead, no_failover=frozenset({"pg-2"})))
+    assert quorum_ahead.rule == "elect.ineligible" and "(noFailover) is ahead" in quorum_ahead.reason
+    tie = {"pg-2": probe("pg-2", lsn=100)}
+    assert decide(elect_obs(peers=tie)).rule == "elect.promote"  # the lower name wins a tie
+    preferred = decide(elect_obs(peers=tie, failover_priority={"pg-2": 5}))
+    assert preferred.rule == "elect.ineligible" and "pg-2 is a better candidate" in preferred.reason
+    assert decide(elect_obs(peers=tie, failover_priority={"pg-1": 5})).rule == "elect.promote"
+
+
+def test_sync_set_leaves_out_no_sync_and_no_failover_members() -> None:
+    o = obs("pg-0", pg=primary_pg(), n=5, k=1, no_sync=frozenset({"pg-3"}), no_failover=frozenset({"pg-4"}))
+    assert sync_names(o) == 'ANY 1 ("pg-1","pg-2")'
 
 
 def test_elect_promote() -> None:

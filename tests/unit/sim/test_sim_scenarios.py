@@ -113,3 +113,59 @@ def test_replica_behind_two_failovers_never_reuses_a_timeline_id() -> None:
     assert r.world is not None
     standbys = [n for n in r.world.nodes.values() if n.pg.in_recovery]
     assert len(standbys) == 2 and all(n.pg.streaming for n in standbys), "both others stream again at the end"
+
+
+# --- failsafe: the store going away does not take the database with it (pgkeel.ha.failsafe) ---------------
+
+
+def acks_between(r: RunResult, start: float, end: float) -> int:
+    assert r.world is not None
+    return sum(start < a.at < end for a in r.world.acks)
+
+
+@pytest.mark.parametrize("mode", [Mode.ASYNC, Mode.QUORUM])
+def test_store_outage_60s_writes_go_on_on_the_members_promises(mode: Mode) -> None:
+    r = sc.store_outage(mode, keep_world=True)
+    assert_clean(r)
+    assert acks_between(r, 20.0, 70.0) > 300, "the writer commits ~10/s; the primary kept serving"
+    assert not any(15.0 < float(line.split()[0]) < 80.0 for line in promotions(r)), "no failover"
+
+
+def test_store_outage_without_failsafe_stops_writes() -> None:
+    r = sc.store_outage(Mode.QUORUM, failsafe=False, keep_world=True)
+    assert_clean(r)
+    assert acks_between(r, 20.0, 70.0) == 0
+
+
+@pytest.mark.parametrize("mode", [Mode.ASYNC, Mode.QUORUM])
+def test_primary_cut_from_the_store_only_keeps_serving(mode: Mode) -> None:
+    r = sc.primary_cut_from_store(mode, keep_world=True)
+    assert_clean(r)
+    assert acks_between(r, 20.0, 70.0) > 300
+    assert not any(15.0 < float(line.split()[0]) < 80.0 for line in promotions(r)), "no failover"
+    assert r.rules["elect.failsafe-promised"] > 0
+
+
+@pytest.mark.parametrize("mode", [Mode.ASYNC, Mode.QUORUM])
+def test_primary_cut_from_store_and_peers_fences_and_the_others_elect(mode: Mode) -> None:
+    r = sc.primary_isolated(mode, keep_world=True)
+    assert_clean(r)
+    assert any(15.0 < float(line.split()[0]) < 30.0 for line in promotions(r)), "a new primary within 15 s"
+
+
+# --- member tags (spec.members: noFailover, noSync, failoverPriority) ------------------------------------------
+
+
+@pytest.mark.parametrize("mode", [Mode.ASYNC, Mode.QUORUM])
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_tagged_members_no_failover_is_never_elected_and_no_sync_never_waited_for(mode: Mode, seed: int) -> None:
+    r = sc.tagged_members(mode, seed, keep_world=True)
+    assert_clean(r)
+    elected = [line.split()[1] for line in promotions(r) if float(line.split()[0]) > 5.0]
+    assert len(elected) >= 2, "both crashes are failed over"
+    assert "pg-1" not in elected, "noFailover is never promoted automatically"
+    if mode is Mode.QUORUM:
+        assert r.world is not None and r.world.acks
+        rules = {a.rule for a in r.world.acks}
+        assert all(rule.startswith("ANY 1 (") for rule in rules), rules
+        assert not any('"pg-4"' in rule or '"pg-1"' in rule for rule in rules), "tagged members are never synchronous"
