@@ -206,8 +206,9 @@ def confirm_failsafe(a: SimAgent, action: ConfirmFailsafe) -> Step:
     refused, silent = 0, False
     for member in action.members:
         peer, node = w.agents.get(member), w.nodes.get(member)
-        arrives = peer is not None and node is not None and peer.alive and not peer.paused and not node.paused
-        arrives = arrives and not node.down and w.reach(a.name, member) and w.rng.random() >= w.config.probe_loss
+        up = peer is not None and node is not None and peer.alive and not peer.paused
+        up = up and node is not None and not node.paused and not node.down
+        arrives = up and w.reach(a.name, member) and w.rng.random() >= w.config.probe_loss
         if not arrives or peer is None:
             refused, silent = refused + 1, True
             continue

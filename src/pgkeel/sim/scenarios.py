@@ -122,7 +122,11 @@ SCENARIOS: dict[str, Callable[[], RunResult]] = {
 }
 
 
-TAGS = {"no_failover": frozenset({"pg-1"}), "no_sync": frozenset({"pg-4"}), "failover_priority": {"pg-3": 5}}
+TAGS: dict[str, object] = {
+    "no_failover": frozenset({"pg-1"}),
+    "no_sync": frozenset({"pg-4"}),
+    "failover_priority": {"pg-3": 5},
+}
 
 
 def tagged_members(mode: Mode = Mode.QUORUM, seed: int = 1, keep_world: bool = False) -> RunResult:
@@ -133,4 +137,5 @@ def tagged_members(mode: Mode = Mode.QUORUM, seed: int = 1, keep_world: bool = F
         Fault(20.0, "crash-node", "@primary", duration=40.0),
         Fault(70.0, "crash-node", "@primary", duration=40.0),
     ]
-    return run(seed, _config(5, mode, sync_standbys=1, **TAGS), steps=600, faults=faults, keep_world=keep_world)
+    config = _config(5, mode, FenceKind.EXTENSION, sync_standbys=1, **TAGS)
+    return run(seed, config, steps=600, faults=faults, keep_world=keep_world)
