@@ -14,7 +14,7 @@ from dataclasses import replace
 
 from pgkeel.ha.actions import AnyAction
 from pgkeel.ha.election import self_candidate
-from pgkeel.ha.failsafe import Promise, refusal
+from pgkeel.ha.failsafe import refusal
 from pgkeel.ha.memory import remember
 from pgkeel.ha.model import (
     Decision,
@@ -235,7 +235,6 @@ class SimAgent:
     ) -> Observation:
         w = self.world
         now = self.node.clock.local(at)
-        promise = self.node.promise
         return Observation(
             me=self.name,
             members=tuple(w.config.names),
@@ -249,7 +248,7 @@ class SimAgent:
             fence=self.node.pg.fence_kind,
             address=self.node.address,
             api_url=f"http://{self.name}:8008",
-            promised_until=promise.until if promise is not None and now < promise.until else None,
+            promised_until=self.node.promises.active_until(now),
         )
 
     def failsafe_request(self, leader: str) -> str | None:
@@ -261,13 +260,11 @@ class SimAgent:
             me=self.name, leader=leader, members=tuple(w.config.names), view=self.last_view,
             holding=self.holding, acting_primary=acting, acquiring=False,
         )
-        if why is None:
-            now = node.clock.local(w.t)
-            until = now + w.settings.ttl
-            if node.promise is not None and node.promise.leader == leader:
-                until = max(until, node.promise.until)
-            node.promise = Promise(leader, until)
-        return why
+        try:
+            node.promises.grant(leader, node.clock.local(w.t), why)
+        except ValueError as exc:
+            return str(exc)
+        return None
 
     def election_round(self, cluster: ClusterState) -> tuple[dict[str, PeerProbe], OldLeader, float]:
         """pgkeel.ha.peers.PeerProber.election_round against the world as this node can see it."""

@@ -85,9 +85,9 @@ def _perform(a: SimAgent, action: AnyAction, done: list[Result]) -> Step:
         case AcquireLeader():
             if action.not_after is not None and w.local(me) > action.not_after:
                 return Failed(error="the election's observation is too old to act on"), 0.0
-            promise = a.node.promise
-            if promise is not None and w.local(me) < promise.until:
-                return Failed(error=f"promised {promise.leader} not to lead (failsafe)"), 0.0
+            with a.node.promises.acquisition(w.local(me)) as refused:  # the agent's own check, as in Executor
+                if refused is not None:
+                    return Failed(error=refused), 0.0
             return lease(a, lambda: s.acquire(me, ttl, w.t)), lat
         case RenewLeader():
             return lease(a, lambda: s.renew(me, ttl, w.t)), lat

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
-from pgkeel.ha.failsafe import Promise
+from pgkeel.ha.failsafe import Promises
 from pgkeel.ha.records import Address, FenceKind
 from pgkeel.ha.settings import HASettings, Mode
 from pgkeel.ha.sync import SyncRule
@@ -70,7 +70,8 @@ class Node:
     clock: Clock
     down: bool = False  # the machine crashed: agent and postgres gone until restart
     paused: bool = False  # the whole node frozen (agent and postgres)
-    promise: Promise | None = None  # failsafe: not to lead before until (local clock); a file, so agents forget nothing
+    # failsafe: pgkeel.ha.failsafe.Promises itself (local clock); kept on the node, as its file outlives agents
+    promises: Promises = field(default_factory=lambda: Promises(None, ttl=0.0, now=0.0))
 
     @property
     def address(self) -> Address:
@@ -102,6 +103,7 @@ class World:
             rate = 1.0 + self.rng.uniform(-config.drift, config.drift)
             fence = config.fences.get(name, config.fence)
             self.nodes[name] = Node(name, SimPostgres(name, fence), Clock(1000.0 * (i + 1), rate))
+            self.nodes[name].promises = Promises(None, ttl=self.settings.ttl, now=0.0)
         self.agents: dict[str, SimAgent] = {}
         self._ids = 0
         self.acks: list[Ack] = []
