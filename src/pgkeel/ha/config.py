@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pgkeel.dcs import EtcdAccess
 from pgkeel.document import PostgresCluster
+from pgkeel.ha.records import url_host
 from pgkeel.ha.settings import HASettings
 from pgkeel.instance import InstanceConfig
 
@@ -66,7 +67,7 @@ class AgentConfig(BaseModel):
     @property
     def api_url(self) -> str:
         scheme = "https" if self.api_cert_file is not None else "http"
-        return f"{scheme}://{self.api_host}:{self.api_port}"
+        return f"{scheme}://{url_host(self.api_host)}:{self.api_port}"
 
     @property
     def api_verify(self) -> ssl.SSLContext | bool:

@@ -69,13 +69,18 @@ def _enum(kind: type[E], value: Any, default: E) -> E:
         return default
 
 
+def url_host(host: str) -> str:
+    """HOST as it stands in a URL or HOST:PORT: an IPv6 literal in brackets (RFC 3986), anything else as is."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
 @dataclass(frozen=True)
 class Address:
     host: str
     port: int
 
     def __str__(self) -> str:
-        return f"{self.host}:{self.port}"
+        return f"{url_host(self.host)}:{self.port}"
 
 
 @dataclass(frozen=True)

@@ -358,12 +358,14 @@ class Instance:
         return auto_conf_drift(self.config.datadir)
 
     def configured_leader(self) -> str | None:
-        """The host:port this node is told to stream from (None if none)."""
+        """The host:port this node is told to stream from (None if none); an IPv6 host in brackets, as
+        ha.records.Address prints it."""
         info = read_auto_conf(self.config.datadir).get("primary_conninfo", "")
         parts = dict(p.split("=", 1) for p in info.split() if "=" in p)
         if "host" not in parts:
             return None
-        return f"{parts['host']}:{parts.get('port', '5432')}"
+        host = parts["host"]
+        return f"{f'[{host}]' if ':' in host else host}:{parts.get('port', '5432')}"
 
     # --- cloning and rewinding ---------------------------------------------------------------
     def basebackup(self, host: str, port: int, use_slot: bool = True) -> None:

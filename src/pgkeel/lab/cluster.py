@@ -23,7 +23,6 @@ import httpx
 import yaml
 
 from pgkeel.document import PostgresCluster, load_cluster
-from pgkeel.document.model import ClusterSpec
 from pgkeel.ha.config import AgentConfig
 from pgkeel.instance.aside import aside_path
 from pgkeel.instance.files import atomic_write
@@ -53,10 +52,8 @@ def cluster_document(
     `storage` drives the WAL budget: at 1Gi, max_slot_wal_keep_size is about 200 MB (the absent-replica fault).
     """
     replication: dict[str, Any] = {"mode": mode}
-    spec: dict[str, Any] = {}
-    if "tls" in ClusterSpec.model_fields:
-        # the lab measures failover, not TLS; the agent-issued certificates need a CA laid out per lab
-        spec["tls"] = {"enabled": False}
+    # the lab measures failover, not TLS; the agent-issued certificates need a CA laid out per lab
+    spec: dict[str, Any] = {"tls": {"enabled": False}}
     return {
         "apiVersion": "pgkeel.dev/v1alpha1",
         "kind": "PostgresCluster",
@@ -155,7 +152,7 @@ class LabCluster:
         atomic_write(lay.etc / "pg_hba.conf", rendered.pg_hba_conf, mode=0o644)
         bindir = Path(f"/usr/lib/postgresql/{cluster.spec.postgres.version}/bin")
         for i, name in enumerate(cluster.member_names()):
-            node = lay.node(name)
+            member = lay.member_dir(name)
             config = AgentConfig(
                 name=name,
                 dcs_url=self.etcd.url,
@@ -164,12 +161,12 @@ class LabCluster:
                 api_token_file=lay.token_file,
                 advertise_host=self.net.address(i),
                 bindir=bindir,
-                datadir=node / "data",
+                datadir=member.datadir,
                 config_file=lay.etc / "postgresql.conf",
                 pg_host=self.net.address(i),
                 pg_port=PG_PORT,
-                socket_dir=node / "run",
-                log_file=node / "postgres.log",
+                socket_dir=member.run,
+                log_file=member.log_file,
                 passfile=lay.passfile,
                 superuser_password_file=lay.password_file("superuser"),
                 replication_password_file=lay.password_file("replication"),
@@ -198,7 +195,7 @@ class LabCluster:
 
     def postgres_pid(self, name: str) -> int | None:
         try:
-            pid = int((self.layout.node(name) / "data" / "postmaster.pid").read_text().split()[0])
+            pid = int((self.datadir(name) / "postmaster.pid").read_text().split()[0])
         except (OSError, ValueError, IndexError):
             return None
         try:
@@ -208,7 +205,7 @@ class LabCluster:
         return pid if b"postgres" in cmd and alive(pid) else None
 
     def datadir(self, name: str) -> Path:
-        return self.layout.node(name) / "data"
+        return self.layout.member_dir(name).datadir
 
     def aside_dir(self, name: str) -> Path:
         """The node's single aside slot (pgkeel.instance.aside): where a re-clone keeps the old data."""

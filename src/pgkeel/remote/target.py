@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pgkeel.dcs import EtcdAccess
 from pgkeel.document import PostgresCluster
+from pgkeel.ha.records import url_host
 from pgkeel.k8s import layout
 from pgkeel.node.config import etcd_access, store_url
 
@@ -115,7 +116,7 @@ def _api(options: RemoteOptions) -> ApiAccess | None:
         ca, token = ca or bundle_ca, token or bundle_token
     urls = [api_url(u) for value in options.api for u in value.split(",") if u.strip()]
     if not urls and options.document is not None:
-        urls = [f"https://{m.host}:{m.api_port}" for m in options.document.spec.members if m.host]
+        urls = [f"https://{url_host(m.host)}:{m.api_port}" for m in options.document.spec.members if m.host]
     if not urls:
         return None
     if ca is None and any(u.startswith("https://") for u in urls):

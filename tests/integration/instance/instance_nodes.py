@@ -63,6 +63,8 @@ def _conf(home: Path, gucs: dict[str, str]) -> Path:
         "local all all trust\n"
         f"host all {REPL_USER} 127.0.0.1/32 scram-sha-256\n"
         f"host replication {REPL_USER} 127.0.0.1/32 scram-sha-256\n"
+        f"host all {REPL_USER} ::1/128 scram-sha-256\n"
+        f"host replication {REPL_USER} ::1/128 scram-sha-256\n"
     )
     chown_pg(conf, home / "pg_hba.conf")
     return conf
@@ -86,7 +88,7 @@ class Nodes:
             os.chmod(p, 0o600)
         chown_pg(secrets, self.su_pw, self.repl_pw, self.passfile)
 
-    def make(self, name: str, **gucs: str) -> Instance:
+    def make(self, name: str, host: str = "127.0.0.1", **gucs: str) -> Instance:
         home = self.root / name
         home.mkdir(mode=0o755)
         chown_pg(home)
@@ -95,7 +97,7 @@ class Nodes:
             bindir=BINDIR,
             datadir=home / "data",
             config_file=_conf(home, gucs),
-            host="127.0.0.1",
+            host=host,
             port=free_port(),
             socket_dir=home / "run",
             log_file=home / "postgres.log",
@@ -109,16 +111,18 @@ class Nodes:
         self.made.append(inst)
         return inst
 
-    def primary(self, name: str = "a", **gucs: str) -> Instance:
-        inst = self.make(name, **gucs)
+    def primary(self, name: str = "a", host: str = "127.0.0.1", **gucs: str) -> Instance:
+        inst = self.make(name, host, **gucs)
         inst.initdb()
         inst.configure(standby=False, leader=None, sync_standby_names="")
         inst.start()
         inst.create_replication_role()
         return inst
 
-    def replica(self, leader: Instance, name: str = "b", slot: bool = True, **gucs: str) -> Instance:
-        inst = self.make(name, **gucs)
+    def replica(
+        self, leader: Instance, name: str = "b", slot: bool = True, host: str = "127.0.0.1", **gucs: str
+    ) -> Instance:
+        inst = self.make(name, host, **gucs)
         addr = (leader.config.host, leader.config.port)
         if slot:
             leader.create_slot(inst.config.slot_name)

@@ -47,6 +47,13 @@ def test_defaults_follow_the_pod_contract(mounts: dict[str, str], tmp_path: Path
     assert cfg.ha.ttl == 3.0
 
 
+def test_an_ipv6_pod_ip_gives_a_bracketed_api_url_and_an_ip_certificate_name(mounts: dict[str, str]) -> None:
+    cfg = config_from_env({**mounts, layout.ENV_POD_IP: "fd00::7"})
+    assert cfg.api_host == "fd00::7"
+    assert cfg.api_url.endswith("://[fd00::7]:8008")
+    assert "fd00::7" in cfg.tls_names
+
+
 def test_passfile_is_private_and_escaped(mounts: dict[str, str]) -> None:
     cfg = config_from_env(mounts)
     write_passfile(cfg)
