@@ -258,6 +258,7 @@ def up(
     """Start every node on this machine; on an existing dir, start only missing ones with the cluster's own document."""
     from pgkeel.local import LocalCluster
     from pgkeel.local.cluster import AgentExited
+    from pgkeel.local.restore import RestoreError
     from pgkeel.local.runtime import place_cluster_dir
 
     if apply and file is None:
@@ -274,7 +275,7 @@ def up(
     try:
         with console.status("starting…") as spinner:
             status = local.up(document, timeout=timeout, progress=lambda text: spinner.update(text), apply=apply)
-    except (ValueError, TimeoutError, AgentExited) as exc:
+    except (ValueError, TimeoutError, AgentExited, RestoreError) as exc:
         _fail(str(exc).splitlines())
     _print_status(status)
     console.print("\n[bold]write:[/]", status["dsn_rw"], highlight=False, soft_wrap=True)
@@ -325,6 +326,12 @@ def _print_status(status: dict[str, Any]) -> None:
             last_error(m.get("last_error")),
         )
     console.print(table)
+    request = status.get("switchover")
+    if request:  # pending in the store (pgkeel.ha.records.SwitchoverRequest)
+        when = f"at {_when(request['at'])}" if request.get("at") else "now"
+        console.print(f"switchover pending: {request.get('source') or 'the leader'} → "
+                      f"{request.get('target') or 'the best replica'} {when} (cancel: pgkeel switchover --cancel)",
+                      highlight=False, soft_wrap=True)
     for m in status["members"]:  # spec.backup: the primary's archive (pgkeel.backup.archive_watch)
         if m.get("archive"):
             console.print(f"{m['name']}: {m['archive']['line']}", highlight=False, soft_wrap=True)
@@ -497,6 +504,10 @@ def switchover(
     ctx: typer.Context,
     directory: DirOpt = DEFAULT_DIR,
     to: Annotated[str | None, typer.Option("--to", help="Member to promote (default: the best replica).")] = None,
+    at: Annotated[str | None, typer.Option(
+        "--at", help="Schedule it: ISO 8601 time, UTC without an offset (2026-12-03T20:00), within 7 days; "
+        "kept in the store, carried out by the leader then.")] = None,
+    cancel: Annotated[bool, typer.Option("--cancel", help="Remove the pending (scheduled) switchover.")] = False,
     wait: WaitOpt = True,
     timeout: WaitTimeoutOpt = 60.0,
     file: RemoteFileOpt = None,
@@ -507,17 +518,46 @@ def switchover(
 ) -> None:
     """Planned handover of the primary role with no lost writes; a refusal is printed at once (exit 1).
 
-    On other machines: through any member's API (--api or -f), with the API token (--token-file or --secrets)."""
+    --at schedules it (`pgkeel status` shows it; --cancel removes it). On other machines: through any
+    member's API (--api or -f), with the API token (--token-file or --secrets)."""
+    if cancel and (at is not None or to is not None):
+        _fail(["--cancel removes the pending switchover: give it alone (no --to, no --at)"])
+    when = _switchover_time(at) if at is not None else None
     remote = _remote(ctx)
-    if remote is not None:
-        _handed_over(remote, _remote_call(remote.request_switchover, to), wait, timeout)
-        return
-    local = _local(directory)
+    local: LocalCluster | RemoteCluster = remote if remote is not None else _local(directory)
     try:
-        request = local.request_switchover(to)
-    except RuntimeError as exc:
+        if cancel:
+            removed = local.cancel_switchover()
+            console.print(f"cancelled: {_request_text(removed)}" if removed else "no switchover pending: nothing "
+                          "changed", highlight=False)
+            return
+        request = local.request_switchover(to, when)
+    except RuntimeError as exc:  # RemoteError too: one line
         _fail([str(exc)])
+    if when is not None:
+        console.print(f"scheduled: {_request_text(request)} (cancel: pgkeel switchover --cancel)", highlight=False)
+        return
     _handed_over(local, request, wait, timeout)
+
+
+def _switchover_time(at: str) -> float:
+    """--at as epoch seconds, refused here when in the past or too far ahead (the agent checks again)."""
+    import time
+
+    from pgkeel.ha.switchover_request import RequestRefused, check_time, parse_time
+
+    try:
+        when = parse_time(at)
+        check_time(when, time.time(), force=False)
+    except (ValueError, RequestRefused) as exc:
+        _fail([f"--at {at}: {exc}"])
+    return when
+
+
+def _request_text(request: dict[str, Any]) -> str:
+    at = request.get("at")
+    return (f"{request.get('from') or 'the leader'} → {request.get('to') or 'the best replica'}"
+            + (f" at {_when(at)}" if at else ""))
 
 
 @app.command()
@@ -583,16 +623,25 @@ def _pause_end(duration: str | None, until: str | None) -> float | None:
 
 @app.command()
 def pause(
+    ctx: typer.Context,
     directory: DirOpt = DEFAULT_DIR,
     duration: Annotated[
         str | None, typer.Option("--for", help="End the pause by itself after this long: 90s, 30m, 2h, 1d.")
     ] = None,
     until: Annotated[str | None, typer.Option("--until", help="End the pause at this time (ISO 8601; UTC).")] = None,
     reason: Annotated[str | None, typer.Option("--reason", help="Shown in status, e.g. a ticket number.")] = None,
+    file: RemoteFileOpt = None,
+    api: ApiOpt = None,
+    ca: CaOpt = None,
+    token_file: TokenFileOpt = None,
+    secrets: SecretsDirOpt = None,
 ) -> None:
-    """Maintenance mode: no automatic failover until `resume` (or --for/--until); switchover still works."""
+    """Maintenance mode: no automatic failover until `resume` (or --for/--until); switchover still works.
+
+    On other machines: through any member's API (--api or -f), with the API token (--token-file or --secrets)."""
     end = _pause_end(duration, until)
-    local = _local(directory)
+    remote = _remote(ctx)
+    local: LocalCluster | RemoteCluster = remote if remote is not None else _local(directory)
     try:
         local.pause(end, reason)
     except RuntimeError as exc:
@@ -605,9 +654,18 @@ def pause(
 
 
 @app.command()
-def resume(directory: DirOpt = DEFAULT_DIR) -> None:
-    """Leave maintenance mode: automatic failover again from the agents' next loop."""
-    local = _local(directory)
+def resume(
+    ctx: typer.Context,
+    directory: DirOpt = DEFAULT_DIR,
+    file: RemoteFileOpt = None,
+    api: ApiOpt = None,
+    ca: CaOpt = None,
+    token_file: TokenFileOpt = None,
+    secrets: SecretsDirOpt = None,
+) -> None:
+    """Leave maintenance mode: automatic failover again from the agents' next loop (remotely as `pause`)."""
+    remote = _remote(ctx)
+    local: LocalCluster | RemoteCluster = remote if remote is not None else _local(directory)
     try:
         was_paused = local.resume()
     except RuntimeError as exc:
@@ -769,6 +827,116 @@ def restart_cmd(
     _confirm(f"Restart {member or ('members with pending parameters' if pending else 'every member')} "
              "(writes pause once, for a switchover)?", yes)
     _rolling_restart(local, member, pending, timeout)
+
+
+MemberArg = Annotated[str, typer.Argument(help="The member (a name of `pgkeel status`).")]
+
+
+@app.command()
+def reinit(
+    ctx: typer.Context,
+    member: MemberArg,
+    directory: DirOpt = DEFAULT_DIR,
+    yes: YesOpt = False,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until it streams again from a fresh clone.")]
+    = False,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait with --wait.")] = 600.0,
+    file: RemoteFileOpt = None,
+    api: ApiOpt = None,
+    ca: CaOpt = None,
+    token_file: TokenFileOpt = None,
+    secrets: SecretsDirOpt = None,
+) -> None:
+    """Re-clone a replica from the primary (pg_basebackup); its old data directory is kept aside, never deleted.
+
+    Refused (exit 1, nothing changed) for the leader, an unknown member, a cluster without a running leader,
+    or a member that keeps an aside copy already (one at most: `pgkeel status --json`, /status `asides`).
+    On other machines: through that member's API (--api or -f), with the API token."""
+    import time
+
+    from pgkeel.remote.progress import wait_reinit
+
+    remote = _remote(ctx)
+    local = _local(directory) if remote is None else None
+    target: LocalCluster | RemoteCluster = remote if remote is not None else _local(directory)
+    if local is not None:
+        try:
+            local.check_member(member)
+        except ValueError as exc:
+            _fail([str(exc)])
+
+    def fetch() -> dict[str, Any] | None:
+        return local.fetch(member) if local is not None else remote.member_status(member) if remote else None
+
+    before = fetch()
+    if before is not None and before.get("is_leader"):
+        _fail([f"{member} is the leader: its data is the cluster's; switch over first, then reinit it as a replica"])
+    leader = (before or {}).get("leader")
+    _confirm(f"Re-clone {member} from the primary {leader or '?'}? Its data directory is kept aside (not deleted).",
+             yes)
+    try:
+        accepted = target.request_reinit(member)
+    except RuntimeError as exc:  # RemoteError too: one line
+        _fail([str(exc)])
+    if not wait:
+        console.print(f"requested: {member} re-clones from {leader or 'the leader'}; its old data is kept aside "
+                      f"(`pgkeel status --json` lists it; --wait waits)", highlight=False)
+        return
+    started = time.monotonic()
+    try:
+        with console.status(f"re-cloning {member}…"):
+            snap = wait_reinit(fetch, float(accepted["requested_at"]), (before or {}).get("alarm"), timeout)
+    except (RuntimeError, TimeoutError) as exc:
+        _fail([f"{member}: {exc}"])
+    took = time.monotonic() - started
+    aside = max(snap.get("asides") or [], key=lambda a: float(a.get("created") or 0))
+    console.print(f"{member} streams again from a fresh clone of {snap.get('leader')} in {took:.1f} s; old data "
+                  f"kept at {aside['path']} ({int(aside['bytes']) / 2**20:.1f} MiB)", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def logs(
+    member: MemberArg,
+    directory: DirOpt = DEFAULT_DIR,
+    lines: Annotated[int, typer.Option("--lines", "-n", min=1, help="How many lines from the end.")] = 40,
+    postgres: Annotated[bool, typer.Option("--postgres", help="Only postgres' log (postgres.log).")] = False,
+    agent: Annotated[bool, typer.Option("--agent", help="Only the agent's log (agent.log).")] = False,
+    follow: Annotated[bool, typer.Option("--follow", "-F", help="Keep printing new lines until Ctrl-C.")] = False,
+    file: RemoteFileOpt = None,
+    api: ApiOpt = None,
+) -> None:
+    """The end of a local member's agent log and postgres log (both by default), optionally followed.
+
+    A member on another machine writes its logs there: read them on that machine (journalctl -u pgkeel-CLUSTER,
+    and postgres.log in the member's directory); the API serves no logs."""
+    from pgkeel.local.log_files import follow_files
+
+    if file is not None or api:
+        _fail([f"logs of {member} are read on its own machine: `journalctl -u pgkeel-<cluster>` there (the agent) "
+               "and postgres.log in its member directory; the member API serves no logs"])
+    if postgres and agent:
+        _fail(["give --postgres or --agent (or neither, for both)"])
+    local = _local(directory)
+    try:
+        local.check_member(member)
+    except ValueError as exc:
+        _fail([str(exc)])
+    node = local.layout.node(member)
+    chosen = [("agent", node / "agent.log")] if agent else [("postgres", node / "postgres.log")] if postgres else [
+        ("agent", node / "agent.log"), ("postgres", node / "postgres.log")]
+    for label, _path in chosen:
+        text = local.log_tail(member, lines) if label == "agent" else local.postgres_log_tail(member, lines)
+        if len(chosen) > 1:
+            console.print(f"[bold]==> {member} {label} log <==[/]", highlight=False)
+        sys.stdout.write(text + ("\n" if text and not text.endswith("\n") else ""))
+    sys.stdout.flush()
+    if follow:
+        try:
+            for label, line in follow_files(dict(chosen)):
+                sys.stdout.write(f"{label}: {line}" if len(chosen) > 1 else line)
+                sys.stdout.flush()
+        except KeyboardInterrupt:
+            return
 
 
 @app.command()

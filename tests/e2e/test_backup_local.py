@@ -1,9 +1,9 @@
 """Backups of a local 3-node cluster and point-in-time recovery into a new one, as a user runs them.
 
 `pgkeel backup now` copies from a streaming replica; after a switchover and more writes, a new
-restore from that backup to `latest` replays across the timeline switch and has every row (the
-agent taking the restored member over is not done yet: the document refuses spec.bootstrap.fromBackup,
-so the restore is driven through pgkeel.local.restore with the source given directly).
+restore from that backup to `latest` (`pgkeel up` of a document with spec.bootstrap.fromBackup) replays
+across the timeline switch; the member with the restored data founds the new cluster, the others clone it,
+and every row is there.
 """
 
 from __future__ import annotations
@@ -23,8 +23,6 @@ import psycopg
 import pytest
 import yaml
 
-from pgkeel.document import SpecError
-from pgkeel.document.backup import FromBackup
 from pgkeel.local import LocalCluster, restore
 from pgkeel.local.layout import chown_for_postgres
 
@@ -152,25 +150,38 @@ def test_backup_from_a_standby_then_switchover_then_a_restore_to_latest_has_ever
     doc2 = base / "restored.yaml"
     doc2.write_text(yaml.safe_dump(restored_doc))
     restored = LocalCluster(base / "restored")
-    with pytest.raises(SpecError, match=r"fromBackup: restoring a new cluster from a backup is not available"):
-        restored.up(doc2)  # the agent cannot take restored data over yet: refused, nothing started
-    assert not restored.exists()
-    del restored_doc["spec"]["bootstrap"]
-    doc2.write_text(yaml.safe_dump(restored_doc))
-    cluster = restored.prepare(doc2)
-    assert restore.needs_restore(restored.layout, cluster)
     began = time.monotonic()
-    record = restore.restore_first_member(restored.layout, cluster, FromBackup.model_validate(source_spec))
-    print(f"\nrestore {record['restore_seconds']} s, replay+promote {record['replay_seconds']} s, "
-          f"total {time.monotonic() - began:.1f} s")
+    shown = subprocess.run([sys.executable, "-m", "pgkeel", "up", "-f", str(doc2), "--dir", str(restored.layout.root),
+                            "--timeout", "120"], capture_output=True, text=True, timeout=300)
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    print(f"\nup from the backup (restore, replay, promote, found, clone 2): {time.monotonic() - began:.1f} s")
+    cluster = restored.cluster()
+    record = json.loads(restore.record_file(restored.layout).read_text())
+    print(f"restore {record['restore_seconds']} s, replay+promote {record['replay_seconds']} s")
     assert record["from_backup"]["backup"] == run["backup"]["label"]
     assert record["timeline"] > 2  # the source's timeline 2 (the switchover) was followed, then promoted
-    assert not restore.needs_restore(restored.layout, cluster)  # never restored twice
     first = cluster.member_names()[0]
-    inst = restore.staging_instance(restored.layout, cluster, restored.layout.node(first) / "data")
-    inst.start()
-    try:
-        assert [r[0] for r in inst.query("SELECT id FROM t ORDER BY id")] == expected
-        assert inst.query("SELECT pg_is_in_recovery()")[0][0] is False
-    finally:
-        inst.stop("fast")
+    status = restored.status()
+    assert status["leader"] == first  # the member with the restored data founded the cluster
+    for member in status["members"]:
+        assert member["timeline"] == record["timeline"], status
+    assert _rows(restored) == expected
+    assert not (restored.layout.node(first) / "data.restored").exists()  # recorded in the store: marker gone
+    agent_log = (restored.layout.node(first) / "agent.log").read_text()
+    assert "[bootstrap.restored]" in agent_log and "[bootstrap.initdb]" not in agent_log
+    for other in cluster.member_names()[1:]:
+        other_log = (restored.layout.node(other) / "agent.log").read_text()
+        assert "[bootstrap.wait-restore]" in other_log or "[bootstrap.clone]" in other_log
+        assert "[bootstrap.initdb]" not in other_log
+        with psycopg.connect(restored.node_dsn(other), autocommit=True) as conn:
+            deadline = time.monotonic() + 30
+            while [r[0] for r in conn.execute("SELECT id FROM t ORDER BY id").fetchall()] != expected:
+                assert time.monotonic() < deadline, f"{other} did not replay the restored rows"
+                time.sleep(0.2)
+    _insert(restored, range(151, 152))  # writes are acknowledged (quorum mode: a standby confirms)
+    assert _rows(restored) == [*expected, 151]
+    again = subprocess.run([sys.executable, "-m", "pgkeel", "up", "--dir", str(restored.layout.root)],
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "restoring" not in again.stdout + again.stderr  # never restored twice
+    assert _rows(restored) == [*expected, 151]

@@ -1,4 +1,4 @@
-"""A small, honest Kubernetes API server: namespaced Leases and Pods, nothing else.
+"""A small, honest Kubernetes API server: namespaced Leases, Pods and StatefulSets, nothing else.
 
 No API server can run on our machines, so the Kubernetes store is tested against this one. It
 keeps the semantics the store relies on, as the real server does:
@@ -7,7 +7,15 @@ keeps the semantics the store relies on, as the real server does:
   existing name → 409 AlreadyExists; absent objects → 404 NotFound; all as `Status` objects;
 - list with equality label selectors, watch as chunked JSON lines (ADDED/MODIFIED/DELETED),
   and a watch from a compacted resourceVersion → an ERROR event carrying 410 Expired;
-- bearer-token authentication (401), and an `outage()` switch: hang, 503, or reset.
+- bearer-token authentication (401), and an `outage()` switch: hang, 503, or reset;
+- pod DELETE as a real server does it: preconditions (uid, resourceVersion → 409), then a pod on a
+  node is only marked (deletionTimestamp, deletionGracePeriodSeconds: still listed and patchable)
+  until the kubelet — the test — has stopped it and calls `finish_pod_deletion`; an unscheduled pod
+  goes at once;
+- a StatefulSet controller with updateStrategy OnDelete: `status.updateRevision` changes only by
+  `set_update_revision` (a template change), nothing is replaced by it, and a deleted pod of an
+  ordinal below `replicas` is recreated at once from the update revision (label
+  controller-revision-hash), with updatedReplicas/currentRevision kept as the controller keeps them.
 It records every authenticated call as (apiGroup, resource, verb), like the API server's
 RequestInfo, so tests can check what a client did against an RBAC Role.
 Binds to 127.0.0.1 only.
@@ -32,7 +40,14 @@ Obj = dict[str, Any]
 Key = tuple[str, str, str, str]  # (group, resource, namespace, name)
 
 # (group, resource) -> (apiVersion, kind)
-KINDS = {("coordination.k8s.io", "leases"): ("coordination.k8s.io/v1", "Lease"), ("", "pods"): ("v1", "Pod")}
+KINDS = {
+    ("coordination.k8s.io", "leases"): ("coordination.k8s.io/v1", "Lease"),
+    ("", "pods"): ("v1", "Pod"),
+    ("apps", "statefulsets"): ("apps/v1", "StatefulSet"),
+}
+REVISION_LABEL = "controller-revision-hash"
+POD_NAME_LABEL = "statefulset.kubernetes.io/pod-name"
+DEFAULT_GRACE_SECONDS = 30  # a pod's terminationGracePeriodSeconds when its spec gives none
 ROUTE = re.compile(
     r"^/(?:api/v1|apis/(?P<group>[a-z0-9.-]+)/v1)/namespaces/(?P<ns>[a-z0-9-]+)/(?P<res>[a-z]+)(?:/(?P<name>[^/]+))?$"
 )
@@ -270,17 +285,44 @@ class Store:
                 raise ApiError(422, "Invalid", "metadata.name: field is immutable")
             return self._write(key, new, expected)
 
-    def delete(self, key: Key, expected_rv: str | None) -> None:
+    def delete(self, key: Key, expected_rv: str | None, expected_uid: str | None = None) -> Obj:
+        """Remove now (what the API server does once a pod's grace period is over, or for any other kind)."""
         with self.cond:
-            current = self.objects.get(key)
-            if current is None:
-                raise _not_found(key)
-            if expected_rv and expected_rv != current["metadata"]["resourceVersion"]:
-                raise _conflict(key)
+            current = self._precondition(key, expected_rv, expected_uid)
             del self.objects[key]
             self.rv += 1
             current["metadata"]["resourceVersion"] = str(self.rv)
             self._record(key, "DELETED", current)
+            return copy.deepcopy(current)
+
+    def mark_deleting(self, key: Key, grace: int, expected_rv: str | None, expected_uid: str | None) -> Obj:
+        """Graceful deletion of a scheduled pod: deletionTimestamp and deletionGracePeriodSeconds are set and the pod
+        stays (listed, patchable) until the kubelet has stopped its containers; a second delete changes nothing."""
+        with self.cond:
+            current = self._precondition(key, expected_rv, expected_uid)
+            meta = current["metadata"]
+            if meta.get("deletionTimestamp"):
+                return copy.deepcopy(current)
+            ends = datetime.now(UTC).timestamp() + grace
+            meta["deletionTimestamp"] = datetime.fromtimestamp(ends, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            meta["deletionGracePeriodSeconds"] = grace
+            self.rv += 1
+            meta["resourceVersion"] = str(self.rv)
+            self._record(key, "MODIFIED", current)
+            return copy.deepcopy(current)
+
+    def _precondition(self, key: Key, expected_rv: str | None, expected_uid: str | None) -> Obj:
+        """DeleteOptions.preconditions: a uid or resourceVersion other than the object's is a 409, as on a real one."""
+        current = self.objects.get(key)
+        if current is None:
+            raise _not_found(key)
+        meta = current["metadata"]
+        for field, expected in (("uid", expected_uid), ("resourceVersion", expected_rv)):
+            if expected and expected != meta[field]:
+                label = "UID" if field == "uid" else "ResourceVersion"
+                message = f"Precondition failed: {label} in precondition: {expected}, {label} in object meta: "
+                raise ApiError(409, "Conflict", message + meta[field], {"name": key[3], "kind": key[1]})
+        return current
 
 
 class FakeKubeApi:
@@ -336,6 +378,103 @@ class FakeKubeApi:
         finally:
             self.outage_mode = None
             self._outage_over.set()
+
+    # --- deletion, the kubelet's part and the StatefulSet controller's ---------------------------
+    def delete(self, key: Key, options: Obj) -> Obj:
+        """DELETE as the API server does it: preconditions (409), then a scheduled pod is only marked
+        (deletionTimestamp; the kubelet stops it and finishes the deletion), anything else goes at once."""
+        pre = options.get("preconditions") or {}
+        rv, uid = pre.get("resourceVersion"), pre.get("uid")
+        if key[1] == "pods":
+            pod = self.store.get(key)
+            grace = options.get("gracePeriodSeconds")
+            if grace is None:
+                grace = pod.get("spec", {}).get("terminationGracePeriodSeconds", DEFAULT_GRACE_SECONDS)
+            if pod.get("spec", {}).get("nodeName") and int(grace) > 0:
+                return self.store.mark_deleting(key, int(grace), rv, uid)
+            gone = self.store.delete(key, rv, uid)
+            self._recreate(key[2], gone)
+            return gone
+        self.store.delete(key, rv, uid)
+        details = {"name": key[3], "group": key[0], "kind": key[1], "uid": uid or ""}
+        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}
+
+    def finish_pod_deletion(self, namespace: str, name: str) -> None:
+        """The kubelet's final delete (grace 0) once the containers stopped; the controller then recreates the pod."""
+        gone = self.store.delete(("", "pods", namespace, name), None)
+        self._recreate(namespace, gone)
+
+    def terminating_pods(self, namespace: str) -> list[Obj]:
+        items, _ = self.store.list("", "pods", namespace, "")
+        return [p for p in items if p["metadata"].get("deletionTimestamp")]
+
+    def create_stateful_set(
+        self, namespace: str, name: str, replicas: int, labels: dict[str, str], revision: str, node: str = "node-a"
+    ) -> Obj:
+        """A StatefulSet (OnDelete) and its pods <name>-0 … as its controller makes them, all on `revision`."""
+        sts = {
+            "metadata": {"name": name, "labels": dict(labels), "generation": 1},
+            "spec": {
+                "replicas": replicas,
+                "serviceName": f"{name}-hl",
+                "selector": {"matchLabels": dict(labels)},
+                "updateStrategy": {"type": "OnDelete"},
+                "template": {"metadata": {"labels": dict(labels)}, "spec": {"nodeName": node, "containers": []}},
+            },
+            "status": {"observedGeneration": 1, "replicas": replicas, "currentRevision": revision,
+                       "updateRevision": revision, "updatedReplicas": replicas},
+        }
+        created = self.store.create(("apps", "statefulsets", namespace, name), sts)
+        for ordinal in range(replicas):
+            self._controller_pod(namespace, created, ordinal)
+        return created
+
+    def set_update_revision(self, namespace: str, name: str, revision: str) -> None:
+        """A changed pod template: the controller records a new revision as status.updateRevision (OnDelete: and
+        replaces nothing)."""
+        key = ("apps", "statefulsets", namespace, name)
+        sts = self.store.get(key)
+        generation = int(sts["metadata"].get("generation", 1)) + 1
+        self.store.patch(key, {"metadata": {"generation": generation},
+                               "status": {"observedGeneration": generation, "updateRevision": revision}})
+        self._count_updated(namespace, name)
+
+    def _controller_pod(self, namespace: str, sts: Obj, ordinal: int) -> Obj:
+        name = f"{sts['metadata']['name']}-{ordinal}"
+        labels = {**sts["spec"]["template"]["metadata"]["labels"], POD_NAME_LABEL: name,
+                  REVISION_LABEL: sts["status"]["updateRevision"]}
+        owner = {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": sts["metadata"]["name"],
+                 "uid": sts["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}
+        pod = {
+            "metadata": {"name": name, "labels": labels, "ownerReferences": [owner]},
+            "spec": copy.deepcopy(sts["spec"]["template"]["spec"]),
+            "status": {"podIP": "127.0.0.1"},
+        }
+        return self.store.create(("", "pods", namespace, name), pod)
+
+    def _recreate(self, namespace: str, gone: Obj) -> None:
+        """The StatefulSet controller: a deleted pod of ordinal < replicas comes back, from the update revision."""
+        owner = next((o for o in gone["metadata"].get("ownerReferences") or [] if o.get("kind") == "StatefulSet"), None)
+        sts = self.get("apps", "statefulsets", namespace, owner["name"]) if owner else None
+        if sts is None:
+            return
+        ordinal = int(gone["metadata"]["name"].rsplit("-", 1)[1])
+        if ordinal < sts["spec"]["replicas"]:
+            self._controller_pod(namespace, sts, ordinal)
+            self._count_updated(namespace, sts["metadata"]["name"])
+
+    def _count_updated(self, namespace: str, name: str) -> None:
+        key = ("apps", "statefulsets", namespace, name)
+        sts = self.store.get(key)
+        revision = sts["status"]["updateRevision"]
+        pods, _ = self.store.list("", "pods", namespace, "")
+        owned = [p for p in pods if any(o.get("uid") == sts["metadata"]["uid"]
+                                        for o in p["metadata"].get("ownerReferences") or [])]
+        updated = sum(1 for p in owned if p["metadata"]["labels"].get(REVISION_LABEL) == revision)
+        status: Obj = {"updatedReplicas": updated}
+        if updated == sts["spec"]["replicas"]:
+            status["currentRevision"] = revision  # OnDelete: current once every pod runs the update revision
+        self.store.patch(key, {"status": status})
 
     # --- direct access for fixtures (what a StatefulSet controller would do) ---------------
     def create_pod(self, namespace: str, name: str, labels: dict[str, str], ip: str = "127.0.0.1") -> Obj:
@@ -475,10 +614,7 @@ class _Handler(BaseHTTPRequestHandler):
             if ctype == STRATEGIC_PATCH and _has_list_or_directive(body):
                 raise ApiError(415, "UnsupportedMediaType", "fake API: strategic merge of lists not supported")
             return 200, store.patch(key, body)
-        expected = ((body or {}).get("preconditions") or {}).get("resourceVersion")
-        store.delete(key, expected)
-        details = {"name": key[3], "group": group, "kind": res, "uid": ""}
-        return 200, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}
+        return 200, self.fake.delete(key, body if isinstance(body, dict) else {})
 
     def _chunk(self, obj: Obj) -> None:
         data = json.dumps(obj).encode() + b"\n"

@@ -1,5 +1,5 @@
 """Process entry of one node agent: drop root, open the store, prepare the fence, serve the API,
-loop until SIGTERM, then stop postgres and give the lease back."""
+loop until SIGTERM, then (on Kubernetes, as leader) switch over, stop postgres and give the lease back."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import ssl
 import sys
 from types import FrameType
 
+from pgkeel.agent.drain import hand_over_before_stop
+from pgkeel.agent.roll import Roller
 from pgkeel.api.server import ApiServer
 from pgkeel.dcs import open_dcs
 from pgkeel.ha.config import AgentConfig
@@ -44,6 +46,8 @@ def run_agent(config: AgentConfig) -> int:
     agent = Agent(config, dcs, fence)
     api = ApiServer(agent, config.api_host, config.api_port, token, api_tls(config), store=dcs)
     api.start()
+    pod = dcs.own_pod(config.name)  # on Kubernetes: rolling updates and drains are this agent's to carry out
+    roller = Roller(agent, pod).start() if pod is not None else None
 
     def _terminate(signum: int, frame: FrameType | None) -> None:
         log.info("signal %d: shutting down", signum)
@@ -54,6 +58,13 @@ def run_agent(config: AgentConfig) -> int:
     try:
         agent.run_forever()
     finally:
+        if roller is not None:
+            roller.stop()
+        if pod is not None:
+            try:  # SIGTERM on Kubernetes: the pod is going away, so the leader switches over first
+                hand_over_before_stop(agent, pod)
+            except Exception:  # whatever happened, the shutdown below still stops postgres and releases
+                log.exception("hand-over before stopping failed")
         agent.shutdown()
         api.stop()
         dcs.close()

@@ -1,9 +1,10 @@
-"""The bodies of POST /switchover, /failover, /pause and /resume: strict models, one line per problem.
+"""The bodies of the authenticated POSTs (/switchover, /pause, /reinit …): strict models, one line per problem.
 
 Strict because a key the server does not act on must never be dropped in silence: a Patroni-style
 body's `scheduled_at` once turned a scheduled switchover into an immediate one. Unknown keys and
 wrong types are refused (400) naming the key and the accepted ones; Patroni's `candidate` is an
-alias of `to` and its `leader` a precondition; `scheduled_at` is refused by name (not supported).
+alias of `to` and its `leader` a precondition; `scheduled_at` is refused by name (Patroni's ISO string is
+not read: a schedule is `at`, epoch seconds, so no time zone is ever guessed).
 The OpenAPI description takes its request schemas from these models.
 """
 
@@ -15,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 # Patroni's schedule key: refused by name, never dropped (the leader would switch at once).
 SCHEDULED = "scheduled_at"
-SCHEDULE_REFUSED = "scheduled_at: scheduled switchovers are not supported; send the request when it is due"
+SCHEDULE_REFUSED = "scheduled_at: Patroni's key is not supported; schedule with 'at' (epoch seconds, UTC)"
 
 
 class SwitchoverBody(BaseModel):
@@ -27,6 +28,9 @@ class SwitchoverBody(BaseModel):
     candidate: str | None = Field(default=None, min_length=1, description="Patroni's name for `to`.")
     leader: str | None = Field(
         default=None, min_length=1, description="Refuse (409) unless this member is the leader now (as Patroni)."
+    )
+    at: float | None = Field(
+        default=None, gt=0, description="Carry it out at this time (epoch seconds, UTC), within 7 days; default: now."
     )
 
     @model_validator(mode="after")
@@ -92,6 +96,18 @@ class ReloadBody(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+class CancelSwitchoverBody(BaseModel):
+    """Remove the pending (e.g. scheduled) switchover request."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ReinitBody(BaseModel):
+    """Re-clone this node (a replica) from the leader; its data directory is kept aside, never deleted."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
 class FailsafeBody(BaseModel):
     """From the primary, which cannot reach the store: promise not to take the lease for one ttl (peer to peer)."""
 
@@ -108,6 +124,8 @@ BODIES: dict[str, type[BaseModel]] = {
     "/restart": RestartBody,
     "/reload": ReloadBody,
     "/failsafe": FailsafeBody,
+    "/switchover/cancel": CancelSwitchoverBody,
+    "/reinit": ReinitBody,
 }
 
 

@@ -13,9 +13,11 @@ from typing import Any
 from pydantic import BaseModel
 
 from pgkeel.api.bodies import (
+    CancelSwitchoverBody,
     FailoverBody,
     FailsafeBody,
     PauseBody,
+    ReinitBody,
     ReloadBody,
     RestartBody,
     ResumeBody,
@@ -33,7 +35,8 @@ REFUSAL_STATUS: dict[Refusal, HTTPStatus] = {
     for reason in Refusal
 }
 # Every `reason` an error body may carry.
-ERROR_REASONS = sorted([*(str(r) for r in Refusal), "bad-body", "bad-query", "leader-restart", "store-unreachable"])
+ERROR_REASONS = sorted([*(str(r) for r in Refusal), "bad-body", "bad-query", "leader-restart", "reinit-refused",
+                        "store-unreachable"])
 
 
 def _status_schema() -> tuple[dict[str, Any], dict[str, Any]]:
@@ -50,13 +53,17 @@ def _body_schema(model: type[BaseModel], note: str) -> dict[str, Any]:
     """A request body schema from its strict model (additionalProperties: false), so they cannot drift."""
     schema = model.model_json_schema()
     schema.pop("title", None)
-    schema["description"] = f"{note} Unknown keys are refused (400); so is Patroni's `scheduled_at` (not supported)."
+    schema["description"] = (f"{note} Unknown keys are refused (400); so is Patroni's `scheduled_at` (not supported: "
+                             "schedule a switchover with `at`, epoch seconds).")
     return schema
 
 
 # Probes (pgkeel.api.probes, Patroni's paths and codes): 200 when the node is what the path asks, 503 otherwise.
 PROBES = {path: SUMMARIES[probe] for path, probe in ROUTES.items()}
-MUTATING = ("/switchover", "/failover", "/pause", "/resume", "/restart", "/reload", "/failsafe")
+MUTATING = (
+    "/switchover", "/failover", "/pause", "/resume", "/restart", "/reload", "/failsafe", "/switchover/cancel",
+    "/reinit",
+)
 
 # What the HTTP layer itself may answer to any request it cannot parse, before routing:
 # bad request line or headers, URI over 64 KiB, more than 100 headers, unknown method,
@@ -146,7 +153,8 @@ def _mutating(summary: str, body_schema: str) -> dict[str, Any]:
         "409": _json(
             _ERROR,
             "Refused, nothing recorded: unknown member, `leader` is not the leader, the target is already "
-            "the leader, is not a streaming replica (or, forced, not running), or no replica can take over.",
+            "the leader, is not a streaming replica (or, forced, not running), no replica can take over, or "
+            "`at` is in the past, more than 7 days ahead or given with `force` (`bad-time`).",
         ),
         "503": _json(
             _ERROR, "No leader holds the lease (use /failover with force), or the coordination store is "
@@ -236,6 +244,24 @@ OPENAPI: dict[str, Any] = {
                 ),
             },
         ),
+        "/switchover/cancel": _post(
+            "Remove the pending switchover request (a scheduled one before its time).",
+            "CancelSwitchoverRequest",
+            {
+                "200": _json({"type": "object", "properties": {"cancelled": {"type": "object", "nullable": True}}},
+                             "Removed: the request that was pending, or null when none was."),
+                "503": _json(_ERROR, _STORE_UNREACHABLE),
+            },
+        ),
+        "/reinit": _node_control(
+            "Re-clone this replica from the leader (pg_basebackup); its old data directory is kept aside (one copy "
+            "at most, listed in /status `asides`), never deleted. Carried out by its agent (rule "
+            "follow.reinit-requested).",
+            "ReinitRequest",
+            "202",
+            "Refused (`reinit-refused`), nothing changed: this node leads, no leader runs to clone from, or an "
+            "aside copy is kept already.",
+        ),
         "/wake": {
             "post": {
                 "summary": "Run the agent loop now instead of after loop_wait (changes no state).",
@@ -295,6 +321,8 @@ OPENAPI: dict[str, Any] = {
             "RestartRequest": _body_schema(RestartBody, "`in_place` is optional."),
             "ReloadRequest": _body_schema(ReloadBody, "No keys."),
             "FailsafeRequest": _body_schema(FailsafeBody, "`leader`: the member asking."),
+            "CancelSwitchoverRequest": _body_schema(CancelSwitchoverBody, "No keys."),
+            "ReinitRequest": _body_schema(ReinitBody, "No keys."),
             "Accepted": {
                 "type": "object",
                 "required": ["accepted"],

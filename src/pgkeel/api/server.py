@@ -26,9 +26,11 @@ from typing import Any, ClassVar, Protocol
 from pgkeel.api import probes
 from pgkeel.api.bodies import (
     BodyError,
+    CancelSwitchoverBody,
     FailoverBody,
     FailsafeBody,
     PauseBody,
+    ReinitBody,
     ReloadBody,
     RestartBody,
     ResumeBody,
@@ -37,8 +39,9 @@ from pgkeel.api.bodies import (
 )
 from pgkeel.api.cluster import encode_cluster
 from pgkeel.api.metrics import render_metrics
-from pgkeel.api.openapi import MAX_BODY, OPENAPI, REFUSAL_STATUS
+from pgkeel.api.openapi import MAX_BODY, MUTATING, OPENAPI, REFUSAL_STATUS
 from pgkeel.dcs import DCS, DCSError
+from pgkeel.ha.plan_reinit import ReinitRefused
 from pgkeel.ha.plan_restart import RestartRefused
 from pgkeel.ha.records import ClusterState
 from pgkeel.ha.status import NodeStatus
@@ -56,8 +59,19 @@ class Node(Protocol):
 
     def wake(self) -> None: ...
 
-    def request_switchover(self, to: str | None, force: bool = False, leader: str | None = None) -> dict[str, Any]:
-        """Record the request, or raise RequestRefused (ValueError) with what the store's view forbids now."""
+    def request_switchover(
+        self, to: str | None, force: bool = False, leader: str | None = None, at: float | None = None
+    ) -> dict[str, Any]:
+        """Record the request (at once, or scheduled `at`), or raise RequestRefused (ValueError) with what the
+        store's view forbids now."""
+        ...
+
+    def cancel_switchover(self) -> dict[str, Any] | None:
+        """Remove the pending switchover request: the one removed, or None (raises DCSError)."""
+        ...
+
+    def request_reinit(self) -> dict[str, Any]:
+        """Accept a re-clone of this replica from the leader, or raise ReinitRefused (ValueError) with the reason."""
         ...
 
     def pause(self, until: float | None, reason: str | None, by: str | None) -> dict[str, Any]:
@@ -189,7 +203,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.agent.wake()
             self._send(HTTPStatus.OK, {"ok": True})
             return
-        if path not in ("/switchover", "/failover", "/pause", "/resume", "/restart", "/reload", "/failsafe"):
+        if path not in MUTATING:
             self._send(HTTPStatus.NOT_FOUND, {"error": f"no such endpoint: {path}"})
             return
         if not self.token:
@@ -218,6 +232,9 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(parsed, RestartBody | ReloadBody):
             self._restart(parsed)
             return
+        if isinstance(parsed, CancelSwitchoverBody | ReinitBody):
+            self._node_request(parsed)
+            return
         if isinstance(parsed, FailsafeBody):
             try:
                 self._send(HTTPStatus.OK, {"promised": self.agent.failsafe_promise(parsed.leader)})
@@ -227,7 +244,7 @@ class _Handler(BaseHTTPRequestHandler):
         assert isinstance(parsed, SwitchoverBody)
         force = isinstance(parsed, FailoverBody) and parsed.force
         try:
-            request = self.agent.request_switchover(parsed.target, force=force, leader=parsed.leader)
+            request = self.agent.request_switchover(parsed.target, force=force, leader=parsed.leader, at=parsed.at)
         except RequestRefused as exc:
             self._send(REFUSAL_STATUS[exc.reason], {"error": str(exc), "reason": str(exc.reason)})
             return
@@ -260,6 +277,18 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(HTTPStatus.OK, self.agent.reload())
         except RestartRefused as exc:
             self._send(HTTPStatus.CONFLICT, {"error": str(exc), "reason": "leader-restart"})
+        except DCSError as exc:
+            self._send(HTTPStatus.SERVICE_UNAVAILABLE, {"error": f"coordination store unreachable: {exc}",
+                                                        "reason": "store-unreachable"})
+
+    def _node_request(self, parsed: CancelSwitchoverBody | ReinitBody) -> None:
+        try:
+            if isinstance(parsed, ReinitBody):
+                self._send(HTTPStatus.ACCEPTED, {"accepted": self.agent.request_reinit()})
+            else:
+                self._send(HTTPStatus.OK, {"cancelled": self.agent.cancel_switchover()})
+        except ReinitRefused as exc:
+            self._send(HTTPStatus.CONFLICT, {"error": str(exc), "reason": "reinit-refused"})
         except DCSError as exc:
             self._send(HTTPStatus.SERVICE_UNAVAILABLE, {"error": f"coordination store unreachable: {exc}",
                                                         "reason": "store-unreachable"})

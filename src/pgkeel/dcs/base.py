@@ -12,6 +12,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
+from pgkeel.dcs.pod import OwnPod
+
 
 class DCSError(Exception):
     """The store could not be reached or answered wrongly (an outage, not a lost race)."""
@@ -143,6 +145,10 @@ class DCS(ABC):
     def set_value(self, key: str, value: dict[str, Any], expected_version: int) -> bool:
         """Write the value `key` (one of :data:`VALUE_KEYS`) only if its version is `expected_version`
         (0: must not exist). Any node may write it (no lease needed); it has no TTL."""
+
+    def own_pod(self, name: str) -> OwnPod | None:
+        """Member `name`'s own pod, where a controller recreates deleted members (Kubernetes); else None."""
+        return None
 
     @abstractmethod
     def close(self) -> None:

@@ -13,26 +13,39 @@ list the rendered Role is generated from, so the store cannot drift beyond its R
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import urllib3
 from kubernetes.client import ApiClient, ApiException, Configuration
 
-from pgkeel.dcs.base import DCSError
+from pgkeel.dcs.base import DCSError, check_ttl
 from pgkeel.dcs.k8s_contract import AGENT_API_CALLS
 
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 TOKEN_REFRESH_SECONDS = 60.0  # projected service-account tokens rotate; client-go re-reads them too
 LEASES = ("coordination.k8s.io", "leases")
 PODS = ("", "pods")
+STATEFULSETS = ("apps", "statefulsets")
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
 RETRY_PAUSE = 0.05
 MIN_REQUEST_SECONDS = 0.005
+
+
+def micro_time() -> str:
+    """Now as a Kubernetes MicroTime: RFC 3339 with exactly six fractional digits."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def lease_seconds(ttl: float) -> int:
+    """leaseDurationSeconds is an integer: round up, so observers never wait less than asked."""
+    return max(1, math.ceil(check_ttl(ttl)))
 
 
 class Conflict(Exception):
@@ -118,6 +131,14 @@ class KubeClient:
     def patch_pod(self, name: str, patch: dict[str, Any], deadline: float) -> dict[str, Any]:
         """JSON merge patch (RFC 7386); with metadata.resourceVersion in it, also a compare-and-swap."""
         return self._call("PATCH", PODS, "patch", deadline, name, body=patch, content_type=MERGE_PATCH)
+
+    def delete_pod(self, name: str, uid: str, deadline: float) -> dict[str, Any]:
+        """DELETE with a uid precondition: only the pod incarnation the caller judged, never its successor."""
+        body = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"uid": uid}}
+        return self._call("DELETE", PODS, "delete", deadline, name, body=body)
+
+    def get_stateful_set(self, name: str, deadline: float) -> dict[str, Any]:
+        return self._call("GET", STATEFULSETS, "get", deadline, name)
 
     # --- plumbing ------------------------------------------------------------------------
     def _call(

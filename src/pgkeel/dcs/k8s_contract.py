@@ -19,7 +19,15 @@ AGENT_API_CALLS: list[tuple[str, str, str]] = [
     ("", "pods", "list"),
     ("", "pods", "watch"),
     ("", "pods", "patch"),
+    # Self-driven rolling updates (pgkeel.dcs.k8s_pod): the StatefulSet's update revision, and a pod
+    # deleting itself so the controller recreates it. Both restricted by name (NAMED_CALLS).
+    ("apps", "statefulsets", "get"),
+    ("", "pods", "delete"),
 ]
+
+# --- the pods' controller ----------------------------------------------------------------
+REVISION_LABEL = "controller-revision-hash"  # the StatefulSet controller's label: the pod's template revision
+ROLL_LEASE_SUFFIX = "-roll"
 
 # --- Leases ------------------------------------------------------------------------------
 LEADER_LEASE_SUFFIX = "-leader"
@@ -40,6 +48,22 @@ def leader_lease(name: str) -> str:
 def state_lease(name: str) -> str:
     """Name of the Lease whose annotations hold the cluster-wide state (initialize, sync, ...)."""
     return f"{name}{STATE_LEASE_SUFFIX}"
+
+
+def roll_lease(name: str) -> str:
+    """Name of the Lease that holds the rolling-update lock (one pod replaces itself at a time)."""
+    return f"{name}{ROLL_LEASE_SUFFIX}"
+
+
+def stateful_set(name: str) -> str:
+    """The StatefulSet of cluster `name` (the manifests name it after the cluster)."""
+    return name
+
+
+def named_calls(name: str, members: list[str]) -> dict[tuple[str, str, str], list[str]]:
+    """The calls the Role restricts by resourceNames. RBAC cannot say "only your own pod", but the member
+    pods' names are known from the document, so a stolen token can delete no pod of anything else."""
+    return {("apps", "statefulsets", "get"): [stateful_set(name)], ("", "pods", "delete"): list(members)}
 
 
 def common_labels(name: str) -> dict[str, str]:

@@ -45,12 +45,9 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from pgkeel.dcs.base import (
@@ -65,7 +62,7 @@ from pgkeel.dcs.base import (
     check_ttl,
     check_value_key,
 )
-from pgkeel.dcs.k8s_client import Conflict, Endpoint, KubeClient, NotFound
+from pgkeel.dcs.k8s_client import Conflict, Endpoint, KubeClient, NotFound, lease_seconds, micro_time
 from pgkeel.dcs.k8s_contract import (
     ROLE_LABEL,
     ROLE_PRIMARY,
@@ -76,6 +73,8 @@ from pgkeel.dcs.k8s_contract import (
     selector_labels,
     state_lease,
 )
+from pgkeel.dcs.k8s_observed import ObservedClock
+from pgkeel.dcs.k8s_pod import KubernetesPod
 
 log = logging.getLogger("pgkeel.dcs.kubernetes")
 
@@ -85,16 +84,6 @@ SWITCHOVER_ANNOTATION = "pgkeel.dev/switchover"
 HISTORY_ANNOTATION = "pgkeel.dev/history"
 VALUE_ANNOTATION_PREFIX = "pgkeel.dev/value-"  # + a key of VALUE_KEYS: {"value", "version"}
 LABELLED_ROLES = (ROLE_PRIMARY, ROLE_REPLICA)
-
-
-def micro_time() -> str:
-    """Now as a Kubernetes MicroTime: RFC 3339 with exactly six fractional digits."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def lease_seconds(ttl: float) -> int:
-    """leaseDurationSeconds is an integer: round up, so observers never wait less than asked."""
-    return max(1, math.ceil(check_ttl(ttl)))
 
 
 @dataclass(frozen=True)
@@ -123,31 +112,6 @@ class _Lease:
         return cls(obj, holder, term, duration)
 
 
-class _Clock:
-    """When this process first saw each record in its present form (client-go's observedTime)."""
-
-    def __init__(self) -> None:
-        self._seen: dict[str, tuple[Any, float]] = {}
-        self._lock = threading.Lock()
-
-    def observe(self, key: str, fingerprint: Any, at: float) -> float:
-        with self._lock:
-            previous = self._seen.get(key)
-            if previous is None or previous[0] != fingerprint:
-                self._seen[key] = (fingerprint, at)
-                return at
-            return previous[1]
-
-    def wrote(self, key: str, fingerprint: Any, sent: float) -> None:
-        with self._lock:
-            self._seen[key] = (fingerprint, sent)
-
-    def forget_members(self, keep: set[str]) -> None:
-        with self._lock:
-            for key in [k for k in self._seen if k.startswith("member/") and k[7:] not in keep]:
-                del self._seen[key]
-
-
 class KubernetesDCS(DCS):
     """One cluster (`scope`) in one namespace; see the module docstring for the layout and clocks."""
 
@@ -159,7 +123,7 @@ class KubernetesDCS(DCS):
         self.state_name = state_lease(scope)
         self.selector = ",".join(f"{k}={v}" for k, v in selector_labels(scope).items())
         self._client = KubeClient(endpoint, namespace)
-        self._clock = _Clock()
+        self._clock = ObservedClock()
         self._pods: dict[str, dict[str, Any]] = {}  # last listed metadata, for stale-label clean-up
         self._leader: str | None = None  # holder in the last view()
 
@@ -198,13 +162,13 @@ class KubernetesDCS(DCS):
         leader = Leader(lease.holder, lease.term, float(lease.duration)) if lease and live and lease.holder else None
         self._leader = leader.holder if leader else None
         members: dict[str, Member] = {}
-        self._pods = {}
+        listed: dict[str, dict[str, Any]] = {}
         for pod in pods:
             meta = pod.get("metadata") or {}
             name = meta.get("name")
             if not isinstance(name, str):
                 continue
-            self._pods[name] = meta
+            listed[name] = meta
             raw = (meta.get("annotations") or {}).get(STATUS_ANNOTATION)
             if raw is None:
                 continue
@@ -216,7 +180,8 @@ class KubernetesDCS(DCS):
                 continue
             if now - self._clock.observe("member/" + name, raw, now) < ttl:
                 members[name] = Member(name, data)
-        self._clock.forget_members(set(self._pods))
+        self._pods = listed  # one assignment: the roll thread reads it (pgkeel.dcs.k8s_pod)
+        self._clock.forget_members(set(listed))
         sync = _json(state.get(SYNC_ANNOTATION))
         history = _json(state.get(HISTORY_ANNOTATION))
         return ClusterView(
@@ -501,6 +466,10 @@ class KubernetesDCS(DCS):
             pass
         except Conflict as exc:
             raise DCSError(f"unexpected conflict patching pod {name}") from exc
+
+    def own_pod(self, name: str) -> KubernetesPod:
+        check_name("member name", name)
+        return KubernetesPod(self._client, self.namespace, self.scope, name, lambda: self._pods, self.timeout)
 
     def close(self) -> None:
         self._client.close()

@@ -443,16 +443,6 @@ class ClusterSpec(_Model):
     )
     store: Store = Field(default_factory=Store)
 
-    @field_validator("bootstrap")
-    @classmethod
-    def _restore_not_yet(cls, value: Bootstrap) -> Bootstrap:
-        if value.from_backup is not None:
-            raise ValueError(
-                "fromBackup: restoring a new cluster from a backup is not available in this version yet; "
-                "remove spec.bootstrap.fromBackup"
-            )
-        return value
-
     @field_validator("members")
     @classmethod
     def _unique_members(cls, values: list[MemberSpec]) -> list[MemberSpec]:

@@ -29,6 +29,12 @@ class Bootstrap(Action):
 
     placeholder: str
     reuse_claim: bool = False
+    restored: bool = False  # found the cluster on data restored from a backup: start it as the primary, no initdb
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClearRestoreMark(Action):
+    """The store records the cluster founded on our restored data: the data is an ordinary member's now."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -232,6 +238,7 @@ class Refuse(Action):
 
 AnyAction = (
     Bootstrap
+    | ClearRestoreMark
     | ClearStaleClaim
     | ClaimInitialize
     | CloneFrom

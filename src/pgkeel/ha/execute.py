@@ -25,6 +25,7 @@ from pgkeel.ha.actions import (
     Bootstrap,
     Checkpoint,
     ClaimInitialize,
+    ClearRestoreMark,
     ClearStaleClaim,
     ClearSwitchover,
     CloneFrom,
@@ -170,6 +171,9 @@ class Executor:
                 return self._clone(action.address, action.sync_names, "the directory held no cluster")
             case Reclone():
                 return self._clone(action.address, action.sync_names, action.reason or "re-clone")
+            case ClearRestoreMark():
+                self.instance.clear_restore_mark()
+                return Done()
             case SetAside():
                 self.instance.stop("fast")
                 try:
@@ -347,6 +351,8 @@ class Executor:
         me, inst = self.config.name, self.instance
         if not action.reuse_claim and not self.dcs.initialize(action.placeholder):
             return Failed(error="another node claimed the bootstrap")
+        if action.restored:
+            return self._found_on_restored_data(action)
         if inst.has_data() and inst.is_running():
             sysid = inst.status().system_identifier  # our own bootstrap got this far before it died
         else:
@@ -384,6 +390,28 @@ class Executor:
             return Failed(error="the bootstrap claim changed under us")
         inst.clear_bootstrap_mark()
         log.info("bootstrapped cluster %s (system identifier %s)", self.config.scope, sysid)
+        return Done()
+
+    def _found_on_restored_data(self, action: Bootstrap) -> Outcome:
+        """Lead on the restored data (already promoted by the restore) and record it as the cluster. Nothing
+        here moves or replaces that data: a failure keeps the claim for the next try (resume_bootstrap)."""
+        inst = self.instance
+        if self._lease(self.dcs.acquire_leader).ok is False:
+            return Failed(error="could not take the lease")
+        if not inst.is_running():
+            inst.configure(standby=False, leader=None, sync_standby_names="")
+            inst.start()
+        if not (self._lease(self.dcs.renew_leader).ok or self._lease(self.dcs.acquire_leader).ok):
+            return Failed(error="lost the lease while starting the restored data")
+        status = inst.status()
+        if status.in_recovery:
+            return Failed(error="the restored data is still in recovery: the restore did not promote it")
+        inst.create_replication_role()
+        if not self.dcs.set_initialize(action.placeholder, status.system_identifier):
+            return Failed(error="the bootstrap claim changed under us")
+        inst.clear_restore_mark()
+        log.info("founded cluster %s on restored data (system identifier %s, timeline %s)",
+                 self.config.scope, status.system_identifier, status.timeline)
         return Done()
 
     def _set_sync_names(self, action: SetSyncNames) -> Outcome:

@@ -13,6 +13,7 @@ from pgkeel.ha.records import (
     MemberRecord,
     MemberState,
     Role,
+    SwitchoverRequest,
 )
 from pgkeel.instance import slot_name_for
 
@@ -98,9 +99,15 @@ def publish(o: Observation, role: Role, state: MemberState | None = None) -> Pub
     return Publish(record=record)
 
 
+def due_switchover(o: Observation) -> SwitchoverRequest | None:
+    """The recorded switchover request once it is due: a scheduled one waits for its time (wall clock)."""
+    request = o.cluster.switchover if o.cluster else None
+    return request if request is not None and request.due(o.wall_now) else None
+
+
 def switchover_target(o: Observation) -> tuple[str, MemberRecord] | None:
     cluster = o.cluster
-    request = cluster.switchover if cluster else None
+    request = due_switchover(o)
     if cluster is None or request is None or request.source not in (None, o.me) or request.target == o.me:
         return None
     # Without a named target the best replica is chosen among those that may be promoted automatically.

@@ -11,6 +11,7 @@ import logging
 import os
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 
 from pgkeel.dcs import DCS
@@ -31,14 +32,15 @@ from pgkeel.ha.failsafe import Promises, refusal
 from pgkeel.ha.fencing import NodeFence, deadline_file_for
 from pgkeel.ha.housekeeping import Housekeeping
 from pgkeel.ha.memory import remember
-from pgkeel.ha.model import Decision, LeaseHeld, Memory, Observation, PgState, RestartRequest
+from pgkeel.ha.model import Decision, LeaseHeld, Memory, Observation, PgState, ReinitRequest, RestartRequest
 from pgkeel.ha.observe import Observer
 from pgkeel.ha.peers import PeerProber
+from pgkeel.ha.plan_reinit import ReinitRefused, reinit_refusal
 from pgkeel.ha.plan_restart import RestartRefused, restart_refusal
 from pgkeel.ha.records import ClusterState, Pause
 from pgkeel.ha.rules import decide, precheck, shutdown
 from pgkeel.ha.status import NodeStatus, TlsStatus, node_status
-from pgkeel.ha.switchover_request import check_request
+from pgkeel.ha.switchover_request import check_request, store_ttl
 from pgkeel.instance import Instance
 
 log = logging.getLogger("pgkeel.agent")
@@ -62,6 +64,7 @@ class Agent:
         self.housekeeping = Housekeeping(config, self.instance)
         self.memory = Memory()  # replaced only by remember()
         self._restart: RestartRequest | None = None  # the last POST /restart accepted; the loop observes it
+        self._reinit: ReinitRequest | None = None  # the last POST /reinit accepted; the loop observes it
         self.last: Observation | None = None  # the last full observation (for shutdown and precheck)
         self.last_decision: Decision | None = None
         self.last_loop_end: float | None = None  # monotonic; /liveness
@@ -99,8 +102,8 @@ class Agent:
         self._precheck()
         self.housekeeping.run()
         with self._lock:
-            restart = self._restart
-        o = self.observer.observe(self.memory, self.fence.kind, restart)
+            restart, reinit = self._restart, self._reinit
+        o = replace(self.observer.observe(self.memory, self.fence.kind, restart), reinit_request=reinit)
         decision = decide(o)
         self._log(decision)
         results = self.executor.run(decision.actions)
@@ -234,6 +237,19 @@ class Agent:
         self.wake()
         return {"member": self.config.name, "request": number, "in_place": in_place}
 
+    def request_reinit(self) -> dict[str, Any]:
+        """Accept a re-clone of this replica from the leader, which the loop plans (pgkeel.ha.plan_reinit);
+        ReinitRefused for the leader, a cluster without a running leader, or a node that keeps an aside copy."""
+        asides = [str(a.path) for a in self.instance.asides()]
+        reason = reinit_refusal(ClusterState.decode(self.dcs.view()), self.config.name, asides)
+        if reason is not None:
+            raise ReinitRefused(reason)
+        with self._lock:
+            number = (self._reinit.number if self._reinit else 0) + 1
+            self._reinit = ReinitRequest(number=number)
+        self.wake()
+        return {"member": self.config.name, "request": number, "requested_at": time.time()}
+
     def reload(self) -> dict[str, Any]:
         """Reload postgres' files now (`pgkeel apply`) rather than when housekeeping next sees them change."""
         running = self.instance.is_running()
@@ -241,9 +257,19 @@ class Agent:
             self.housekeeping.reload_now()
         return {"member": self.config.name, "reloaded": running}
 
-    def request_switchover(self, to: str | None, force: bool = False, leader: str | None = None) -> dict[str, Any]:
-        """Record a request the store's view allows now; else RequestRefused (pgkeel.ha.switchover_request)."""
+    def request_switchover(
+        self, to: str | None, force: bool = False, leader: str | None = None, at: float | None = None
+    ) -> dict[str, Any]:
+        """Record a request the store's view allows now; else RequestRefused (pgkeel.ha.switchover_request).
+        A scheduled one (`at`) stays in the store until a little after its time (store_ttl)."""
         state = ClusterState.decode(self.dcs.view())
-        request = check_request(state, self.config.members, to, force, leader)
-        self.dcs.set_switchover(request.to_json(), ttl=self.config.ha.switchover_ttl)
+        wall = time.time()
+        request = check_request(state, self.config.members, to, force, leader, at, wall)
+        self.dcs.set_switchover(request.to_json(), ttl=store_ttl(request, self.config.ha.switchover_ttl, wall))
         return request.to_json()
+
+    def cancel_switchover(self) -> dict[str, Any] | None:
+        """Remove the pending (e.g. scheduled) switchover request; the one removed, None when there was none."""
+        pending = ClusterState.decode(self.dcs.view()).switchover
+        self.dcs.clear_switchover()
+        return pending.to_json() if pending is not None else None

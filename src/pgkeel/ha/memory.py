@@ -14,6 +14,7 @@ from dataclasses import replace
 from pgkeel.ha.actions import (
     AcquireLeader,
     Bootstrap,
+    CloneFrom,
     ConfirmFailsafe,
     Fence,
     Follow,
@@ -145,7 +146,11 @@ def remember(o: Observation, decision: Decision, results: list[Result]) -> Memor
                 m = replace(m, not_streaming_since=None)
             case Rewind():
                 m = _rewound(m, outcome, now)
+            case CloneFrom() if o.reinit_request is not None:  # no data was left to re-clone: a clone is one
+                m = replace(m, reinit_done=max(m.reinit_done, o.reinit_request.number))
             case Reclone():
+                if o.reinit_request is not None:  # a clone tried after the operator's request carries it out
+                    m = replace(m, reinit_done=max(m.reinit_done, o.reinit_request.number))
                 if outcome.ok:
                     m = replace(
                         m, reclone_needed=False, rewind_needed=False, alarm=None, rewind_failures=0, start_failures=0

@@ -44,6 +44,7 @@ class PgState:
     replication: tuple[ReplicaFlush, ...] = ()
     wal_source_lost: bool = False  # a replica whose leader no longer has the WAL it needs
     unfinished_bootstrap: bool = False  # the data is what this node's own bootstrap left before it was recorded
+    restored: bool = False  # the data was restored from a backup to found a new cluster, not yet recorded
 
 
 class OldLeader(StrEnum):
@@ -98,6 +99,13 @@ class RestartRequest:
 
 
 @dataclass(frozen=True)
+class ReinitRequest:
+    """An operator asked this agent (POST /reinit) to re-clone its data from the leader (pgkeel.ha.plan_reinit)."""
+
+    number: int  # grows with every request the agent accepted; done once Memory.reinit_done reaches it
+
+
+@dataclass(frozen=True)
 class Memory:
     """What the agent remembers between loops; only `remember` produces a new one."""
 
@@ -124,6 +132,7 @@ class Memory:
     refused: str | None = None  # a reason this node will not join (foreign data)
     alarm: str | None = None  # a condition an operator must resolve (e.g. an aside copy blocks a re-clone)
     restart_done: int = 0  # the last RestartRequest.number carried out: a postmaster started after it
+    reinit_done: int = 0  # the last ReinitRequest.number tried: a clone ran (or was refused) after it
     failsafe_since: float | None = None  # serving through a store outage on the members' promises, since
     counters: Counters = field(default_factory=Counters)  # since the agent started, for /metrics
 
@@ -145,6 +154,7 @@ class Observation:
     store_read_at: float | None = None  # monotonic time just before the store was read (None: unknown)
     wall_now: float = 0.0  # wall clock (epoch seconds): only for operator-given times such as a pause's expiry
     restart_request: RestartRequest | None = None  # the operator's last POST /restart to this agent
+    reinit_request: ReinitRequest | None = None  # the operator's last POST /reinit to this agent
     promised_until: float | None = None  # this node promised the last leader not to lead until then (failsafe)
 
     @property

@@ -95,7 +95,9 @@ class Observer:
     def read_postgres(self) -> PgState:
         pg = self._read_postgres()
         if pg.has_data and self.instance.bootstrap_unfinished():
-            return replace(pg, unfinished_bootstrap=True)
+            pg = replace(pg, unfinished_bootstrap=True)
+        if pg.has_data and self.instance.restore_pending():
+            pg = replace(pg, restored=True)
         return pg
 
     def _read_postgres(self) -> PgState:

@@ -9,6 +9,7 @@ from pgkeel.ha.actions import (
     AnyAction,
     Bootstrap,
     ClaimInitialize,
+    ClearRestoreMark,
     ClearStaleClaim,
     CloneFrom,
     ConfirmFailsafe,
@@ -98,6 +99,9 @@ def own_bootstrap_claim(o: Observation) -> bool:
 
 def resume_bootstrap(o: Observation) -> list[AnyAction]:
     placeholder = BOOTSTRAP_PLACEHOLDER + o.me
+    if o.pg.restored:  # never initdb over restored data: found the cluster on it again
+        return [Bootstrap(placeholder=placeholder, reuse_claim=True, restored=True,
+                          reason="our bootstrap from restored data died midway: run it again")]
     if o.pg.has_data and o.pg.system_identifier and o.pg.running and o.pg.in_recovery is False:
         return [Bootstrap(placeholder=placeholder, reuse_claim=True, reason="finish our bootstrap: record the cluster")]
     return [Bootstrap(placeholder=placeholder, reuse_claim=True, reason="our bootstrap died midway: run it again")]
@@ -180,6 +184,47 @@ def wait_bootstrap_backoff(o: Observation) -> list[AnyAction]:
 
 def no_cluster_yet(o: Observation) -> bool:
     return not o.pg.has_data and o.cluster is not None and o.cluster.initialize is None
+
+
+def restored_and_no_cluster_yet(o: Observation) -> bool:
+    """Data restored from a backup for this new cluster, and the store records no cluster and no claim."""
+    return (
+        o.pg.has_data
+        and o.pg.restored
+        and o.cluster is not None
+        and o.cluster.initialize is None
+        and o.cluster.bootstrapping is None
+    )
+
+
+def found_on_restored_data(o: Observation) -> list[AnyAction]:
+    return [
+        Bootstrap(
+            placeholder=BOOTSTRAP_PLACEHOLDER + o.me,
+            restored=True,
+            reason="no cluster yet and this node holds data restored from a backup: found the cluster on it",
+        )
+    ]
+
+
+def restore_recorded(o: Observation) -> bool:
+    """Our restored data is the recorded cluster now (the marker outlived the bootstrap that recorded it)."""
+    init = o.cluster.initialize if o.cluster else None
+    return o.pg.restored and init is not None and init == o.pg.system_identifier
+
+
+def clear_restore_mark(o: Observation) -> list[AnyAction]:
+    return [ClearRestoreMark(reason="the cluster founded on our restored data is recorded: drop the marker")]
+
+
+def no_cluster_yet_restore_elsewhere(o: Observation) -> bool:
+    """spec.bootstrap.fromBackup: a node without data never initdb's; the member with restored data founds it."""
+    return no_cluster_yet(o) and o.settings.bootstrap_from_backup
+
+
+def wait_restore(o: Observation) -> list[AnyAction]:
+    return [publish(o, Role.UNINITIALIZED),
+            Wait(reason="spec.bootstrap.fromBackup: waiting for the member with restored data to found the cluster")]
 
 
 def bootstrap(o: Observation) -> list[AnyAction]:

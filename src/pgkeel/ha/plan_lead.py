@@ -20,6 +20,7 @@ from pgkeel.ha.actions import (
     Wait,
 )
 from pgkeel.ha.facts import (
+    due_switchover,
     i_lead,
     leader_history,
     paused,
@@ -158,8 +159,7 @@ def switchover(o: Observation) -> list[AnyAction]:
 
 
 def switchover_without_target(o: Observation) -> bool:
-    cluster = o.cluster
-    request = cluster.switchover if cluster else None
+    request = due_switchover(o)  # a scheduled request not yet due is kept: the target may be streaming by then
     return i_lead(o) and request is not None and request.source in (None, o.me) and request.target != o.me
 
 

@@ -182,20 +182,38 @@ class SyncRecord:
 
 @dataclass(frozen=True)
 class SwitchoverRequest:
-    """An operator's request: hand over from `source` (None: whoever leads) to `target` (None: the best)."""
+    """An operator's request: hand over from `source` (None: whoever leads) to `target` (None: the best).
+
+    `at` (wall clock, epoch seconds) schedules it: stored now, so it outlives the CLI and agent restarts,
+    and carried out by the leader from that time on (None: at once). The store keeps it until a little
+    after `at` (pgkeel.ha.switchover_request.store_ttl), so a leader that was down then does not act late.
+    """
 
     source: str | None = None
     target: str | None = None
     force: bool = False
+    at: float | None = None
+
+    def due(self, wall_now: float) -> bool:
+        return self.at is None or wall_now >= self.at
 
     @classmethod
     def from_json(cls, d: Any) -> SwitchoverRequest | None:
         if not isinstance(d, dict):
             return None
-        return cls(source=_str(d, "from"), target=_str(d, "to"), force=d.get("force") is True)
+        at = d.get("at")
+        return cls(
+            source=_str(d, "from"),
+            target=_str(d, "to"),
+            force=d.get("force") is True,
+            at=float(at) if isinstance(at, int | float) and not isinstance(at, bool) else None,
+        )
 
     def to_json(self) -> dict[str, Any]:
-        return {"from": self.source, "to": self.target, "force": self.force}
+        request: dict[str, Any] = {"from": self.source, "to": self.target, "force": self.force}
+        if self.at is not None:  # an immediate request keeps the shape older agents and clients know
+            request["at"] = self.at
+        return request
 
 
 @dataclass(frozen=True)

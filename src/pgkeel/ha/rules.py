@@ -19,7 +19,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pgkeel.ha import facts, plan_elect, plan_follow, plan_global, plan_lead, plan_restart
+from pgkeel.ha import (
+    facts,
+    plan_drain,
+    plan_elect,
+    plan_follow,
+    plan_global,
+    plan_lead,
+    plan_reinit,
+    plan_restart,
+)
 from pgkeel.ha.actions import AnyAction
 from pgkeel.ha.model import Decision, Observation
 
@@ -36,6 +45,7 @@ SECTION_GUARDS: dict[str, Predicate] = {
     "follow": facts.another_leads,
     "elect": facts.no_one_leads,
     "shutdown": facts.always,
+    "drain": facts.i_lead,
 }
 
 
@@ -110,6 +120,24 @@ RULES: tuple[Rule, ...] = (
         plan_global.bootstrap_backing_off,
         plan_global.wait_bootstrap_backoff,
         "a failed bootstrap backs off",
+    ),
+    Rule(
+        "bootstrap.restored",
+        plan_global.restored_and_no_cluster_yet,
+        plan_global.found_on_restored_data,
+        "no cluster yet, and our data was restored from a backup for it: found the cluster on that data",
+    ),
+    Rule(
+        "bootstrap.restored-recorded",
+        plan_global.restore_recorded,
+        plan_global.clear_restore_mark,
+        "the store records the cluster our restored data founded: drop the restore marker",
+    ),
+    Rule(
+        "bootstrap.wait-restore",
+        plan_global.no_cluster_yet_restore_elsewhere,
+        plan_global.wait_restore,
+        "spec.bootstrap.fromBackup and no data here: never initdb, wait for the restored member",
     ),
     Rule(
         "bootstrap.initdb",
@@ -216,6 +244,12 @@ RULES: tuple[Rule, ...] = (
         plan_follow.leader_unpublished,
         plan_follow.wait_leader_address,
         "the leader has no address yet",
+    ),
+    Rule(
+        plan_reinit.RULE,
+        plan_reinit.reinit_requested,
+        plan_reinit.reinit,
+        "an operator asked to re-clone this replica: clone the running leader afresh, the old data kept aside",
     ),
     Rule(
         "follow.not-answering",
@@ -359,6 +393,18 @@ SHUTDOWN_RULES: tuple[Rule, ...] = (
 )
 
 
+# Before shutdown.stop, when the pod is going away (pgkeel.agent.drain): run as one plan, stopped at the first
+# failure, so a hand-over never goes on past a step that did not succeed.
+DRAIN_RULES: tuple[Rule, ...] = (
+    Rule(
+        "drain.hand-over",
+        plan_drain.leading_with_a_successor,
+        plan_drain.hand_over,
+        "the leader's pod is going away: switch over to the best streaming replica before postgres stops",
+    ),
+)
+
+
 def _first(rules: tuple[Rule, ...], o: Observation) -> Decision | None:
     for rule in rules:
         if rule.matches(o):
@@ -377,7 +423,12 @@ def shutdown(o: Observation) -> Decision:
     return decision
 
 
-ALL_RULES: tuple[Rule, ...] = PRE_IO_RULES + RULES + SHUTDOWN_RULES
+def drain(o: Observation) -> Decision | None:
+    """Told to stop: the hand-over to run first, or None (not leading, or nobody can take over)."""
+    return _first(DRAIN_RULES, o)
+
+
+ALL_RULES: tuple[Rule, ...] = PRE_IO_RULES + RULES + DRAIN_RULES + SHUTDOWN_RULES
 
 
 def decide(o: Observation) -> Decision:

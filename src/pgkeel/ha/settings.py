@@ -42,6 +42,8 @@ class HASettings(BaseModel):
     no_failover: frozenset[str] = frozenset()
     no_sync: frozenset[str] = frozenset()
     failover_priority: dict[str, int] = Field(default_factory=dict)  # absent: 1; higher wins a tie
+    # spec.bootstrap.fromBackup: the cluster is founded on restored data, never by initdb.
+    bootstrap_from_backup: bool = False
 
     def priority(self, name: str) -> int:
         return self.failover_priority.get(name, 1)
@@ -110,4 +112,5 @@ class HASettings(BaseModel):
             no_failover=frozenset(m.name for m in spec.members if m.no_failover or m.failover_priority == 0),
             no_sync=frozenset(m.name for m in spec.members if m.no_sync),
             failover_priority={m.name: m.failover_priority for m in spec.members if m.failover_priority != 1},
+            bootstrap_from_backup=spec.bootstrap.from_backup is not None,
         )

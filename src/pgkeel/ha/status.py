@@ -77,6 +77,14 @@ class AsideStatus(BaseModel):
     reason: str
 
 
+class SwitchoverStatus(BaseModel):
+    """The switchover request pending in the store (`pgkeel switchover [--at]`; cancel: --cancel)."""
+
+    source: str | None = Field(default=None, description="the leader it hands over from; null: whoever leads")
+    target: str | None = Field(default=None, description="the member to hand over to; null: the best replica")
+    at: float | None = Field(default=None, description="scheduled time (epoch seconds); null: at once")
+
+
 class TlsStatus(BaseModel):
     enabled: bool = False
     certificate_not_after: str | None = None
@@ -111,6 +119,9 @@ class NodeStatus(BaseModel):
     )
     paused_until: float | None = Field(
         default=None, description="when maintenance mode ends by itself (epoch seconds); null: not paused or no expiry"
+    )
+    switchover: SwitchoverStatus | None = Field(
+        default=None, description="a pending (e.g. scheduled) switchover request; null: none"
     )
     failsafe_serving_s: float | None = Field(
         default=None,
@@ -179,6 +190,13 @@ def start_status(o: Observation, memory: Memory) -> StartStatus:
     return StartStatus(failures=failures, error=memory.start_error, retry_in_s=retry)
 
 
+def _switchover(o: Observation) -> SwitchoverStatus | None:
+    request = o.cluster.switchover if o.cluster else None
+    if request is None:
+        return None
+    return SwitchoverStatus(source=request.source, target=request.target, at=request.at)
+
+
 def _behind(leader_lsn: int | None, lsn: int | None) -> int | None:
     return None if leader_lsn is None or lsn is None else max(0, leader_lsn - lsn)
 
@@ -221,6 +239,7 @@ def node_status(
         mode=str(o.settings.mode),
         paused=paused(o),
         paused_until=o.cluster.pause.until if o.cluster and o.cluster.pause and paused(o) else None,
+        switchover=_switchover(o),
         failsafe_serving_s=round(o.now - memory.failsafe_since, 3) if memory.failsafe_since is not None else None,
         failsafe_promised_s=round(o.promised_until - o.now, 3) if o.promised_until is not None else None,
         role=role,
@@ -339,4 +358,5 @@ def cluster_summary(name: str, statuses: dict[str, NodeStatus | None], leader: s
         "mode": first.mode if first else None,
         "paused": any(s.paused for s in answered),
         "paused_until": max((s.paused_until for s in answered if s.paused_until is not None), default=None),
+        "switchover": next((s.switchover.model_dump() for s in answered if s.switchover is not None), None),
     }

@@ -417,6 +417,19 @@ class Instance:
     def bootstrap_unfinished(self) -> bool:
         return self.bootstrap_marker.exists()
 
+    @property
+    def restore_marker(self) -> Path:
+        """Beside PGDATA (never copied by pg_basebackup): this data was restored from a backup for a new
+        cluster and no store records it yet, so this node may found the cluster with it (not initdb)."""
+        d = self.config.datadir
+        return d.with_name(d.name + ".restored")
+
+    def restore_pending(self) -> bool:
+        return self.restore_marker.exists()
+
+    def clear_restore_mark(self) -> None:
+        self.restore_marker.unlink(missing_ok=True)
+
     def rewind_incomplete(self) -> bool:
         """An interrupted pg_rewind left this directory unusable (start() refuses it)."""
         return rewind_marker(self.config.datadir).exists()

@@ -24,6 +24,11 @@ DEFAULT_IMAGE = "ghcr.io/pgkeel/pgkeel:0.1.0"
 CONTAINER_NAME = "postgres"
 AGENT_COMMAND = ["pgkeel", "agent", "--kubernetes"]
 
+# --- stopping ------------------------------------------------------------------
+# What a leader's agent spends switching over on SIGTERM before it stops postgres (pgkeel.agent.drain);
+# terminationGracePeriodSeconds covers it and the stop (pgkeel.k8s.manifests).
+HAND_OVER_SECONDS = 30
+
 # --- uid/gid of the postgres user in the image (Dockerfile pins it) ----------
 POSTGRES_UID = 999
 POSTGRES_GID = 999

@@ -16,14 +16,16 @@ import yaml
 
 from pgkeel.document import PostgresCluster
 from pgkeel.k8s import layout
-from pgkeel.k8s.rbac import role_rules
+from pgkeel.k8s.rbac import named_calls, role_rules
 from pgkeel.pgconf import render_config
 
 Manifest = dict[str, Any]
 
-# Long enough for a clean switchover on SIGTERM: a fast shutdown checkpoint of the primary, the
-# chosen replica replaying the last WAL, promotion, and the lease handed over.
-TERMINATION_GRACE_SECONDS = 120
+# SIGTERM on the primary's pod: the agent first switches over (up to HAND_OVER_SECONDS, pgkeel.agent.drain),
+# then stops postgres (fast for up to 60 s, then immediate for up to 60 s) and releases; the kubelet's
+# SIGKILL must come after all of it, or the release is skipped and the others wait out the lease.
+STOP_SECONDS = 120
+TERMINATION_GRACE_SECONDS = layout.HAND_OVER_SECONDS + STOP_SECONDS + 10
 
 
 def _labels(cluster: PostgresCluster) -> dict[str, str]:
@@ -104,7 +106,7 @@ def rbac(cluster: PostgresCluster) -> list[Manifest]:
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",
         "metadata": object_meta(cluster, name),
-        "rules": role_rules(),
+        "rules": role_rules(names=named_calls(cluster.name, cluster.member_names())),
     }
     binding = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -117,7 +119,8 @@ def rbac(cluster: PostgresCluster) -> list[Manifest]:
 
 
 def pod_disruption_budget(cluster: PostgresCluster) -> Manifest:
-    """At most one pod down by voluntary disruption (drains), so a quorum always remains."""
+    """At most one pod down by voluntary disruption (drains), so a quorum always remains. Evictions honour it;
+    the agents' own roll steps are plain deletes, which it does not gate: the roll lock does (pgkeel.ha.rollout)."""
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
@@ -277,7 +280,8 @@ def stateful_set(cluster: PostgresCluster, image: str, hash_: str) -> Manifest:
     Parallel pod management: with OrderedReady, after a full stop a former replica at ordinal 0
     would wait for a primary that cannot start before it is ready. OnDelete updates: a config or
     image change must not restart the primary behind the agent's back; the agent reloads what a
-    reload can change, and pods are replaced one at a time by the operator (see docs).
+    reload can change, and the agents replace the pods themselves, one at a time, replicas first and
+    the primary after a switchover (pgkeel.ha.rollout, docs/kubernetes.md).
     """
     sel = layout.selector_labels(cluster.name)
     pod_spec = {
@@ -340,6 +344,9 @@ def kubernetes_problems(cluster: PostgresCluster) -> list[str]:
                             "remove them")
     if cluster.spec.store.etcd is not None:
         problems.append("spec.store.etcd: on Kubernetes the store is a Lease in the cluster; remove spec.store")
+    if cluster.spec.bootstrap.from_backup is not None:
+        problems.append("spec.bootstrap.fromBackup: restoring a new cluster is only available with `pgkeel up` yet "
+                        "(the pods carry no pgBackRest config); remove it, or restore locally and clone")
     if cluster.spec.backup is not None:  # the pods have no pgbackrest.conf: archive_command would keep every segment
         problems.append("spec.backup: archiving is not available on Kubernetes yet (the manifests carry no pgBackRest "
                         "config); remove spec.backup and keep your own backups")

@@ -21,7 +21,7 @@ import httpx
 from pgkeel.document import PostgresCluster, load_cluster
 from pgkeel.ha.config import AgentConfig
 from pgkeel.instance.files import atomic_write
-from pgkeel.local import backups, stored_document
+from pgkeel.local import backups, restore, stored_document
 from pgkeel.local.layout import Layout, chown_for_postgres
 from pgkeel.local.runtime import AgentCommand, agent_command
 from pgkeel.pgconf import render_config
@@ -181,6 +181,14 @@ class LocalCluster:
     ) -> dict[str, Any]:
         """Start what is not running; `apply` lets `document` replace the cluster's own (see prepare)."""
         cluster = self.prepare(document, apply=apply)
+        source = cluster.spec.bootstrap.from_backup
+        if source is not None and restore.needs_restore(self.layout, cluster):
+            if progress:
+                progress(f"restoring {cluster.member_names()[0]} from spec.bootstrap.fromBackup's repository…")
+            record = restore.restore_first_member(self.layout, cluster, source)
+            if progress:
+                progress(f"restored backup {record['from_backup']['backup']} to {record['recovered_lsn']} "
+                         f"in {record['restore_seconds'] + record['replay_seconds']:.1f}s")
         started = []
         for name in cluster.member_names():
             if self.agent_pid(name) is None:
@@ -373,9 +381,24 @@ class LocalCluster:
             return data
         raise RuntimeError("no agent answered: " + "; ".join(errors) if errors else "no agent is running")
 
-    def request_switchover(self, to: str | None = None) -> dict[str, Any]:
-        """Record a switchover (RuntimeError with the node's reason if refused); the request as recorded."""
-        accepted: dict[str, Any] = self._post("/switchover", {"to": to} if to else {})["accepted"]
+    def request_switchover(self, to: str | None = None, at: float | None = None) -> dict[str, Any]:
+        """Record a switchover, at once or scheduled `at` (epoch seconds); RuntimeError with the node's reason if
+        refused; the request as recorded."""
+        body: dict[str, Any] = {"to": to} if to else {}
+        if at is not None:
+            body["at"] = at
+        accepted: dict[str, Any] = self._post("/switchover", body)["accepted"]
+        return accepted
+
+    def cancel_switchover(self) -> dict[str, Any] | None:
+        """Remove the pending (scheduled) switchover: the request removed, or None when there was none."""
+        cancelled: dict[str, Any] | None = self._post("/switchover/cancel", {}).get("cancelled")
+        return cancelled
+
+    def request_reinit(self, name: str) -> dict[str, Any]:
+        """Ask member `name`'s own agent to re-clone it from the leader (RuntimeError with its reason if refused)."""
+        self.check_member(name)
+        accepted: dict[str, Any] = self.post_to(name, "/reinit", {})["accepted"]
         return accepted
 
     def switchover(self, to: str | None = None, wait: float = 30.0) -> dict[str, Any]:

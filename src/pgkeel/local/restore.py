@@ -2,11 +2,11 @@
 
 The first member's data is restored into a staging directory beside PGDATA, replayed to the target
 by a postgres of its own (socket only, no TLS, no fence, no synchronous standbys) until it
-promotes, given this cluster's passwords, stopped cleanly and only then renamed to PGDATA. The
-record (bootstrap.json) says a restore happened, so it is never done twice. Not done yet: the
-agent taking this data over as its bootstrap (in quorum mode it rightly will not promote a node
-no synchronous-set record vouches for), so the document refuses spec.bootstrap.fromBackup for now
-and the source is given to these functions directly. Targets no backup reaches are refused before
+promotes, given this cluster's passwords, stopped cleanly and only then renamed to PGDATA, with
+a marker beside it (`data.restored`). The record (bootstrap.json) says a restore happened, so it is
+never done twice. The agents take it from there (rules bootstrap.restored / bootstrap.wait-restore):
+the member with the marker claims the initialize key, takes the lease and records its system
+identifier, the others never initdb and clone it. Targets no backup reaches are refused before
 anything is restored; one recovery cannot reach stops the staging postgres.
 """
 
@@ -37,6 +37,7 @@ RECOVERY_SETTINGS = frozenset({
     "archive_mode",
 })
 RECOVERY_TIMEOUT = 3600.0
+RESTORE_MARKER_SUFFIX = ".restored"  # pgkeel.instance.Instance.restore_marker: the agent founds the cluster on it
 HOST = "127.0.0.1"
 
 
@@ -147,6 +148,10 @@ def restore_first_member(layout: Layout, cluster: PostgresCluster, source: FromB
     for name in ("restore-hba.conf", "restore-ident.conf"):
         (layout.node(first) / name).unlink(missing_ok=True)
     drop_auto_conf_settings(staging, RECOVERY_SETTINGS)
+    # The marker first: data under PGDATA without it would look like a cluster whose store was lost.
+    marker = datadir.with_name(datadir.name + RESTORE_MARKER_SUFFIX)
+    atomic_write(marker, f"{chosen.label}\n", mode=0o644)
+    chown_for_postgres(marker)
     if datadir.exists():
         datadir.rmdir()  # an empty directory only: needs_restore saw no PG_VERSION, rmdir refuses anything else
     staging.rename(datadir)

@@ -98,9 +98,16 @@ class ApiClient:
 
     def post_first(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST to the first member that takes it; ApiError for a refusal, the token, or nobody answering."""
+        return self._post(self.access.urls, path, body)
+
+    def post_to(self, url: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST to one member's own agent (reinit: only that member can carry it out); ApiError as post_first."""
+        return self._post((url,), path, body)
+
+    def _post(self, urls: tuple[str, ...], path: str, body: dict[str, Any]) -> dict[str, Any]:
         headers = {"Authorization": f"Bearer {self._token(path)}"}  # in the header only: never argv or a log
         tried = []
-        for url in self.access.urls:
+        for url in urls:
             answer = self._ask("POST", url, path, json=body, headers=headers)
             if isinstance(answer, str):
                 tried.append(f"{url} ({answer})")

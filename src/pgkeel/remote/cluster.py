@@ -1,4 +1,4 @@
-"""A cluster on other machines, as `pgkeel status | switchover | failover | history` drive it.
+"""A cluster on other machines, as `pgkeel status | switchover | failover | pause | reinit | history` drive it.
 
 Which source first: the members' APIs, then the store. An API answers with everything the local
 table shows (a member's own lag, pending restart, last error) and is the only way to request a
@@ -9,6 +9,7 @@ it directly. Requests never go to the store directly: that would skip both the c
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -122,9 +123,69 @@ class RemoteCluster:
         except ApiError as exc:
             raise RemoteError(str(exc)) from None
 
-    def request_switchover(self, to: str | None) -> dict[str, Any]:
-        """The request as recorded ({from, to, force}); RemoteError with the member's reason if refused."""
-        accepted: dict[str, Any] = self._post("/switchover", {"to": to} if to else {})["accepted"]
+    def request_switchover(self, to: str | None, at: float | None = None) -> dict[str, Any]:
+        """The request as recorded ({from, to, force[, at]}); RemoteError with the member's reason if refused."""
+        body: dict[str, Any] = {"to": to} if to else {}
+        if at is not None:
+            body["at"] = at
+        accepted: dict[str, Any] = self._post("/switchover", body)["accepted"]
+        return accepted
+
+    def cancel_switchover(self) -> dict[str, Any] | None:
+        """Remove the pending (scheduled) switchover: the request removed, or None when there was none."""
+        cancelled: dict[str, Any] | None = self._post("/switchover/cancel", {}).get("cancelled")
+        return cancelled
+
+    def pause(self, until: float | None, reason: str | None = None) -> dict[str, Any]:
+        """Maintenance mode until `until` (epoch seconds) or resumed, as the member recorded it."""
+        body: dict[str, Any] = {"by": f"pgkeel pause ({socket.gethostname()})"}
+        if until is not None:
+            body["until"] = until
+        if reason:
+            body["reason"] = reason
+        paused: dict[str, Any] = self._post("/pause", body)["paused"]
+        return paused
+
+    def resume(self) -> bool:
+        """Leave maintenance mode; False when the cluster was not paused."""
+        return bool(self._post("/resume", {}).get("was_paused"))
+
+    # --- one member's own agent: reinit ---------------------------------------------------------------
+    def _member_url(self, name: str) -> str:
+        """Member `name`'s API as its record publishes it; RemoteError naming the members for another name."""
+        if self.api is None:
+            raise RemoteError("reinit goes through the member's own API: give --api https://HOST:8008 with --ca and "
+                              "--token-file, or --secrets DIR")
+        try:
+            _, body = self.api.get_first("/cluster")
+        except ApiError as exc:
+            raise RemoteError(str(exc)) from None
+        state = decode_cluster(body)
+        members = list(dict.fromkeys([*self.target.members, *sorted(state.members)]))
+        if name not in members:
+            raise RemoteError(f"unknown member {name!r}; members are {', '.join(members) or '(none recorded)'}")
+        record = state.members.get(name)
+        if record is None or record.api_url is None:
+            raise RemoteError(f"{name} has no member record with an API address (its agent is not running)")
+        return record.api_url
+
+    def member_status(self, name: str) -> dict[str, Any] | None:
+        """Member `name`'s own /status, or None when it does not answer."""
+        assert self.api is not None
+        try:
+            return self.api.get_one(self._member_url(name), "/status")
+        except RemoteError:
+            return None
+
+    def request_reinit(self, name: str) -> dict[str, Any]:
+        """Ask member `name`'s own agent to re-clone it from the leader; RemoteError with its reason if refused."""
+        url = self._member_url(name)
+        assert self.api is not None
+        try:
+            data = self.api.post_to(url, "/reinit", {})
+        except ApiError as exc:
+            raise RemoteError(str(exc)) from None
+        accepted: dict[str, Any] = data["accepted"]
         return accepted
 
     def failover(self, to: str, force: bool = False) -> dict[str, Any]:

@@ -67,7 +67,11 @@ def cluster_view(
     if not any(statuses.values()):  # the store alone: the header from the records
         records = list(state.members.values())
         first = state.members.get(state.leader_name or "") or (records[0] if records else None)
-        in_force = state.pause is not None and state.pause.in_force(time.time())
-        header = {**header, "system_identifier": first.system_identifier if first else None,
-                  "paused": in_force, "paused_until": state.pause.until if in_force and state.pause else None}
+        header = {**header, "system_identifier": first.system_identifier if first else None}
+    # Maintenance mode and a pending switchover are the store's (an agent reports them only after its next loop).
+    in_force = state.pause is not None and state.pause.in_force(time.time())
+    request = state.switchover
+    header = {**header, "paused": in_force, "paused_until": state.pause.until if in_force and state.pause else None,
+              "switchover": {"source": request.source, "target": request.target, "at": request.at}
+              if request is not None else None}
     return {**header, "leader": state.leader_name, "source": source, "members": rows}

@@ -21,6 +21,7 @@ from pgkeel.ha.actions import (
     Bootstrap,
     Checkpoint,
     ClaimInitialize,
+    ClearRestoreMark,
     ClearStaleClaim,
     ClearSwitchover,
     CloneFrom,
@@ -183,7 +184,7 @@ def _perform(a: SimAgent, action: AnyAction, done: list[Result]) -> Step:
             with contextlib.suppress(StoreError):
                 w.store_call(me, lambda: s.set_member(record, w.settings.member_ttl, w.t))
             return Done(), lat
-        case Wait():
+        case Wait() | ClearRestoreMark():  # the model has no restored data (spec.bootstrap.fromBackup)
             return Done(), 0.0
         case _:
             assert_never(action)

@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 
 from pgkeel.api.server import ApiServer
+from pgkeel.ha.plan_reinit import ReinitRefused
 from pgkeel.ha.plan_restart import RestartRefused
 from pgkeel.ha.status import NodeStatus, PostgresStatus
 
@@ -43,7 +44,9 @@ class FakeAgent:
         with self.lock:
             self.wakes += 1
 
-    def request_switchover(self, to: str | None, force: bool = False, leader: str | None = None) -> dict[str, Any]:
+    def request_switchover(
+        self, to: str | None, force: bool = False, leader: str | None = None, at: float | None = None
+    ) -> dict[str, Any]:
         with self.lock:
             self.switchovers.append((to, force))
         if to is not None and to not in MEMBERS:
@@ -72,6 +75,12 @@ class FakeAgent:
 
     def reload(self) -> dict[str, Any]:
         return {"member": "n-0", "reloaded": True}
+
+    def cancel_switchover(self) -> dict[str, Any] | None:
+        return None
+
+    def request_reinit(self) -> dict[str, Any]:
+        raise ReinitRefused("n-0 is the leader: its data is the cluster's")
 
     def calls(self) -> list[tuple[Any, bool]]:
         with self.lock:

@@ -191,8 +191,8 @@ def test_without_a_leader_switchover_is_503_and_only_a_forced_failover_to_a_runn
 
 def test_the_description_lists_the_strict_request_schemas() -> None:
     schemas = OPENAPI["components"]["schemas"]
-    for name, keys in (("SwitchoverRequest", {"to", "candidate", "leader"}),
-                       ("FailoverRequest", {"to", "candidate", "leader", "force"})):
+    for name, keys in (("SwitchoverRequest", {"to", "candidate", "leader", "at"}),
+                       ("FailoverRequest", {"to", "candidate", "leader", "at", "force"})):
         assert schemas[name]["additionalProperties"] is False
         assert set(schemas[name]["properties"]) == keys
         assert "scheduled_at" in schemas[name]["description"]

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -36,6 +37,7 @@ from fakes.kube_api import FakeKubeApi
 
 ROOT = Path(__file__).resolve().parents[3]
 NAMESPACE = "db"
+REVISION = "6d4f8d9c8b"  # the pods' first controller-revision-hash suffix
 
 
 @pytest.fixture
@@ -97,10 +99,14 @@ class PodCluster:
         self.ports = {n: (free_port(), free_port()) for n in self.names}  # (postgres, api)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         labels = {**layout.common_labels(name), **layout.selector_labels(name)}
+        # The pods as the StatefulSet controller makes them (owner, revision label, on a node).
+        api.create_stateful_set(NAMESPACE, name, instances, labels, revision=f"{name}-{REVISION}")
         for pod in self.names:
-            api.create_pod(NAMESPACE, pod, labels)
             (base / pod).mkdir(mode=0o755)
             chown_for_postgres(base / pod)
+        self.kubelet_log: list[tuple[float, str, str]] = []  # (monotonic, event, pod) of the kubelet's work
+        self._kubelet_stop = threading.Event()
+        self._kubelet: threading.Thread | None = None
 
     def pgdata(self, pod: str) -> Path:
         return self.base / pod / "pgdata"
@@ -172,8 +178,54 @@ class PodCluster:
                     parts.append(f"--- {pod}/{name} (tail)\n" + "\n".join(path.read_text().splitlines()[-40:]))
         return "\n".join(parts)
 
+    # --- the kubelet: what happens to a pod the API marked for deletion -------------------------------
+    def run_kubelet(self, grace: float = 40.0) -> None:
+        """Stop the agent of every pod marked for deletion (SIGTERM, SIGKILL after `grace`), finish the deletion
+        (the fake's controller recreates the pod from the update revision) and start the new pod's agent."""
+        self._kubelet = threading.Thread(target=self._kubelet_loop, args=(grace,), name="kubelet", daemon=True)
+        self._kubelet.start()
+
+    def _kubelet_loop(self, grace: float) -> None:
+        handled: set[str] = set()  # pod uids whose stop has begun
+        while not self._kubelet_stop.is_set():
+            for obj in self.api.terminating_pods(NAMESPACE):
+                pod, uid = obj["metadata"]["name"], obj["metadata"]["uid"]
+                if uid not in handled:
+                    handled.add(uid)
+                    self.kubelet_log.append((time.monotonic(), "terminating", pod))
+                    threading.Thread(target=self._replace, args=(pod, grace), daemon=True).start()
+            time.sleep(0.05)
+
+    def _replace(self, pod: str, grace: float) -> None:
+        proc = self.procs.get(pod)
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+        pid = self.postgres_pid(pod)
+        if pid is not None:  # the container's cgroup goes with it
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(os.getpgid(pid), signal.SIGKILL)
+            wait_gone(pid)
+        self.kubelet_log.append((time.monotonic(), "stopped", pod))
+        self.api.finish_pod_deletion(NAMESPACE, pod)
+        if not self._kubelet_stop.is_set():
+            self.start(pod)
+            self.kubelet_log.append((time.monotonic(), "started", pod))
+
+    def revision(self, pod: str) -> str | None:
+        obj = self.api.pod(NAMESPACE, pod) or {}
+        return (obj.get("metadata", {}).get("labels") or {}).get("controller-revision-hash")
+
     def stop(self) -> None:
         """SIGTERM every agent (it stops its postgres), then SIGKILL whatever is left, by PID."""
+        self._kubelet_stop.set()
+        if self._kubelet is not None:
+            self._kubelet.join(timeout=5)
         for proc in self.procs.values():
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):

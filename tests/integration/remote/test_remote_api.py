@@ -125,3 +125,20 @@ def test_history_through_the_api_is_the_stores_events(cluster: Cluster) -> None:
     assert code == 0 and json.loads(out) == [event.to_json()], out
     code, table = run("history", "--api", cluster.url)
     assert code == 0 and "switchover" in table and "0/10000000" in table, table
+
+
+def test_pause_and_resume_through_the_api_record_maintenance_mode_in_the_store(cluster: Cluster) -> None:
+    code, out = run("pause", "--api", cluster.url, "--token-file", str(cluster.token_file), "--for", "30m",
+                    "--reason", "CHG-42")
+    assert code == 0 and "paused" in out, out
+    view = cluster.dcs.view()
+    pause = view.values["config"].value["pause"]
+    assert pause["reason"] == "CHG-42" and pause["until"] > 0, pause
+    code, out = run("status", "--api", cluster.url, "--json")
+    assert code == 0 and json.loads(out)["paused"], out
+    code, out = run("resume", "--api", cluster.url, "--token-file", str(cluster.token_file))
+    assert code == 0 and "resumed" in out, out
+    config = cluster.dcs.view().values.get("config")
+    assert config is None or not config.value.get("pause"), config
+    code, out = run("resume", "--api", cluster.url, "--token-file", str(cluster.token_file))
+    assert code == 0 and "not paused" in out, out

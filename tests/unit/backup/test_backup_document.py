@@ -70,7 +70,13 @@ def test_platforms_that_cannot_archive_yet_refuse_spec_backup_rather_than_keep_e
         run_node(cluster, None, None)  # type: ignore[arg-type]  # refused before either is used
 
 
-def test_from_backup_is_refused_until_the_agent_can_take_restored_data_over() -> None:
-    with pytest.raises(SpecError, match=r"fromBackup: restoring a new cluster from a backup is not available"):
-        parse_cluster(_doc({"bootstrap": {"fromBackup": {"repository": REPO}}}))
-    assert parse_cluster(_doc({"backup": {"repositories": [REPO]}})).spec.backup is not None  # accepted now
+def test_from_backup_is_accepted_for_up_and_refused_where_nothing_can_restore_yet() -> None:
+    from pgkeel.k8s.manifests import kubernetes_problems
+    from pgkeel.node.run import run_node
+
+    cluster = parse_cluster(_doc({"bootstrap": {"fromBackup": {"repository": REPO}}}))
+    assert cluster.spec.bootstrap.from_backup is not None
+    assert any(p.startswith("spec.bootstrap.fromBackup: restoring a new cluster is only available with `pgkeel up`")
+               for p in kubernetes_problems(cluster))
+    with pytest.raises(ValueError, match=r"spec.bootstrap.fromBackup: .*only available with `pgkeel up`"):
+        run_node(cluster, None, None)  # type: ignore[arg-type]  # refused before either is used

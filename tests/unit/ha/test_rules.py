@@ -45,7 +45,7 @@ from pgkeel.ha.records import (
     append_event,
     decode_events,
 )
-from pgkeel.ha.rules import ALL_RULES, precheck, shutdown
+from pgkeel.ha.rules import ALL_RULES, drain, precheck, shutdown
 from pgkeel.ha.settings import Mode
 from pgkeel.ha.sync import sync_names
 
@@ -86,6 +86,21 @@ def test_shutdown_stop() -> None:
     leader = shutdown(obs("pg-0", pg=primary_pg()))
     assert kinds(leader) == ["StopPostgres", "ReleaseLeader", "DeleteMember"]
     assert kinds(shutdown(obs("pg-1"))) == ["StopPostgres", "DeleteMember"]
+
+
+def test_drain_hand_over() -> None:
+    """A leader told to stop (its pod deleted or evicted) switches over to the best streaming replica first."""
+    members = {"pg-0": primary_record("pg-0"), "pg-1": record("pg-1", lsn=90), "pg-2": record("pg-2", lsn=100)}
+    d = drain(obs("pg-0", pg=primary_pg(), state=cluster(members=members)))
+    assert d is not None and d.rule == "drain.hand-over"
+    assert kinds(d) == ["RenewLeader", "Publish", "Checkpoint", "RenewLeader", "StopPostgres", "ConfirmReceived",
+                        "HandOver", "ClearSwitchover"]
+    hand_over = first(d, actions.HandOver)
+    assert isinstance(hand_over, actions.HandOver) and hand_over.target == "pg-2"
+    assert drain(obs("pg-1")) is None  # a replica just stops
+    lonely = {"pg-0": primary_record("pg-0"), "pg-1": record("pg-1", state=MemberState.RECOVERING)}
+    assert drain(obs("pg-0", pg=primary_pg(), state=cluster(members=lonely))) is None  # nobody to take over
+    assert drain(obs("pg-0", pg=stopped_pg(was_primary=True))) is None  # postgres already down: just release
 
 
 # --- global -----------------------------------------------------------------------------------------
@@ -224,6 +239,43 @@ def test_bootstrap_initdb() -> None:
     assert (d.rule, kinds(d)) == ("bootstrap.initdb", ["Bootstrap"])
 
 
+def test_bootstrap_restored() -> None:
+    """spec.bootstrap.fromBackup: the member whose data was restored claims and founds the cluster on it (no initdb
+    over it), also when its bootstrap died midway (own claim resumed, still restored)."""
+    empty = cluster(leader=None, members={}, initialize=None)
+    restored = stopped_pg(system_identifier="777", restored=True)
+    d = decide(obs("pg-0", pg=restored, state=empty, bootstrap_from_backup=True))
+    assert (d.rule, kinds(d)) == ("bootstrap.restored", ["Bootstrap"])
+    action = first(d, actions.Bootstrap)
+    assert isinstance(action, actions.Bootstrap) and action.restored and not action.reuse_claim
+    claimed = cluster(leader=None, members={}, initialize=BOOTSTRAP_PLACEHOLDER + "pg-0")
+    d = decide(obs("pg-0", pg=restored, state=claimed, bootstrap_from_backup=True))
+    resumed = first(d, actions.Bootstrap)
+    assert d.rule == "global.own-bootstrap-claim" and isinstance(resumed, actions.Bootstrap) and resumed.restored
+    # Without the marker, data with no cluster record is the store-lost case, not a restore.
+    assert decide(obs("pg-0", pg=stopped_pg(system_identifier="777"), state=empty)).rule == "global.claim-initialize"
+
+
+def test_bootstrap_wait_restore() -> None:
+    """Members without data wait for the restored member to found the cluster, then clone: never initdb."""
+    empty = cluster(leader=None, members={}, initialize=None)
+    for me in ("pg-1", "pg-2"):
+        d = decide(obs(me, pg=PgState(), state=empty, bootstrap_from_backup=True))
+        assert d.rule == "bootstrap.wait-restore" and "Bootstrap" not in kinds(d)
+    assert decide(obs("pg-1", pg=PgState(), state=empty)).rule == "bootstrap.initdb"  # no fromBackup: initdb
+
+
+def test_bootstrap_restored_recorded() -> None:
+    """The restore marker is dropped only once the store records that very data; foreign data keeps it."""
+    recorded = cluster(leader="pg-0", initialize="777")
+    d = decide(obs("pg-0", pg=primary_pg(system_identifier="777", restored=True), state=recorded))
+    assert (d.rule, kinds(d)) == ("bootstrap.restored-recorded", ["ClearRestoreMark"])
+    other = cluster(leader="pg-1", initialize="888")
+    assert decide(obs("pg-0", pg=stopped_pg(system_identifier="777", restored=True), state=other)).rule == (
+        "global.foreign-data"
+    )
+
+
 def test_bootstrap_stale_claim() -> None:
     state = cluster(leader=None, members={}, initialize=BOOTSTRAP_PLACEHOLDER + "pg-0")
     d = decide(obs(pg=PgState(), state=state, memory=Memory(claim_seen_since=NOW - 61)))
@@ -331,6 +383,14 @@ def test_lead_switchover_no_target() -> None:
     state = cluster(members=members, switchover=SwitchoverRequest(source="pg-0", target="pg-1"))
     d = decide(obs("pg-0", pg=primary_pg(), state=state))
     assert d.rule == "lead.switchover-no-target" and "ClearSwitchover" in kinds(d)
+
+
+def test_follow_reinit_requested() -> None:
+    """An operator's re-clone (POST /reinit) runs the Reclone of follow.reclone: space checked, old data aside."""
+    d = decide(replace(obs(), reinit_request=model.ReinitRequest(number=1)))
+    assert d.rule == "follow.reinit-requested" and kinds(d) == ["Publish", "Reclone"]
+    reclone = first(d, actions.Reclone)
+    assert isinstance(reclone, actions.Reclone) and reclone.leader == "pg-0" and reclone.address == address("pg-0")
 
 
 def test_lead_serve() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import posixpath
 
 from pgkeel.k8s import layout
-from pgkeel.k8s.rbac import AGENT_API_CALLS, granted, role_rules
+from pgkeel.k8s.rbac import AGENT_API_CALLS, granted, granted_names, role_rules
 
 
 def test_names() -> None:
@@ -36,3 +36,14 @@ def test_role_rules_group_calls_and_grant_nothing_more() -> None:
                      {"apiGroups": ["apps"], "resources": ["x"], "verbs": ["list"]}]
     assert granted(rules) == set(calls)
     assert granted(role_rules()) == set(AGENT_API_CALLS)
+
+
+def test_named_calls_get_rules_of_their_own() -> None:
+    calls = [("", "pods", "get"), ("", "pods", "delete"), ("apps", "statefulsets", "get")]
+    rules = role_rules(calls, names={("", "pods", "delete"): ["a-0", "a-1"], ("apps", "statefulsets", "get"): ["a"]})
+    assert rules == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]},
+                     {"apiGroups": [""], "resources": ["pods"], "verbs": ["delete"], "resourceNames": ["a-0", "a-1"]},
+                     {"apiGroups": ["apps"], "resources": ["statefulsets"], "verbs": ["get"], "resourceNames": ["a"]}]
+    assert granted(rules) == set(calls)
+    assert granted_names(rules) == {("", "pods", "get"): None, ("", "pods", "delete"): {"a-0", "a-1"},
+                                    ("apps", "statefulsets", "get"): {"a"}}

@@ -12,7 +12,7 @@ from k8s_helpers import PASSWORDS, by_kind, cluster, matches, one
 from pgkeel.document import parse_cluster
 from pgkeel.k8s import layout
 from pgkeel.k8s.manifests import config_data, config_hash, dump_yaml, render_manifests
-from pgkeel.k8s.rbac import AGENT_API_CALLS, granted
+from pgkeel.k8s.rbac import AGENT_API_CALLS, granted, granted_names
 from pgkeel.k8s.secrets import generate_credentials, render_secrets
 from pgkeel.pgconf import render_config
 from pgkeel.tls import create_ca
@@ -245,7 +245,25 @@ def test_agent_api_calls_are_what_the_kubernetes_store_needs() -> None:
     calls = set(AGENT_API_CALLS)
     assert {("coordination.k8s.io", "leases", v) for v in ("get", "create", "update")} <= calls
     assert {("", "pods", v) for v in ("get", "list", "watch", "patch")} <= calls
-    assert not {c for c in calls if c[1] in ("secrets", "configmaps") or c[2] in ("delete", "deletecollection")}
+    assert not {c for c in calls if c[1] in ("secrets", "configmaps") or c[2] == "deletecollection"}
+    # Rolling updates: read the StatefulSet, delete a pod. Nothing else is deleted, nothing else of apps is read.
+    assert {c for c in calls if c[2] == "delete"} == {("", "pods", "delete")}
+    assert {c for c in calls if c[0] == "apps"} == {("apps", "statefulsets", "get")}
+
+
+def test_role_limits_pod_deletion_to_the_members_and_the_statefulset_to_its_own() -> None:
+    docs = render(5)
+    names = granted_names(one(docs, "Role")["rules"])
+    assert names[("", "pods", "delete")] == {f"pg-{i}" for i in range(5)}
+    assert names[("apps", "statefulsets", "get")] == {sts(docs)["metadata"]["name"]} == {"pg"}
+    unrestricted = {call for call, only in names.items() if only is None}
+    assert unrestricted == set(AGENT_API_CALLS) - {("", "pods", "delete"), ("apps", "statefulsets", "get")}
+
+
+def test_grace_period_covers_the_hand_over_and_the_stop() -> None:
+    pod = sts(render())["spec"]["template"]["spec"]
+    # hand-over (pgkeel.agent.drain) + fast stop 60 s + immediate stop 60 s, with room for the release
+    assert pod["terminationGracePeriodSeconds"] > layout.HAND_OVER_SECONDS + 120
 
 
 def test_secrets_hold_the_passwords_and_nothing_else_does() -> None:
