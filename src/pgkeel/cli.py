@@ -18,6 +18,7 @@ from pgkeel.document import PostgresCluster, SpecError, check_cluster_file
 if TYPE_CHECKING:
     from pgkeel.local import LocalCluster
     from pgkeel.local.apply import ApplyPlan
+    from pgkeel.local.scaling import Scaling
     from pgkeel.remote.cluster import RemoteCluster
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Highly available PostgreSQL, anywhere.")
@@ -774,8 +775,13 @@ def apply_cmd(
     ] = False,
     yes: YesOpt = False,
     timeout: RestartTimeoutOpt = 120.0,
+    purge: Annotated[bool, typer.Option(
+        "--purge", help="Scaling down: delete the removed members' directories (default: kept in place).")] = False,
 ) -> None:
-    """Apply another document to the running local cluster: show the parameter diff, write, reload every member."""
+    """Apply another document to the running local cluster: show the parameter diff, write, reload every member.
+
+    Another spec.instances scales the cluster (alone, without other changes): new members clone; removed
+    ones leave cleanly (a leaving leader switches over first; their slots are dropped; data kept unless --purge)."""
     from pgkeel.local.apply import carry_out, plan_apply
     from pgkeel.pgconf import ConfigError
 
@@ -787,6 +793,9 @@ def apply_cmd(
         plan = plan_apply(local, file)
     except (ValueError, ConfigError) as exc:
         _fail(str(exc).splitlines())
+    if plan.scaling is not None:
+        _scale(local, plan.document, plan.scaling, yes, timeout, purge)
+        return
     _print_changes(plan)
     if plan.nothing:
         console.print("nothing to change: the cluster runs with these settings")
@@ -806,6 +815,32 @@ def apply_cmd(
         _rolling_restart(local, None, True, timeout)
     elif any(local_status.get("pending_restart") for local_status in _member_statuses(local)):
         console.print("restart-only parameters are pending: [cyan]pgkeel restart --pending[/] applies them")
+
+
+def _scale(local: LocalCluster, document: Path, scaling: Scaling, yes: bool, timeout: float, purge: bool) -> None:
+    from pgkeel.local import scaling as scale
+    from pgkeel.local.cluster import AgentExited
+
+    change = (f"add {', '.join(scaling.added)}" if scaling.added else f"remove {', '.join(scaling.removed)}")
+    console.print(f"spec.instances: {len(scaling.before)} → {len(scaling.after)}: {change}; synchronous set "
+                  f"ANY {scaling.k_before} → ANY {scaling.k_after}", highlight=False)
+    gone = " (their directories deleted: --purge)" if purge else " (their data kept in place)"
+    _confirm(f"Scale {document.name} to {len(scaling.after)} members" + (gone if scaling.removed else "") + "?", yes)
+    try:
+        with console.status("scaling…") as spinner:
+            done = scale.carry_out(local, document, scaling, spinner.update, timeout=max(timeout, 180.0),
+                                   purge=purge)
+    except (RuntimeError, TimeoutError, AgentExited) as exc:
+        _fail(str(exc).splitlines())
+    said = f"scaled to {len(scaling.after)} members in {done.seconds:.1f} s"
+    if done.switched_over:
+        said += f"; the leader handed over to {done.switched_over} first"
+    if done.kept:
+        said += f"; removed members' data kept at {', '.join(done.kept)}"
+    if done.purged:
+        said += f"; deleted: {', '.join(done.purged)}"
+    console.print(said, highlight=False, soft_wrap=True)
+    _print_status(local.status())
 
 
 def _member_statuses(local: LocalCluster) -> list[dict[str, Any]]:

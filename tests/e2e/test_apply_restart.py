@@ -79,13 +79,13 @@ def test_apply_reloads_a_reload_parameter_everywhere_then_a_restart_parameter_ro
     conf = (cluster.layout.etc / "postgresql.conf").read_text()
 
     # what apply cannot do to a running cluster is refused, naming the field, and nothing is written
-    five = yaml.safe_load(stored)
-    five["spec"]["instances"] = 5
-    five_doc = cluster.layout.root.parent / "five.yaml"
-    five_doc.write_text(yaml.safe_dump(five))
-    scaled = pgkeel(cluster, "apply", "-f", str(five_doc), "--yes")
+    renamed = yaml.safe_load(stored)
+    renamed["metadata"]["name"] = "another"
+    renamed_doc = cluster.layout.root.parent / "renamed.yaml"
+    renamed_doc.write_text(yaml.safe_dump(renamed))
+    scaled = pgkeel(cluster, "apply", "-f", str(renamed_doc), "--yes")
     assert scaled.returncode == 1
-    assert "spec.instances: 3 → 5" in scaled.stderr and "scaling" in scaled.stderr
+    assert "metadata.name:" in scaled.stderr and "keeps its name" in scaled.stderr, scaled.stderr
     assert cluster.layout.document.read_text() == stored
     assert (cluster.layout.etc / "postgresql.conf").read_text() == conf
 

@@ -16,6 +16,7 @@ from typing import assert_never
 from pgkeel.dcs import DCSError
 from pgkeel.dcs.pod import OwnPod
 from pgkeel.ha.loop import Agent
+from pgkeel.ha.membership import current_members
 from pgkeel.ha.rollout import (
     DeleteOwnPod,
     ReleaseRollLock,
@@ -71,7 +72,7 @@ class Roller:
         config = self.agent.config
         return RollView(
             me=config.name,
-            members=tuple(config.members),
+            members=current_members(config.members, last.cluster),
             update_revision=self.pod.update_revision(),
             pods=self.pod.revisions(),
             lock=self.pod.roll_lock(),

@@ -108,6 +108,25 @@ class ReinitBody(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+class MembershipBody(BaseModel):
+    """Scaling: record who the members are now and the k of `ANY k (...)`; every agent uses it from its next loop."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    members: list[str] = Field(min_length=1, max_length=99, description="Every member's name, in ordinal order.")
+    sync_standbys: int = Field(alias="syncStandbys", ge=0, le=98, description="k of the synchronous set.")
+
+    @model_validator(mode="after")
+    def _distinct(self) -> MembershipBody:
+        if len(set(self.members)) != len(self.members):
+            raise ValueError("members: each name once")
+        if len(self.members) % 2 == 0:
+            raise ValueError(f"members: {len(self.members)} is even; 2n+1 members (1, 3, 5 ...) survive n failures")
+        if self.sync_standbys > len(self.members) - 1:
+            raise ValueError(f"syncStandbys: at most members - 1 = {len(self.members) - 1}")
+        return self
+
+
 class FailsafeBody(BaseModel):
     """From the primary, which cannot reach the store: promise not to take the lease for one ttl (peer to peer)."""
 
@@ -126,6 +145,7 @@ BODIES: dict[str, type[BaseModel]] = {
     "/failsafe": FailsafeBody,
     "/switchover/cancel": CancelSwitchoverBody,
     "/reinit": ReinitBody,
+    "/membership": MembershipBody,
 }
 
 

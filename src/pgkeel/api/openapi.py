@@ -16,6 +16,7 @@ from pgkeel.api.bodies import (
     CancelSwitchoverBody,
     FailoverBody,
     FailsafeBody,
+    MembershipBody,
     PauseBody,
     ReinitBody,
     ReloadBody,
@@ -62,7 +63,7 @@ def _body_schema(model: type[BaseModel], note: str) -> dict[str, Any]:
 PROBES = {path: SUMMARIES[probe] for path, probe in ROUTES.items()}
 MUTATING = (
     "/switchover", "/failover", "/pause", "/resume", "/restart", "/reload", "/failsafe", "/switchover/cancel",
-    "/reinit",
+    "/reinit", "/membership",
 )
 
 # What the HTTP layer itself may answer to any request it cannot parse, before routing:
@@ -224,6 +225,11 @@ OPENAPI: dict[str, Any] = {
             "PauseRequest",
         ),
         "/resume": _maintenance("Leave maintenance mode.", "ResumeRequest"),
+        "/membership": _maintenance(
+            "Scaling: record the members and k (`pgkeel apply` with another spec.instances); every agent uses them "
+            "for the sync set, slots, elections and failsafe rounds from its next loop.",
+            "MembershipRequest",
+        ),
         "/restart": _node_control(
             "Restart this node's postgres, carried out by its agent (a replica: stop fast, start as a standby).",
             "RestartRequest",
@@ -323,6 +329,7 @@ OPENAPI: dict[str, Any] = {
             "FailsafeRequest": _body_schema(FailsafeBody, "`leader`: the member asking."),
             "CancelSwitchoverRequest": _body_schema(CancelSwitchoverBody, "No keys."),
             "ReinitRequest": _body_schema(ReinitBody, "No keys."),
+            "MembershipRequest": _body_schema(MembershipBody, "`members` and `syncStandbys` are required."),
             "Accepted": {
                 "type": "object",
                 "required": ["accepted"],

@@ -29,6 +29,7 @@ from pgkeel.api.bodies import (
     CancelSwitchoverBody,
     FailoverBody,
     FailsafeBody,
+    MembershipBody,
     PauseBody,
     ReinitBody,
     ReloadBody,
@@ -80,6 +81,10 @@ class Node(Protocol):
 
     def resume(self) -> bool:
         """Leave maintenance mode; False when it was not paused."""
+        ...
+
+    def set_membership(self, members: list[str], sync_standbys: int) -> dict[str, Any]:
+        """Record the members after a scaling (raises DCSError when it cannot be written)."""
         ...
 
     def history(self) -> list[dict[str, Any]]:
@@ -226,7 +231,7 @@ class _Handler(BaseHTTPRequestHandler):
         except BodyError as exc:
             self._send(HTTPStatus.BAD_REQUEST, {"error": str(exc), "reason": "bad-body"})
             return
-        if isinstance(parsed, PauseBody | ResumeBody):
+        if isinstance(parsed, PauseBody | ResumeBody | MembershipBody):
             self._maintenance(parsed)
             return
         if isinstance(parsed, RestartBody | ReloadBody):
@@ -258,9 +263,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(HTTPStatus.ACCEPTED, {"accepted": request})
 
 
-    def _maintenance(self, parsed: PauseBody | ResumeBody) -> None:
+    def _maintenance(self, parsed: PauseBody | ResumeBody | MembershipBody) -> None:
         try:
-            if isinstance(parsed, PauseBody):
+            if isinstance(parsed, MembershipBody):
+                recorded = self.agent.set_membership(parsed.members, parsed.sync_standbys)
+                self._send(HTTPStatus.OK, {"membership": recorded})
+            elif isinstance(parsed, PauseBody):
                 until = parsed.until if parsed.seconds is None else time.time() + parsed.seconds
                 self._send(HTTPStatus.OK, {"paused": self.agent.pause(until, parsed.reason, parsed.by)})
             else:

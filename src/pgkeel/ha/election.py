@@ -175,6 +175,8 @@ def old_leader_may_write(o: Observation) -> str | None:
 
 def eligibility(o: Observation) -> str | None:
     """None when this node may promote now; otherwise the reason it must not."""
+    if o.me not in o.members:
+        return "not a member any more (a scaling removed it from the store's membership): never promoted"
     if o.me in o.settings.no_failover:
         return "tagged noFailover (or failoverPriority 0) in spec.members: never promoted automatically"
     if not self_candidate(o):

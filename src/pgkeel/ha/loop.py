@@ -31,13 +31,14 @@ from pgkeel.ha.execute import Executor
 from pgkeel.ha.failsafe import Promises, refusal
 from pgkeel.ha.fencing import NodeFence, deadline_file_for
 from pgkeel.ha.housekeeping import Housekeeping
+from pgkeel.ha.membership import current_members, known_members
 from pgkeel.ha.memory import remember
 from pgkeel.ha.model import Decision, LeaseHeld, Memory, Observation, PgState, ReinitRequest, RestartRequest
 from pgkeel.ha.observe import Observer
 from pgkeel.ha.peers import PeerProber
 from pgkeel.ha.plan_reinit import ReinitRefused, reinit_refusal
 from pgkeel.ha.plan_restart import RestartRefused, restart_refusal
-from pgkeel.ha.records import ClusterState, Pause
+from pgkeel.ha.records import ClusterState, Membership, Pause
 from pgkeel.ha.rules import decide, precheck, shutdown
 from pgkeel.ha.status import NodeStatus, TlsStatus, node_status
 from pgkeel.ha.switchover_request import check_request, store_ttl
@@ -194,6 +195,12 @@ class Agent:
         self.wake()
         return pause.to_json()
 
+    def set_membership(self, members: list[str], sync_standbys: int) -> dict[str, Any]:
+        """Record the members after a scaling (pgkeel.ha.membership); every agent follows from its next loop."""
+        recorded = maintenance.set_membership(self.dcs, Membership(tuple(members), sync_standbys))
+        self.wake()
+        return recorded.to_json()
+
     def resume(self) -> bool:
         was_paused = maintenance.clear_pause(self.dcs)
         self.wake()
@@ -214,7 +221,7 @@ class Agent:
         why = refusal(
             me=c.name,
             leader=leader,
-            members=tuple(c.members),
+            members=known_members(c.members, self.observer.last_view),
             view=self.observer.last_view,
             holding=self.promises.holding,
             acting_primary=acting,
@@ -228,7 +235,9 @@ class Agent:
     def request_restart(self, in_place: bool = False) -> dict[str, Any]:
         """Accept a restart of this node's postgres, which the loop plans (pgkeel.ha.plan_restart); RestartRefused
         for the leader of several members unless `in_place`."""
-        reason = restart_refusal(ClusterState.decode(self.dcs.view()), self.config.name, self.config.members, in_place)
+        state = ClusterState.decode(self.dcs.view())
+        members = list(current_members(self.config.members, state))
+        reason = restart_refusal(state, self.config.name, members, in_place)
         if reason is not None:
             raise RestartRefused(reason)
         with self._lock:
@@ -264,7 +273,7 @@ class Agent:
         A scheduled one (`at`) stays in the store until a little after its time (store_ttl)."""
         state = ClusterState.decode(self.dcs.view())
         wall = time.time()
-        request = check_request(state, self.config.members, to, force, leader, at, wall)
+        request = check_request(state, list(current_members(self.config.members, state)), to, force, leader, at, wall)
         self.dcs.set_switchover(request.to_json(), ttl=store_ttl(request, self.config.ha.switchover_ttl, wall))
         return request.to_json()
 

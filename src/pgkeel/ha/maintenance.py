@@ -1,4 +1,4 @@
-"""Operator-level cluster values: maintenance mode (pause) and the history of primaries.
+"""Operator-level cluster values: maintenance mode (pause), the membership after a scaling, the history of primaries.
 
 Both live in the store's versioned values (pgkeel.dcs.DCS.set_value), so any node's API can
 change or read them and every agent sees the same thing on its next loop. Writes are a
@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from pgkeel.dcs import DCS, DCSError
-from pgkeel.ha.records import HistoryEvent, Pause, decode_events
+from pgkeel.ha.records import HistoryEvent, Membership, Pause, decode_events
 
 ATTEMPTS = 5
 
@@ -43,6 +43,17 @@ def clear_pause(dcs: DCS) -> bool:
     was_paused = current is not None and Pause.from_config(current.value) is not None
     _update_config(dcs, {"pause": None})
     return was_paused
+
+
+def set_membership(dcs: DCS, membership: Membership) -> Membership:
+    """Record who the members are (a scaling): every agent takes it from its next loop."""
+    _update_config(dcs, {"membership": membership.to_json()})
+    return membership
+
+
+def read_membership(dcs: DCS) -> Membership | None:
+    current = dcs.view().values.get("config")
+    return Membership.from_config(current.value) if current else None
 
 
 def read_pause(dcs: DCS) -> Pause | None:

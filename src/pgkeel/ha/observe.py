@@ -18,6 +18,7 @@ from pgkeel.dcs import DCS, DCSError
 from pgkeel.ha import clock
 from pgkeel.ha.config import AgentConfig
 from pgkeel.ha.failsafe import Promises
+from pgkeel.ha.membership import current_members, current_settings
 from pgkeel.ha.model import Memory, Observation, OldLeader, PeerProbe, PgState, ReplicaFlush, RestartRequest
 from pgkeel.ha.peers import PeerProber
 from pgkeel.ha.records import Address, ClusterState, FenceKind
@@ -67,9 +68,9 @@ class Observer:
         at = clock.now()
         return Observation(
             me=c.name,
-            members=tuple(c.members),
+            members=current_members(c.members, cluster if cluster is not None else self.last_view),
             now=at,
-            settings=c.ha,
+            settings=current_settings(c.ha, cluster if cluster is not None else self.last_view),
             pg=pg,
             memory=memory,
             cluster=cluster,

@@ -18,6 +18,7 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 
 from pgkeel.ha.config import AgentConfig
+from pgkeel.ha.membership import current_members
 from pgkeel.ha.model import OldLeader, PeerProbe
 from pgkeel.ha.records import Address, ClusterState, FenceKind
 from pgkeel.instance import parse_lsn
@@ -66,7 +67,7 @@ class PeerProber:
         targets = {
             name: record
             for name, record in cluster.members.items()
-            if name != me and record.address is not None and name in self.config.members
+            if name != me and record.address is not None and name in current_members(self.config.members, cluster)
         }
         history = cluster.history
         ask_old = history is not None and history.leader != me and history.fence is FenceKind.NONE

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from pgkeel.ha.actions import AnyAction, EnsureSlots, Follow, Reclone, Rewind, StartPostgres, StopPostgres, Wait
+from pgkeel.ha.actions import (
+    AnyAction,
+    DropSlots,
+    EnsureSlots,
+    Follow,
+    Reclone,
+    Rewind,
+    StartPostgres,
+    StopPostgres,
+    Wait,
+)
 from pgkeel.ha.facts import (
     acting_primary,
     leader_address,
@@ -12,6 +22,7 @@ from pgkeel.ha.facts import (
     rewind_wanted,
     role_unknown,
     slot_advances,
+    stale_slots,
     stalled,
 )
 from pgkeel.ha.model import Observation
@@ -178,4 +189,8 @@ def following(o: Observation) -> bool:
 
 
 def stream(o: Observation) -> list[AnyAction]:
-    return [publish(o, Role.REPLICA), EnsureSlots(names=o.others, advance=slot_advances(o))]
+    actions: list[AnyAction] = [publish(o, Role.REPLICA), EnsureSlots(names=o.others, advance=slot_advances(o))]
+    stale = stale_slots(o)  # a replica keeps slots for the others too (for when it is promoted): drop removed ones'
+    if stale:
+        actions.append(DropSlots(slots=stale, reason="slots of members no longer configured"))
+    return actions

@@ -289,6 +289,34 @@ class Pause:
         return {"until": self.until, "by": self.by, "reason": self.reason}
 
 
+@dataclass(frozen=True)
+class Membership:
+    """Who the members are now (the `config` value's "membership"), written by a scaling `pgkeel apply`.
+
+    Absent until the first scaling: then every agent uses the members of the document it started with.
+    Recorded, not configured, because agents started from the old document must see the new members
+    (sync set, slots, failsafe round, candidates) from their next loop without a restart.
+    """
+
+    members: tuple[str, ...]
+    sync_standbys: int
+
+    @classmethod
+    def from_config(cls, config: Any) -> Membership | None:
+        if not isinstance(config, dict) or not isinstance(config.get("membership"), dict):
+            return None
+        d = config["membership"]
+        members, k = d.get("members"), d.get("syncStandbys")
+        if not isinstance(members, list) or not all(isinstance(m, str) for m in members) or not members:
+            return None
+        if not isinstance(k, int) or isinstance(k, bool) or k < 0:
+            return None
+        return cls(tuple(members), k)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"members": list(self.members), "syncStandbys": self.sync_standbys}
+
+
 class EventKind(StrEnum):
     FAILOVER = "failover"  # elected after the leader's lease lapsed
     SWITCHOVER = "switchover"  # handed the lease by the leader on request
@@ -366,6 +394,7 @@ class ClusterState:
     switchover: SwitchoverRequest | None = None
     history: LeaderHistory | None = None
     pause: Pause | None = None  # maintenance mode as recorded; see Pause.in_force for whether it holds now
+    membership: Membership | None = None  # the members after a scaling; None: the document's
 
     @property
     def leader_name(self) -> str | None:
@@ -390,4 +419,5 @@ class ClusterState:
             switchover=SwitchoverRequest.from_json(view.switchover),
             history=LeaderHistory.from_json(view.history),
             pause=Pause.from_config(view.values["config"].value) if "config" in view.values else None,
+            membership=Membership.from_config(view.values["config"].value) if "config" in view.values else None,
         )

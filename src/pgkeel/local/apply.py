@@ -21,6 +21,7 @@ from pgkeel.ha.config import AgentConfig
 from pgkeel.local import stored_document
 from pgkeel.local.cluster import LocalCluster
 from pgkeel.local.live_settings import LiveSetting, read_settings
+from pgkeel.local.scaling import Scaling, plan_scaling
 from pgkeel.pgconf import load_catalogue, render_config
 from pgkeel.pgconf.changes import (
     STANDBY_FLOORS,
@@ -45,6 +46,7 @@ class ApplyPlan:
     floors: FloorChange
     agent_fields: list[str]  # agent settings that differ: read when the agents start
     document_changed: bool
+    scaling: Scaling | None = None  # other members (spec.instances): pgkeel.local.scaling
 
     @property
     def restarts(self) -> list[ParameterChange]:
@@ -73,11 +75,6 @@ def refuse_unsupported(current: PostgresCluster, new: PostgresCluster) -> None:
             f"metadata.name: {current.name} → {new.name}: a running cluster keeps its name; keep metadata.name: "
             f"{current.name} (a new name is a new cluster: another --dir)"
         )
-    if new.spec.instances != current.spec.instances:
-        raise ValueError(
-            f"spec.instances: {current.spec.instances} → {new.spec.instances}: apply does not add or remove members "
-            f"(scaling is separate work, not done yet); keep spec.instances: {current.spec.instances}"
-        )
 
 
 def plan_apply(local: LocalCluster, document: Path) -> ApplyPlan:
@@ -90,7 +87,8 @@ def plan_apply(local: LocalCluster, document: Path) -> ApplyPlan:
         current = None  # the stored copy was edited into something invalid: the member names still guard below
     if current is not None:
         refuse_unsupported(current, new)
-    stored_document.check_carried_out(lay, new)
+    scaling = plan_scaling(current, new) if current is not None else None
+    stored_document.check_carried_out(lay, new, scaling=scaling is not None)
     major = new.spec.postgres.version
     rendered = render_config(new, config_dir=str(lay.etc))
     old_conf = _read(lay.etc / "postgresql.conf")
@@ -102,7 +100,7 @@ def plan_apply(local: LocalCluster, document: Path) -> ApplyPlan:
     if current is not None:
         before, after = AgentConfig.document_fields(current), AgentConfig.document_fields(new)
         agent_fields = sorted(k for k in after if after[k] != before[k])  # type: ignore[literal-required]
-    return ApplyPlan(
+    plan = ApplyPlan(
         document=document,
         cluster=new,
         changes=changes,
@@ -110,7 +108,15 @@ def plan_apply(local: LocalCluster, document: Path) -> ApplyPlan:
         floors=floors,
         agent_fields=agent_fields,
         document_changed=current != new,
+        scaling=scaling,
     )
+    if scaling is not None and (plan.changes or plan.hba_changed):
+        changed = ", ".join([c.name for c in plan.changes] + (["pg_hba.conf"] if plan.hba_changed else []))
+        raise ValueError(
+            f"spec.instances: {len(scaling.before)} → {len(scaling.after)} together with other changes ({changed}): "
+            "scale alone; apply the other changes first, then change spec.instances"
+        )
+    return plan
 
 
 def _read(path: Path) -> str:

@@ -90,15 +90,15 @@ class LocalCluster:
         """The document `up` starts from: the one given, else the cluster's own, else `default` (a new cluster)."""
         return stored_document.for_up(self.layout, given, default)
 
-    def prepare(self, document: Path, apply: bool = False) -> PostgresCluster:
+    def prepare(self, document: Path, apply: bool = False, scaling: bool = False) -> PostgresCluster:
         """Validate the document, lay out directories, secrets, ports and the rendered config.
 
         On an existing cluster its own document stays unless `apply`: another one is refused with a diff.
-        What cannot be carried out (another name, instance count or major version) is refused either way.
-        Nothing is written before every check passed."""
+        What cannot be carried out (another name, instance count or major version) is refused either way,
+        except other members when `scaling` (pgkeel.local.scaling). Nothing is written before every check passed."""
         cluster = load_cluster(document)
         lay = self.layout
-        stored_document.check_carried_out(lay, cluster)
+        stored_document.check_carried_out(lay, cluster, scaling)
         replace = stored_document.check_change(lay, document, cluster, apply)
         rendered = render_config(cluster, config_dir=str(lay.etc))
         members = cluster.member_names()
@@ -358,6 +358,10 @@ class LocalCluster:
         except OSError:
             return "(no postgres.log)"
         return "\n".join(text.splitlines()[-lines:])
+
+    def post_to_any(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST a cluster-wide request (it goes to the store) to the first agent that answers."""
+        return self._post(path, body)
 
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST to the first agent that answers; a refusal (4xx, 5xx) is final: every node reads one store."""

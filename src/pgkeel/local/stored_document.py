@@ -66,15 +66,16 @@ def check_change(layout: Layout, document: Path, cluster: PostgresCluster, apply
     return True
 
 
-def check_carried_out(layout: Layout, cluster: PostgresCluster) -> None:
+def check_carried_out(layout: Layout, cluster: PostgresCluster, scaling: bool = False) -> None:
     """ValueError for what `up` cannot do to the cluster laid out in `layout`, whichever document asks for it
-    (the cluster's own, edited, included): other members, another major version."""
+    (the cluster's own, edited, included): other members (unless `scaling`: `pgkeel apply`), another major
+    version."""
     laid_out = sorted(layout.load_state()["pg_ports"])
-    if laid_out and laid_out != sorted(cluster.member_names()):
+    if laid_out and laid_out != sorted(cluster.member_names()) and not scaling:
         raise ValueError(
             f"{layout.root} holds members {', '.join(laid_out)} and the document names "
-            f"{', '.join(cluster.member_names())}: another metadata.name or spec.instances is not supported "
-            "yet; use another --dir or `pgkeel down --purge` first"
+            f"{', '.join(cluster.member_names())}: `up` does not add or remove members: "
+            "change spec.instances with `pgkeel apply -f FILE` on the running cluster, or use another --dir"
         )
     refuse_major_change(cluster.spec.postgres.version, data_majors(layout, cluster.member_names()))
 

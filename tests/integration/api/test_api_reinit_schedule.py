@@ -20,7 +20,7 @@ from pgkeel.dcs.sqlite import SQLiteDCS
 from pgkeel.ha.config import AgentConfig
 from pgkeel.ha.fencing import NodeFence
 from pgkeel.ha.loop import Agent
-from pgkeel.ha.records import FenceKind, MemberRecord, MemberState, Role
+from pgkeel.ha.records import ClusterState, FenceKind, MemberRecord, Membership, MemberState, Role
 
 TOKEN = "reinit-t0ken-0123456789abcdef0123456789"
 MEMBERS = ["n-0", "n-1", "n-2"]
@@ -109,3 +109,24 @@ def test_reinit_is_accepted_by_a_replicas_own_agent_and_refused_when_it_leads_or
 def test_reinit_needs_the_token(api: tuple[SQLiteDCS, httpx.Client]) -> None:
     _, http = api
     assert http.post("/reinit", headers={"Authorization": "Bearer wrong"}).status_code == 401
+
+
+def test_membership_is_recorded_for_every_agent_and_a_bad_one_is_refused_whole(
+    api: tuple[SQLiteDCS, httpx.Client],
+) -> None:
+    dcs, http = api
+    five = ["n-0", "n-1", "n-2", "n-3", "n-4"]
+    done = http.post("/membership", json={"members": five, "syncStandbys": 2})
+    assert done.status_code == 200 and done.json()["membership"] == {"members": five, "syncStandbys": 2}
+    assert ClusterState.decode(dcs.view()).membership == Membership(tuple(five), 2)
+    for body, said in (({"members": ["n-0", "n-1"], "syncStandbys": 1}, "even"),
+                       ({"members": ["n-0", "n-0", "n-1"], "syncStandbys": 1}, "each name once"),
+                       ({"members": ["n-0", "n-1", "n-2"], "syncStandbys": 3}, "at most members - 1"),
+                       ({"members": five}, "syncStandbys"),
+                       ({"members": five, "syncStandbys": 2, "extra": 1}, "extra")):
+        refused = http.post("/membership", json=body)
+        assert refused.status_code == 400 and said in refused.json()["error"], (body, refused.json())
+    assert ClusterState.decode(dcs.view()).membership == Membership(tuple(five), 2)  # unchanged
+    assert http.post("/membership", json={"members": five, "syncStandbys": 2},
+                     headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert "MembershipRequest" in OPENAPI["components"]["schemas"]
