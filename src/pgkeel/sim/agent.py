@@ -15,6 +15,7 @@ from dataclasses import replace
 from pgkeel.ha.actions import AnyAction
 from pgkeel.ha.election import self_candidate
 from pgkeel.ha.failsafe import refusal
+from pgkeel.ha.membership import current_members, current_settings, known_members
 from pgkeel.ha.memory import remember
 from pgkeel.ha.model import (
     Decision,
@@ -237,9 +238,9 @@ class SimAgent:
         now = self.node.clock.local(at)
         return Observation(
             me=self.name,
-            members=tuple(w.config.names),
+            members=current_members(w.config.names, cluster if cluster is not None else self.last_view),
             now=now,
-            settings=w.settings,
+            settings=current_settings(w.settings, cluster if cluster is not None else self.last_view),
             pg=pg,
             memory=self.memory,
             cluster=cluster,
@@ -257,7 +258,7 @@ class SimAgent:
         pg = node.pg
         acting = self.memory.acting_primary or (pg.running and w.answering(node) and not pg.in_recovery)
         why = refusal(
-            me=self.name, leader=leader, members=tuple(w.config.names), view=self.last_view,
+            me=self.name, leader=leader, members=known_members(w.config.names, self.last_view), view=self.last_view,
             holding=self.holding, acting_primary=acting, acquiring=False,
         )
         try:
@@ -273,6 +274,8 @@ class SimAgent:
         missing = False
         for name, record in sorted(cluster.members.items()):
             if name == me or record.address is None or name not in w.nodes:
+                continue
+            if name not in current_members(w.config.names, cluster):  # as pgkeel.ha.peers: members only
                 continue
             probe = self._probe(name)
             if probe is None:

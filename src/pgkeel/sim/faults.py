@@ -13,7 +13,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass
 
-from pgkeel.ha.records import SwitchoverRequest
+from pgkeel.ha.records import Membership, SwitchoverRequest
 from pgkeel.sim.world import STORE, World
 
 KINDS = (
@@ -121,6 +121,8 @@ class Faults:
             agent.crash()
         elif f.kind == "slow-checkpoint" and node is not None:
             node.pg.slow_checkpoint = f.duration  # the next checkpoint there lasts this long
+        elif f.kind == "membership":  # an operator's scaling: node = the members (comma-separated), other = k
+            w.store.membership = Membership(tuple(f.node.split(",")), int(f.other))
         elif f.kind == "switchover":  # an operator: `pgkeel switchover --to NODE` (the API writes the request)
             request = SwitchoverRequest(source=w.store.live_holder(w.t), target=f.node or None)
             w.store.set_switchover(request, w.settings.switchover_ttl, w.t)

@@ -119,7 +119,31 @@ SCENARIOS: dict[str, Callable[[], RunResult]] = {
     "store-outage": store_outage,
     "candidate-without-store": candidate_without_store,
     "replica-behind-two-failovers": replica_behind_two_failovers,
+    "scale-three-five-three": lambda: scale_three_five_three(Mode.QUORUM),
 }
+
+
+def scale_three_five_three(mode: Mode = Mode.QUORUM, seed: int = 1, keep_world: bool = False) -> RunResult:
+    """Scaling as `pgkeel apply` does it, with failovers on either side: 3 members (k 1) while pg-3 and pg-4 are
+    not started yet; at 30 s they start and the membership becomes 5 (k 2); the primary crashes (40 s) and the
+    five elect under ANY 2; a switchover to pg-0 and the membership back to 3 (k 1); pg-3 and pg-4 stop for good,
+    and the primary crashes again (40 s): the three elect under ANY 1. Each change of set and k goes through
+    the sync record's ordered transition while the writer runs."""
+    three, five = "pg-0,pg-1,pg-2", "pg-0,pg-1,pg-2,pg-3,pg-4"
+    faults = [
+        Fault(0.0, "membership", three, "1"),
+        Fault(0.0, "crash-node", "pg-3", duration=30.0),
+        Fault(0.0, "crash-node", "pg-4", duration=30.0),
+        Fault(30.0, "membership", five, "2"),
+        Fault(60.0, "crash-node", "@primary", duration=40.0),
+        Fault(110.0, "switchover", "pg-0"),
+        Fault(120.0, "membership", three, "1"),
+        Fault(125.0, "crash-node", "pg-3", duration=1000.0),
+        Fault(125.0, "crash-node", "pg-4", duration=1000.0),
+        Fault(140.0, "crash-node", "@primary", duration=40.0),
+    ]
+    config = _config(5, mode, FenceKind.EXTENSION, sync_standbys=1)
+    return run(seed, config, steps=2000, faults=faults, keep_world=keep_world)
 
 
 TAGS: dict[str, object] = {

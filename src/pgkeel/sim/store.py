@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pgkeel.dcs import Leader
-from pgkeel.ha.records import ClusterState, LeaderHistory, MemberRecord, SwitchoverRequest, SyncRecord
+from pgkeel.ha.records import ClusterState, LeaderHistory, MemberRecord, Membership, SwitchoverRequest, SyncRecord
 
 
 @dataclass
@@ -27,6 +27,7 @@ class SimStore:
     sync_version: int = 0
     switchover: tuple[SwitchoverRequest, float] | None = None
     history: LeaderHistory | None = None
+    membership: Membership | None = None  # an operator's scaling (POST /membership): the config value's
     up: bool = True
     slow: bool = False
     acquisitions: list[tuple[float, str, int, str]] = field(default_factory=list)  # (time, holder, term, how)
@@ -48,6 +49,7 @@ class SimStore:
             sync_version=self.sync_version,
             switchover=request,
             history=self.history,
+            membership=self.membership,
         )
 
     # --- the lease -----------------------------------------------------------------------------

@@ -169,3 +169,23 @@ def test_tagged_members_no_failover_is_never_elected_and_no_sync_never_waited_fo
         rules = {a.rule for a in r.world.acks}
         assert all(rule.startswith("ANY 1 (") for rule in rules), rules
         assert not any('"pg-4"' in rule or '"pg-1"' in rule for rule in rules), "tagged members are never synchronous"
+
+
+@pytest.mark.parametrize("mode", [Mode.ASYNC, Mode.QUORUM])
+@pytest.mark.parametrize("seed", [1, 2])
+def test_scaling_three_five_three_with_a_failover_on_either_side(mode: Mode, seed: int) -> None:
+    r = sc.scale_three_five_three(mode, seed, keep_world=True)
+    assert_clean(r)  # no two writable nodes, no acknowledged write lost in quorum mode, through both changes
+    elected = [(float(line.split()[0]), line.split()[1]) for line in promotions(r) if float(line.split()[0]) > 5.0]
+    assert [t for t, _ in elected if 60 < t < 100], "the five elect after the first crash"
+    assert [t for t, _ in elected if 140 < t < 180], "the three elect after the second crash"
+    assert not [n for t, n in elected if t > 120 and n in ("pg-3", "pg-4")], "removed members are never promoted"
+    assert r.world is not None
+    acks = r.world.acks
+    assert [a for a in acks if a.at > 150], "writes go on after the second failover"
+    if mode is Mode.QUORUM:
+        five = {a.rule for a in acks if 40 < a.at < 60}
+        assert five and all(rule.startswith("ANY 2 (") and rule.count('"') == 8 for rule in five), five
+        late = {a.rule for a in acks if a.at > 130}
+        assert late and all(rule.startswith("ANY 1 (") and "pg-3" not in rule and "pg-4" not in rule
+                            for rule in late), late
