@@ -336,6 +336,8 @@ def _print_status(status: dict[str, Any]) -> None:
     for m in status["members"]:  # spec.backup: the primary's archive (pgkeel.backup.archive_watch)
         if m.get("archive"):
             console.print(f"{m['name']}: {m['archive']['line']}", highlight=False, soft_wrap=True)
+        if m.get("backups"):  # the leader's agent runs the schedule (pgkeel.agent.backups)
+            console.print(f"backups ({m['name']}): {m['backups']['line']}", highlight=False, soft_wrap=True)
 
 
 def _paused_text(status: dict[str, Any]) -> str:
@@ -1218,31 +1220,47 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 
 @backup_app.command("now")
 def backup_now_cmd(
+    ctx: typer.Context,
     directory: DirOpt = DEFAULT_DIR,
     kind: Annotated[str, typer.Option("--type", help="full | diff | incr.")] = "full",
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the result (the backup goes on after).")]
+    = 6 * 3600.0,
     as_json: JsonOpt = False,
+    file: RemoteFileOpt = None,
+    api: ApiOpt = None,
+    ca: CaOpt = None,
+    token_file: TokenFileOpt = None,
+    secrets: SecretsDirOpt = None,
 ) -> None:
-    """Take a backup now (creating the stanza if needed), from a streaming replica when spec.backup.fromStandby,
-    then expire what the retention no longer keeps."""
-    from pgkeel.backup import BackupError
-    from pgkeel.local import backups
+    """Take a backup now: queued in the store, run by the leader's agent (creating the stanza if needed), from a
+    streaming replica when spec.backup.fromStandby, then expire what the retention no longer keeps.
 
+    On other machines: through any member's API (--api or -f), with the API token (--token-file or --secrets)."""
     if kind not in ("full", "diff", "incr"):
         _fail([f"--type: {kind!r} is not one of full, diff, incr"])
-    local = _local(directory)
-    cluster = local.cluster()
-    try:
-        with console.status(f"{kind} backup…"):
-            run = backups.backup_now(local.layout, cluster, local.status(), kind)  # type: ignore[arg-type]
-    except (ValueError, BackupError) as exc:
-        _fail(str(exc).splitlines())
+    remote = _remote(ctx)
+    target: LocalCluster | RemoteCluster = remote if remote is not None else _local(directory)
+    with console.status(f"{kind} backup: queued…") as spinner:
+        try:
+            result = target.backup_now(kind, timeout, lambda text: spinner.update(f"{kind} backup: {text}"))
+        except (RuntimeError, TimeoutError) as exc:
+            _fail(str(exc).splitlines())
+    if not result.ok:
+        _fail([f"{kind} backup failed on {result.member}: {result.error}"])
+    backup = result.detail.get("backup")
     if as_json:
-        print(json.dumps(run.as_dict(), indent=1))
+        print(json.dumps({"backup": backup, "label": result.label, "source": result.source, "primary": result.primary,
+                          "stanza_created": bool(result.detail.get("stanza_created")),
+                          "already_made": bool(result.detail.get("already_made"))}, indent=1))
         return
-    b = run.backup
-    console.print(f"{b.type} backup [bold]{b.label}[/] from {run.source} (primary {run.primary}): "
-                  f"{b.size / 2**20:.1f} MiB, {(b.stopped - b.started).total_seconds():.0f} s, "
-                  f"WAL {b.wal_start}…{b.wal_stop}", highlight=False)
+    if backup is None:
+        console.print(f"backup [bold]{result.label}[/] started after this request already: not taking another",
+                      highlight=False)
+        return
+    seconds = result.finished - result.started
+    console.print(f"{backup['type']} backup [bold]{result.label}[/] from {result.source} (primary {result.primary}): "
+                  f"{backup['size'] / 2**20:.1f} MiB, {seconds:.0f} s, WAL {backup['wal_start']}…{backup['wal_stop']}",
+                  highlight=False)
 
 
 def _backup_table(state: Any) -> None:
@@ -1293,6 +1311,57 @@ def backup_info_cmd(directory: DirOpt = DEFAULT_DIR, as_json: JsonOpt = False) -
     if record:
         console.print(f"bootstrapped from {record['from_backup']}: recovered to {record['recovered_lsn']} "
                       f"(timeline {record['timeline']}) at {record['restored_at']}", highlight=False)
+
+
+@backup_app.command("verify")
+def backup_verify_cmd(
+    ctx: typer.Context,
+    directory: DirOpt = DEFAULT_DIR,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the result (the drill goes on after).")]
+    = 6 * 3600.0,
+    as_json: JsonOpt = False,
+    file: RemoteFileOpt = None,
+    api: ApiOpt = None,
+    ca: CaOpt = None,
+    token_file: TokenFileOpt = None,
+    secrets: SecretsDirOpt = None,
+) -> None:
+    """Restore drill, run by the leader's agent: restore the newest backup into a scratch copy, replay the whole
+    archive, check it (pg_amcheck, canary, recovered point = archive end), delete it; exit 1 when red.
+
+    On other machines: through any member's API (--api or -f), with the API token (--token-file or --secrets)."""
+    remote = _remote(ctx)
+    target: LocalCluster | RemoteCluster
+    if remote is not None:
+        target = remote
+    else:
+        target = _local(directory)
+        if target.cluster().spec.backup is None:
+            _fail([f"spec.backup is not set: add spec.backup.repositories (e.g. [{{volume: {{path: "
+                   f"/var/lib/pgbackrest}}}}]) to {target.layout.document} and run `pgkeel up` to apply it"])
+    with console.status("restore drill: queued…") as spinner:
+        try:
+            result = target.backup_now("drill", timeout, lambda text: spinner.update(f"restore drill: {text}"))
+        except (RuntimeError, TimeoutError) as exc:
+            _fail(str(exc).splitlines())
+    drill = result.detail.get("drill")
+    if drill is None:
+        _fail([f"restore drill could not run on {result.member}: {result.error}"])
+    if as_json:
+        print(json.dumps(drill, indent=1))
+    else:
+        colour, word = ("green", "GREEN") if drill["ok"] else ("red", "RED")
+        console.print(f"restore drill [bold {colour}]{word}[/] on {result.member}: backup {drill['backup'] or '-'}, "
+                      f"{drill['duration_s']:.1f} s, recovered to {drill['recovered_lsn'] or '-'} "
+                      f"(timeline {drill['recovered_timeline'] or '-'}, {drill['recovered_time'] or '-'}); "
+                      f"archive ends at {drill['archive_end'] or '-'}", highlight=False)
+        for check in drill["checks"]:
+            mark = "[green]ok[/]  " if check["ok"] else "[red]FAIL[/]"
+            console.print(f"  {mark} {check['name']}: {escape(check['detail'])}", highlight=False)
+        if drill["error"]:
+            console.print(f"  [red]error[/] {escape(drill['error'])}", highlight=False)
+    if not drill["ok"]:
+        raise typer.Exit(1)
 
 
 def _print_version(value: bool) -> None:

@@ -23,7 +23,7 @@ ALLOWED: dict[str, set[str]] = {
     "k8s": {"document", "pgconf", "dcs", "tls"},
     "ha": {"dcs", "instance", "document", "tls", "backup"},
     "api": {"ha", "dcs"},
-    "agent": {"ha", "api", "dcs", "instance", "document", "k8s"},
+    "agent": {"ha", "api", "dcs", "instance", "document", "k8s", "backup"},
     "local": {"ha", "instance", "pgconf", "document", "tls", "backup"},
     "lab": {"local", "ha", "instance", "pgconf", "document"},
     "sim": {"ha", "dcs", "instance"},

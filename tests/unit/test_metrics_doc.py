@@ -9,6 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pgkeel.api.metrics import BASE_LABELS, METRICS, render_metrics
 from pgkeel.backup.archive_watch import ArchiveStatus
+from pgkeel.backup.schedule_status import BackupResultStatus, BackupScheduleStatus, DrillStatus
 from pgkeel.ha.status import AsideStatus, Counters, NodeStatus, PostgresStatus
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "monitoring.md"
@@ -42,6 +43,15 @@ def full_snapshot() -> dict[str, object]:
         counters=Counters(failovers=1, switchovers=2, start_failures=3, store_errors=4),
         archive=ArchiveStatus(backlog_bytes=2**24, max_backlog_bytes=2**27, on_backlog_full="stopArchiving",
                               archived_count=5, failed_count=1, last_archived_age_s=3.0),
+        backups=BackupScheduleStatus(
+            running="full on pg-1", running_since="2026-12-04T01:00:00+00:00", waiting_requests=1,
+            last=BackupResultStatus(kind="diff", ok=False, member="pg-0", started="s", finished="f", duration_s=2.0,
+                                    finished_epoch=2.0, error="repo unreachable"),
+            last_success=BackupResultStatus(kind="full", ok=True, member="pg-0", started="s", finished="f",
+                                            duration_s=9.0, finished_epoch=1.0, label="F", source="pg-1"),
+            last_drill=DrillStatus(ok=False, finished="f", finished_epoch=3.0, duration_s=4.0, backup="F",
+                                   recovered_lsn="0/3000000", recovered_lag_s=60.0, failure="gap"),
+        ),
     ).model_dump(mode="json")
 
 

@@ -9,6 +9,7 @@ import ssl
 import sys
 from types import FrameType
 
+from pgkeel.agent.backups import BackupScheduler
 from pgkeel.agent.drain import hand_over_before_stop
 from pgkeel.agent.roll import Roller
 from pgkeel.api.server import ApiServer
@@ -48,6 +49,9 @@ def run_agent(config: AgentConfig) -> int:
     api.start()
     pod = dcs.own_pod(config.name)  # on Kubernetes: rolling updates and drains are this agent's to carry out
     roller = Roller(agent, pod).start() if pod is not None else None
+    scheduler = BackupScheduler(agent, config.backup).start() if config.backup is not None else None
+    if scheduler is not None:
+        agent.backup_status = lambda: scheduler.status
 
     def _terminate(signum: int, frame: FrameType | None) -> None:
         log.info("signal %d: shutting down", signum)
@@ -60,6 +64,8 @@ def run_agent(config: AgentConfig) -> int:
     finally:
         if roller is not None:
             roller.stop()
+        if scheduler is not None:
+            scheduler.stop()  # a backup under way keeps its pgbackrest; its run stops beating and is retaken
         if pod is not None:
             try:  # SIGTERM on Kubernetes: the pod is going away, so the leader switches over first
                 hand_over_before_stop(agent, pod)

@@ -10,7 +10,7 @@ The OpenAPI description takes its request schemas from these models.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -127,6 +127,17 @@ class MembershipBody(BaseModel):
         return self
 
 
+class BackupBody(BaseModel):
+    """An on-demand base backup, queued in the store; the leader's agent runs it (from a standby when it can)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    kind: Literal["full", "diff", "incr", "drill"] = Field(
+        default="full", description="pgBackRest backup type, or `drill`: a restore drill of the newest backup."
+    )
+    by: str | None = Field(default=None, max_length=200, description="Who asked, for the record.")
+
+
 class FailsafeBody(BaseModel):
     """From the primary, which cannot reach the store: promise not to take the lease for one ttl (peer to peer)."""
 
@@ -146,6 +157,7 @@ BODIES: dict[str, type[BaseModel]] = {
     "/switchover/cancel": CancelSwitchoverBody,
     "/reinit": ReinitBody,
     "/membership": MembershipBody,
+    "/backup": BackupBody,
 }
 
 

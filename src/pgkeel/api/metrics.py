@@ -57,6 +57,16 @@ def _archive(key: str, flag: bool = False) -> Callable[[Snapshot], Samples]:
     return samples
 
 
+def _backups(value: Callable[[Snapshot], Any]) -> Callable[[Snapshot], Samples]:
+    """A value of /status backups: only the leader's agent, which runs the schedule, has one."""
+
+    def samples(snap: Snapshot) -> Samples:
+        backups = snap.get("backups")
+        return [] if backups is None else _one(value(backups))
+
+    return samples
+
+
 def _counter(key: str) -> Callable[[Snapshot], Samples]:
     return lambda snap: _one((snap.get("counters") or {}).get(key, 0))
 
@@ -250,6 +260,60 @@ METRICS: tuple[MetricRow, ...] = (
         "gauge",
         "Primary: 1 while writes are stopped because the archive backlog reached its bound (stopWrites)",
         _archive("writes_stopped", True),
+    ),
+    MetricRow(
+        "pgkeel_backup_last_success_timestamp_seconds",
+        "gauge",
+        "Leader: when the latest successful base backup finished (epoch seconds; no sample: none yet)",
+        _backups(lambda b: (b.get("last_success") or {}).get("finished_epoch")),
+    ),
+    MetricRow(
+        "pgkeel_backup_last_duration_seconds",
+        "gauge",
+        "Leader: how long the latest successful base backup took",
+        _backups(lambda b: (b.get("last_success") or {}).get("duration_s")),
+    ),
+    MetricRow(
+        "pgkeel_backup_last_failed",
+        "gauge",
+        "Leader: 1 when the latest base backup run failed (pgkeel status shows why)",
+        _backups(lambda b: None if b.get("last") is None else float(not b["last"]["ok"])),
+    ),
+    MetricRow(
+        "pgkeel_backup_running",
+        "gauge",
+        "Leader: 1 while a base backup runs",
+        _backups(lambda b: float(b.get("running") is not None)),
+    ),
+    MetricRow(
+        "pgkeel_backup_requests_waiting",
+        "gauge",
+        "Leader: on-demand backups (pgkeel backup now) queued behind the one running",
+        _backups(lambda b: b.get("waiting_requests")),
+    ),
+    MetricRow(
+        "pgkeel_drill_success",
+        "gauge",
+        "Leader: 1 when the newest restore drill was green, 0 when red (no sample: none yet)",
+        _backups(lambda b: None if b.get("last_drill") is None else float(b["last_drill"]["ok"])),
+    ),
+    MetricRow(
+        "pgkeel_drill_duration_seconds",
+        "gauge",
+        "Leader: how long the newest restore drill took (restore, replay, checks)",
+        _backups(lambda b: (b.get("last_drill") or {}).get("duration_s")),
+    ),
+    MetricRow(
+        "pgkeel_drill_last_run_timestamp_seconds",
+        "gauge",
+        "Leader: when the newest restore drill finished (epoch seconds)",
+        _backups(lambda b: (b.get("last_drill") or {}).get("finished_epoch")),
+    ),
+    MetricRow(
+        "pgkeel_drill_recovered_lag_seconds",
+        "gauge",
+        "Leader: how far behind the drill's start its restored copy was (the recovery point it proved)",
+        _backups(lambda b: (b.get("last_drill") or {}).get("recovered_lag_s")),
     ),
     MetricRow(
         "pgkeel_alarm",

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from pgkeel.api.bodies import (
+    BackupBody,
     CancelSwitchoverBody,
     FailoverBody,
     FailsafeBody,
@@ -36,8 +37,8 @@ REFUSAL_STATUS: dict[Refusal, HTTPStatus] = {
     for reason in Refusal
 }
 # Every `reason` an error body may carry.
-ERROR_REASONS = sorted([*(str(r) for r in Refusal), "bad-body", "bad-query", "leader-restart", "reinit-refused",
-                        "store-unreachable"])
+ERROR_REASONS = sorted([*(str(r) for r in Refusal), "bad-body", "bad-query", "leader-restart", "no-backup",
+                        "reinit-refused", "store-unreachable"])
 
 
 def _status_schema() -> tuple[dict[str, Any], dict[str, Any]]:
@@ -63,7 +64,7 @@ def _body_schema(model: type[BaseModel], note: str) -> dict[str, Any]:
 PROBES = {path: SUMMARIES[probe] for path, probe in ROUTES.items()}
 MUTATING = (
     "/switchover", "/failover", "/pause", "/resume", "/restart", "/reload", "/failsafe", "/switchover/cancel",
-    "/reinit", "/membership",
+    "/reinit", "/membership", "/backup",
 )
 
 # What the HTTP layer itself may answer to any request it cannot parse, before routing:
@@ -268,6 +269,26 @@ OPENAPI: dict[str, Any] = {
             "Refused (`reinit-refused`), nothing changed: this node leads, no leader runs to clone from, or an "
             "aside copy is kept already.",
         ),
+        "/backup": _post(
+            "Queue an on-demand base backup (`kind`: full, diff or incr) in the store; the leader's agent runs it "
+            "from a streaming replica when spec.backup.fromStandby. Poll GET /backups for its result.",
+            "BackupRequest",
+            {
+                "202": _json({"$ref": "#/components/schemas/Accepted"}, "Queued: `accepted.id` names the request."),
+                "409": _json(_ERROR, "This cluster has no spec.backup (`no-backup`)."),
+                "503": _json(_ERROR, _STORE_UNREACHABLE),
+            },
+        ),
+        "/backups": _read(
+            "The store's backups record: what the schedule has taken care of, requests waiting, the run under way "
+            "(member, heartbeat) and the latest results (newest last).",
+            {
+                "200": _json({"type": "object", "properties": {"requests": {"type": "array"},
+                                                               "run": {"type": "object", "nullable": True},
+                                                               "results": {"type": "array"}}}, "Record."),
+                "503": _json(_ERROR, _STORE_UNREACHABLE),
+            },
+        ),
         "/wake": {
             "post": {
                 "summary": "Run the agent loop now instead of after loop_wait (changes no state).",
@@ -330,6 +351,7 @@ OPENAPI: dict[str, Any] = {
             "CancelSwitchoverRequest": _body_schema(CancelSwitchoverBody, "No keys."),
             "ReinitRequest": _body_schema(ReinitBody, "No keys."),
             "MembershipRequest": _body_schema(MembershipBody, "`members` and `syncStandbys` are required."),
+            "BackupRequest": _body_schema(BackupBody, "Every key is optional (a full backup)."),
             "Accepted": {
                 "type": "object",
                 "required": ["accepted"],

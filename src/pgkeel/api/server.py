@@ -19,12 +19,14 @@ import ssl
 import sys
 import threading
 import time
+from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar, Protocol
 
 from pgkeel.api import probes
 from pgkeel.api.bodies import (
+    BackupBody,
     BodyError,
     CancelSwitchoverBody,
     FailoverBody,
@@ -89,6 +91,14 @@ class Node(Protocol):
 
     def history(self) -> list[dict[str, Any]]:
         """Every recorded change of primary, oldest first (raises DCSError)."""
+        ...
+
+    def request_backup(self, kind: str, by: str | None) -> dict[str, Any]:
+        """Queue an on-demand backup; LookupError when the cluster has no spec.backup (raises DCSError)."""
+        ...
+
+    def backups(self) -> dict[str, Any]:
+        """The store's backups record (raises DCSError)."""
         ...
 
     def request_restart(self, in_place: bool = False) -> dict[str, Any]:
@@ -160,6 +170,9 @@ class _Handler(BaseHTTPRequestHandler):
         snap = status.model_dump(mode="json")
         if path == "/history":
             self._history()
+            return
+        if path == "/backups":
+            self._store_read(self.agent.backups)
             return
         if path == "/cluster" and self.store is not None:
             self._cluster(self.store)
@@ -240,6 +253,9 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(parsed, CancelSwitchoverBody | ReinitBody):
             self._node_request(parsed)
             return
+        if isinstance(parsed, BackupBody):
+            self._backup(parsed)
+            return
         if isinstance(parsed, FailsafeBody):
             try:
                 self._send(HTTPStatus.OK, {"promised": self.agent.failsafe_promise(parsed.leader)})
@@ -304,6 +320,22 @@ class _Handler(BaseHTTPRequestHandler):
     def _cluster(self, store: DCS) -> None:
         try:
             self._send(HTTPStatus.OK, encode_cluster(ClusterState.decode(store.view())))
+        except DCSError as exc:
+            self._send(HTTPStatus.SERVICE_UNAVAILABLE, {"error": f"coordination store unreachable: {exc}",
+                                                        "reason": "store-unreachable"})
+
+    def _backup(self, parsed: BackupBody) -> None:
+        try:
+            self._send(HTTPStatus.ACCEPTED, {"accepted": self.agent.request_backup(parsed.kind, parsed.by)})
+        except LookupError as exc:
+            self._send(HTTPStatus.CONFLICT, {"error": str(exc), "reason": "no-backup"})
+        except DCSError as exc:
+            self._send(HTTPStatus.SERVICE_UNAVAILABLE, {"error": f"coordination store unreachable: {exc}",
+                                                        "reason": "store-unreachable"})
+
+    def _store_read(self, read: Callable[[], dict[str, Any]]) -> None:
+        try:
+            self._send(HTTPStatus.OK, read())
         except DCSError as exc:
             self._send(HTTPStatus.SERVICE_UNAVAILABLE, {"error": f"coordination store unreachable: {exc}",
                                                         "reason": "store-unreachable"})

@@ -123,9 +123,12 @@ class PgBackRest:
             raise BackupError("pgbackrest backup exited 0 but no new backup is listed by pgbackrest info")
         return made[-1]
 
-    def restore(self, datadir: Path, target: Target, backup_set: str | None) -> None:
-        """Restore into `datadir` (empty, or an earlier restore's: --delta rewrites only what differs)."""
+    def restore(self, datadir: Path, target: Target, backup_set: str | None, archive_off: bool = False) -> None:
+        """Restore into `datadir` (empty, or an earlier restore's: --delta rewrites only what differs).
+        archive_off writes archive_mode=off into the copy, so its promotion never archives into the repository."""
         options = [f"--pg1-path={datadir}", *target_options(target)]
+        if archive_off:
+            options.append("--archive-mode=off")
         if backup_set is not None:
             options.append(f"--set={backup_set}")
         if any(datadir.iterdir()):

@@ -44,7 +44,7 @@ class Versioned:
     version: int
 
 
-VALUE_KEYS = ("config", "events")  # maintenance mode and other operator settings; failover/switchover history
+VALUE_KEYS = ("config", "events", "backups")  # operator settings; primaries' history; scheduled/requested backups
 
 
 @dataclass(frozen=True)

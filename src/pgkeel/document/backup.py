@@ -78,6 +78,12 @@ class Schedule(_Model):
 
     full: Cron | None = Field(default="0 1 * * 0", description="Full backups; default Sundays at 01:00.")
     diff: Cron | None = Field(default="0 1 * * 1-6", description="Differential backups; default other days at 01:00.")
+    drill: Cron | None = Field(
+        default="0 3 * * 0",
+        description="Restore drills (`pgkeel backup verify`): the newest backup restored into a scratch copy, the "
+        "archive replayed, the copy checked; default Sundays at 03:00, after the weekly full backup. Needs free "
+        "space for one copy of the database; null: on demand only.",
+    )
 
 
 class Retention(_Model):

@@ -12,6 +12,7 @@ from typing import Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pgkeel.backup.job import BackupJob
 from pgkeel.dcs import EtcdAccess
 from pgkeel.document import PostgresCluster
 from pgkeel.ha.records import url_host
@@ -63,6 +64,9 @@ class AgentConfig(BaseModel):
         default=None, description="spec.backup.archive: bytes of WAL that may wait for the archive; null: no archive."
     )
     archive_on_backlog_full: Literal["stopArchiving", "stopWrites"] = "stopArchiving"
+    backup: BackupJob | None = Field(
+        default=None, description="spec.backup's schedules: the leader's agent runs them (pgkeel.agent.backups)."
+    )
 
     @property
     def api_url(self) -> str:

@@ -11,11 +11,13 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from pgkeel.backup.schedule_status import BackupScheduleStatus
 from pgkeel.dcs import DCS
-from pgkeel.ha import clock, maintenance
+from pgkeel.ha import backup_record, clock, maintenance
 from pgkeel.ha.actions import (
     ConfirmFailsafe,
     EnsureSlots,
@@ -76,6 +78,8 @@ class Agent:
         self._wake = threading.Event()
         self._lock = threading.Lock()  # guards _status: the API thread reads it
         self._status = NodeStatus(name=config.name, scope=config.scope, agent_pid=os.getpid())
+        # the backup thread's view of the schedule, when it runs (pgkeel.agent.backups); shown in /status
+        self.backup_status: Callable[[], BackupScheduleStatus | None] | None = None
 
     # --- the loop ---------------------------------------------------------------------------------
     def run_forever(self) -> None:
@@ -165,6 +169,7 @@ class Agent:
             agent_pid=os.getpid(),
             auto_conf_drift=self._auto_conf_drift(),
             archive=self.housekeeping.archive.status,
+            backups=self.backup_status() if self.backup_status is not None else None,
         )
         with self._lock:
             self._status = status
@@ -208,6 +213,18 @@ class Agent:
 
     def history(self) -> list[dict[str, Any]]:
         return [e.to_json() for e in maintenance.read_events(self.dcs)]
+
+    def request_backup(self, kind: str, by: str | None) -> dict[str, Any]:
+        """Queue an on-demand backup in the store; the leader's agent runs it (pgkeel.agent.backups)."""
+        if self.config.backup is None:
+            raise LookupError("this cluster has no spec.backup: add spec.backup.repositories to the document and "
+                              "apply it (`pgkeel up`)")
+        return backup_record.request_backup(self.dcs, kind, by).to_json()
+
+    def backups(self) -> dict[str, Any]:
+        """The store's backups record: requests waiting, the run under way, the latest results."""
+        record, _ = backup_record.read_record(self.dcs)
+        return record.to_json()
 
     def failsafe_promise(self, leader: str) -> dict[str, Any]:
         """POST /failsafe from the last leader, which cannot reach the store: promise not to lead for one ttl,

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError
 
 from pgkeel.backup.archive_watch import ArchiveStatus
+from pgkeel.backup.schedule_status import BackupScheduleStatus
 from pgkeel.ha.actions import Publish
 from pgkeel.ha.election import self_candidate
 from pgkeel.ha.facts import paused
@@ -164,6 +165,9 @@ class NodeStatus(BaseModel):
         description="parameters set by ALTER SYSTEM on this node only (kept, but not on the other nodes)",
     )
     archive: ArchiveStatus | None = Field(default=None, description="spec.backup: the primary's WAL archive backlog")
+    backups: BackupScheduleStatus | None = Field(
+        default=None, description="spec.backup: scheduled base backups, as the leader's agent runs them"
+    )
     counters: Counters = Field(default_factory=Counters)
     loop_duration_s: float = 0.0
     agent_pid: int | None = None
@@ -216,6 +220,7 @@ def node_status(
     agent_pid: int,
     auto_conf_drift: list[str] | None = None,
     archive: ArchiveStatus | None = None,
+    backups: BackupScheduleStatus | None = None,
 ) -> NodeStatus:
     pg = o.pg
     leader = o.cluster.leader_name if o.cluster else None
@@ -288,6 +293,7 @@ def node_status(
         pending_restart=list(st.pending_restart) if st is not None else [],
         auto_conf_drift=list(auto_conf_drift or []),
         archive=archive if role == "primary" else None,  # the watch samples every 2 s: never a replica's stale one
+        backups=backups,
         counters=Counters(
             failovers=counters.failovers,
             switchovers=counters.switchovers,
@@ -329,6 +335,7 @@ def member_summary(s: NodeStatus | None) -> dict[str, Any]:
             "auto_conf_drift": [],
             "version": None,
             "archive": None,
+            "backups": None,
         }
     pg = s.postgres
     return {
@@ -345,6 +352,7 @@ def member_summary(s: NodeStatus | None) -> dict[str, Any]:
         "auto_conf_drift": s.auto_conf_drift,
         "version": s.version,
         "archive": s.archive.model_dump() if s.archive is not None else None,
+        "backups": {**s.backups.model_dump(), "line": s.backups.line()} if s.backups is not None else None,
     }
 
 

@@ -1,18 +1,15 @@
-"""Backups of a local cluster: its pgbackrest.conf, and `backup now` from a streaming replica or the primary.
+"""Backups of a local cluster: its pgbackrest.conf, and the engine `backup list|info` read the repository with.
 
 The config is written by `up` (prepare) beside postgresql.conf, 0600 and owned by postgres since it
-carries the repositories' secrets. A backup creates the stanza when it does not exist, copies
-from a streaming replica when spec.backup.fromStandby and one is healthy, and expires what the
-retention no longer keeps only after the backup succeeded.
+carries the repositories' secrets. Backups themselves, scheduled or `backup now`, are run by the
+leader's agent (pgkeel.agent.backups), never by the CLI, so two never run at once.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from pgkeel.backup import BackupSet, BackupType, ConfPaths, PgBackRest, PgHost, render_conf
+from pgkeel.backup import ConfPaths, PgBackRest, PgHost, render_conf
 from pgkeel.document import PostgresCluster
 from pgkeel.document.backup import PGBACKREST_CONF
 from pgkeel.instance.files import atomic_write
@@ -25,6 +22,11 @@ class NoBackupConfigured(ValueError):
 
 def conf_paths(layout: Layout) -> ConfPaths:
     return ConfPaths(log_path=layout.root / "backup" / "log", lock_path=layout.root / "backup" / "lock")
+
+
+def drill_scratch(layout: Layout) -> Path:
+    """Where a restore drill puts its throwaway copy: under the cluster root, never beside a member's data."""
+    return layout.root / "backup" / "drill"
 
 
 def config_file(layout: Layout) -> Path:
@@ -57,40 +59,3 @@ def pg_host(layout: Layout, cluster: PostgresCluster, name: str) -> PgHost:
     port = layout.load_state()["pg_ports"][name]
     node = layout.node(name)
     return PgHost(node / "data", port, node / "run", cluster.spec.users.superuser)
-
-
-@dataclass(frozen=True)
-class BackupRun:
-    """What `backup now` did."""
-
-    backup: BackupSet
-    source: str  # the member files were copied from
-    primary: str
-    stanza_created: bool
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"backup": self.backup.as_dict(), "source": self.source, "primary": self.primary,
-                "stanza_created": self.stanza_created}
-
-
-def choose_source(status: dict[str, Any], from_standby: bool) -> tuple[str, str | None]:
-    """(primary, streaming replica to copy from or None), from LocalCluster.status(); ValueError without a primary."""
-    members = status["members"]
-    primary = next((m["name"] for m in members if m["role"] == "primary" and m["name"] == status["leader"]), None)
-    if primary is None:
-        raise ValueError("no primary is running: a backup needs one (start the cluster with `pgkeel up`)")
-    replica = next((m["name"] for m in members if m["role"] == "replica" and m["state"] == "streaming"), None)
-    return primary, replica if from_standby else None
-
-
-def backup_now(layout: Layout, cluster: PostgresCluster, status: dict[str, Any], kind: BackupType) -> BackupRun:
-    """Create the stanza if needed, back up, then expire per retention; BackupError with pgBackRest's reason."""
-    bk = engine(layout, cluster)
-    assert cluster.spec.backup is not None  # engine() refused otherwise
-    primary, replica = choose_source(status, cluster.spec.backup.from_standby)
-    primary_host = pg_host(layout, cluster, primary)
-    created = bk.ensure_stanza(primary_host)
-    standby_host = pg_host(layout, cluster, replica) if replica else None
-    made = bk.backup(kind, primary_host, standby_host)
-    bk.expire()
-    return BackupRun(made, replica or primary, primary, created)

@@ -18,7 +18,10 @@ from typing import Any
 
 import httpx
 
+from pgkeel.backup.job import BackupHost, BackupJob
+from pgkeel.backup.plan import Result
 from pgkeel.document import PostgresCluster, load_cluster
+from pgkeel.ha.backup_record import wait_for_result
 from pgkeel.ha.config import AgentConfig
 from pgkeel.instance.files import atomic_write
 from pgkeel.local import backups, restore, stored_document
@@ -141,9 +144,23 @@ class LocalCluster:
             ca_file=lay.ca_file,
             ca_key_file=lay.ca_key_file,
             tls_names=[HOST, "localhost"],
+            backup=self._backup_job(cluster, state),
             **AgentConfig.document_fields(cluster),
         )
         atomic_write(lay.agent_config(name), config.model_dump_json(indent=1) + "\n", mode=0o644)
+
+    def _backup_job(self, cluster: PostgresCluster, state: dict[str, dict[str, int]]) -> BackupJob | None:
+        """spec.backup's schedules for the agents, with every member's postgres on this machine (backups
+        from a standby are copied by the leader's agent, which reaches the standby's files and socket)."""
+        spec = cluster.spec.backup
+        if spec is None:
+            return None
+        lay = self.layout
+        hosts = {name: BackupHost(datadir=lay.node(name) / "data", port=port, socket_dir=lay.node(name) / "run")
+                 for name, port in state["pg_ports"].items()}
+        return BackupJob(config_file=backups.config_file(lay), stanza=cluster.name, full=spec.schedule.full,
+                         diff=spec.schedule.diff, drill=spec.schedule.drill, drill_scratch=backups.drill_scratch(lay),
+                         bindir=Path(cluster.spec.postgres.binaries), from_standby=spec.from_standby, hosts=hosts)
 
     def agent_command(self) -> AgentCommand:
         """This interpreter, or a copy of pgkeel the postgres user can read (see local.runtime)."""
@@ -384,6 +401,28 @@ class LocalCluster:
                 raise RuntimeError(f"refused: {data.get('error', resp.text) if isinstance(data, dict) else resp.text}")
             return data
         raise RuntimeError("no agent answered: " + "; ".join(errors) if errors else "no agent is running")
+
+    def get_any(self, path: str) -> dict[str, Any]:
+        """GET a cluster-wide read (it comes from the store) from the first agent that answers."""
+        errors = []
+        for name in self.cluster().member_names():
+            if self.agent_pid(name) is None:
+                continue
+            try:
+                resp = httpx.get(self.api_url(name) + path, timeout=3.0)
+                data = resp.json()
+            except (httpx.HTTPError, ValueError) as exc:
+                errors.append(f"{name}: {exc}")
+                continue
+            if resp.status_code == 200 and isinstance(data, dict):
+                return data
+            errors.append(f"{name}: {data.get('error') if isinstance(data, dict) else resp.text}")
+        raise RuntimeError("no agent answered: " + "; ".join(errors) if errors else "no agent is running")
+
+    def backup_now(self, kind: str, timeout: float, progress: Callable[[str], None] | None = None) -> Result:
+        """Queue a backup for the leader's agent and wait for its result (ok or failed, with pgBackRest's reason)."""
+        accepted = self._post("/backup", {"kind": kind, "by": "pgkeel backup now"})["accepted"]
+        return wait_for_result(lambda: self.get_any("/backups"), str(accepted["id"]), timeout, progress)
 
     def request_switchover(self, to: str | None = None, at: float | None = None) -> dict[str, Any]:
         """Record a switchover, at once or scheduled `at` (epoch seconds); RuntimeError with the node's reason if

@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psycopg
-
 from pgkeel.backup import ConfPaths, PgBackRest, choose_backup, render_restore_conf, target_of
+from pgkeel.backup.replay import ReplayError, replay_until_promoted, write_socket_auth
 from pgkeel.document import PostgresCluster
 from pgkeel.document.backup import FromBackup
 from pgkeel.instance import Instance, InstanceConfig
@@ -92,34 +90,8 @@ def staging_instance(layout: Layout, cluster: PostgresCluster, staging: Path) ->
                        "listen_addresses": "", "hba_file": str(node / "restore-hba.conf"),
                        "ident_file": str(node / "restore-ident.conf")},
     )
-    user = pwd.getpwuid(os.geteuid()).pw_name
-    superuser = cluster.spec.users.superuser
-    atomic_write(node / "restore-hba.conf", f"local all {superuser} peer map=restore\n", mode=0o644)
-    atomic_write(node / "restore-ident.conf", f"restore {user} {superuser}\nrestore postgres {superuser}\n", mode=0o644)
+    write_socket_auth(node / "restore-hba.conf", node / "restore-ident.conf", cluster.spec.users.superuser, "restore")
     return Instance(config)
-
-
-def _replay(inst: Instance) -> tuple[str, int]:
-    """Start the staging postgres, wait until it promoted; (its WAL position, timeline)."""
-    try:
-        inst.start(timeout=RECOVERY_TIMEOUT)
-    except (RuntimeError, TimeoutError) as exc:
-        inst.stop("immediate")
-        raise RestoreError(f"recovery did not reach its target: {exc}") from None
-    deadline = time.monotonic() + RECOVERY_TIMEOUT
-    while True:
-        if not inst.is_running():
-            raise RestoreError(f"postgres exited during recovery; see {inst.config.log_file}")
-        try:
-            in_recovery = inst.query("SELECT pg_is_in_recovery()")[0][0]
-        except psycopg.Error:
-            in_recovery = True  # still starting up: ask again
-        if not in_recovery:
-            return str(inst.query("SELECT pg_current_wal_lsn()::text")[0][0]), inst.status().timeline
-        if time.monotonic() > deadline:
-            inst.stop("immediate")
-            raise RestoreError(f"recovery did not finish within {RECOVERY_TIMEOUT:g}s; see {inst.config.log_file}")
-        time.sleep(0.2)
 
 
 def restore_first_member(layout: Layout, cluster: PostgresCluster, source: FromBackup) -> dict[str, Any]:
@@ -141,7 +113,10 @@ def restore_first_member(layout: Layout, cluster: PostgresCluster, source: FromB
     drop_auto_conf_settings(staging, AGENT_SETTINGS)
     restored = time.monotonic()
     inst = staging_instance(layout, cluster, staging)
-    lsn, timeline = _replay(inst)
+    try:
+        lsn, timeline = replay_until_promoted(inst, RECOVERY_TIMEOUT)
+    except ReplayError as exc:
+        raise RestoreError(str(exc)) from None
     inst.create_replication_role()
     inst.set_superuser_password()
     inst.stop("fast")

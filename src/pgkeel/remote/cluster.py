@@ -13,16 +13,20 @@ import socket
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pgkeel.api.cluster import decode_cluster
 from pgkeel.dcs import DCS, DCSError, open_dcs
+from pgkeel.ha.backup_record import wait_for_result
 from pgkeel.ha.maintenance import read_events
 from pgkeel.ha.records import ClusterState
 from pgkeel.ha.status import NodeStatus, parse_status
 from pgkeel.remote.api_client import TIMEOUT_SECONDS, ApiClient, ApiError
 from pgkeel.remote.rows import cluster_view
 from pgkeel.remote.target import StoreAccess, Target
+
+if TYPE_CHECKING:
+    from pgkeel.backup.plan import Result
 
 T = TypeVar("T")
 POLL_SECONDS = 0.5  # between status rounds while waiting for a new leader: each round is one GET per member
@@ -191,6 +195,20 @@ class RemoteCluster:
     def failover(self, to: str, force: bool = False) -> dict[str, Any]:
         """The member's answer: {"accepted": request}."""
         return self._post("/failover", {"to": to, "force": force})
+
+    def backup_now(self, kind: str, timeout: float, progress: Callable[[str], None] | None = None) -> Result:
+        """Queue a backup through a member's API and wait for its result (polling GET /backups)."""
+        accepted = self._post("/backup", {"kind": kind, "by": f"pgkeel backup now ({socket.gethostname()})"})
+        api = self.api
+        assert api is not None  # _post refused otherwise
+
+        def read() -> dict[str, Any]:
+            try:
+                return api.get_first("/backups")[1]
+            except ApiError as exc:
+                raise RemoteError(str(exc)) from None
+
+        return wait_for_result(read, str(accepted["accepted"]["id"]), timeout, progress)
 
     def wait_for_leader(self, request: dict[str, Any], timeout: float) -> dict[str, Any]:
         """Status once the request's target (or, without one, another member than its source) is the one

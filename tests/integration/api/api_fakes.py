@@ -68,6 +68,12 @@ class FakeAgent:
     def history(self) -> list[dict[str, Any]]:
         return [{"time": 1.0, "kind": "failover", "leader": "n-0", "previous": "n-1", "timeline": 2, "lsn": 16}]
 
+    def request_backup(self, kind: str, by: str | None) -> dict[str, Any]:
+        return {"id": f"req-1-{kind}", "kind": kind, "at": 1.0, "by": by}
+
+    def backups(self) -> dict[str, Any]:
+        return {"seen": {}, "requests": [], "run": None, "results": []}
+
     def request_restart(self, in_place: bool = False) -> dict[str, Any]:
         if not in_place:  # this fake is the leader of three members
             raise RestartRefused("n-0 is the leader: switch over first")

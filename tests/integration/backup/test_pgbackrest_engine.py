@@ -9,69 +9,21 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from instance_nodes import Nodes, chown_pg, make_nodes, needs_pg15
+from backup_lab import Lab
+from instance_nodes import chown_pg, needs_pg15
 
-from pgkeel.backup import ConfPaths, PgBackRest, PgHost, Target, TargetError, choose_backup, render_conf, target_of
-from pgkeel.document import parse_cluster
+from pgkeel.backup import Target, TargetError, choose_backup, target_of
 from pgkeel.document.backup import RecoveryTarget
 from pgkeel.instance import Instance
-from pgkeel.pgconf.policy import archive_settings
 
 pytestmark = [
     pytest.mark.integration,
     needs_pg15,
     pytest.mark.skipif(shutil.which("pgbackrest") is None, reason="pgbackrest not installed"),
 ]
-STANZA = "bk"
-
-
-class Lab:
-    def __init__(self, nodes: Nodes) -> None:
-        self.nodes = nodes
-        root = nodes.root
-        self.repo = root / "repo"
-        self.etc = root / "etc"
-        for d in (self.repo, self.etc, root / "log", root / "lock"):
-            d.mkdir()
-            chown_pg(d)
-        cluster = parse_cluster({
-            "apiVersion": "pgkeel.dev/v1alpha1", "kind": "PostgresCluster", "metadata": {"name": STANZA},
-            "spec": {"backup": {"repositories": [{"volume": {"path": str(self.repo)}}], "retention": {"full": 2}}},
-        })
-        assert cluster.spec.backup is not None
-        conf = self.etc / "pgbackrest.conf"
-        conf.write_text(render_conf(STANZA, cluster.spec.backup, ConfPaths(root / "log", root / "lock"),
-                                   cluster.spec.archive_backlog_bytes))
-        conf.chmod(0o600)
-        chown_pg(conf)
-        self.engine = PgBackRest(conf, STANZA)
-        self.archive = {s.name: s.value for s in archive_settings(cluster, str(self.etc))}
-
-    def gucs(self) -> dict[str, str]:
-        quoted = {k: v if k == "archive_mode" else "'" + v.replace("'", "''") + "'" for k, v in self.archive.items()}
-        return {**quoted, "archive_timeout": "0"}
-
-    def host(self, inst: Instance) -> PgHost:
-        c = inst.config
-        return PgHost(c.datadir, c.port, c.socket_dir)
-
-    def archived_through(self, inst: Instance) -> str:
-        """Switch WAL and wait until that segment is archived; its name."""
-        (row,) = inst.query("SELECT pg_walfile_name(pg_switch_wal())")
-        segment = str(row[0])
-        self.nodes.wait_for(lambda: (inst.query("SELECT last_archived_wal FROM pg_stat_archiver")[0][0] or "")
-                            >= segment, timeout=60)
-        return segment
-
-
-@pytest.fixture
-def lab() -> Iterator[Lab]:
-    for nodes in make_nodes():
-        yield Lab(nodes)
 
 
 def _restored(lab: Lab, name: str, target: Target, backup_set: str | None) -> Instance:
