@@ -1,5 +1,5 @@
 # Two commands a new user needs: `make up` (a local 3-node cluster) and `make test`.
-.PHONY: setup up down status test lint catalogue rules reference
+.PHONY: setup up down status test lint catalogue rules reference lock
 
 setup:
 	@bash scripts/setup.sh
@@ -31,3 +31,10 @@ rules: setup
 
 reference: setup
 	.venv/bin/python -c "from pgkeel.document.reference import reference_markdown as r; print(r(), end='')" > docs/reference.md
+
+# After changing a dependency in pyproject.toml: resolve the tree in a fresh venv and pin all of it.
+lock:
+	rm -rf /tmp/pgkeel-lock-venv && /usr/bin/python3 -m venv /tmp/pgkeel-lock-venv
+	/tmp/pgkeel-lock-venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+	{ head -2 requirements.lock; /tmp/pgkeel-lock-venv/bin/pip freeze --exclude-editable --disable-pip-version-check; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock && rm -rf /tmp/pgkeel-lock-venv
