@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import replace
 
 import psycopg
 
@@ -22,7 +23,6 @@ from pgkeel.backup.job import BackupJob
 from pgkeel.backup.plan import (
     DRILL,
     Abandon,
-    BackupRecord,
     Beat,
     Idle,
     Result,
@@ -125,8 +125,7 @@ class BackupScheduler:
                     log.debug("backup schedule: %s", reason)
                 self._last_idle = reason
             case Seed(seen):
-                if self.agent.dcs.set_value(KEY, BackupRecord(seen, record.requests, record.run,
-                                                              record.results).to_json(), version):
+                if self.agent.dcs.set_value(KEY, replace(record, seen=seen).to_json(), version):
                     log.info("backup schedule: following %s", ", ".join(
                         f"{kind} '{cron.expression}'" for kind, cron in self.schedules.items()))
             case Beat(run_id):
@@ -136,7 +135,7 @@ class BackupScheduler:
                             run.id, run.kind, run.member, now - run.beat)
                 update_record(self.agent.dcs, lambda r: abandon(r, run, time.time()) if r.run == run else r)
             case Start(run):
-                written = BackupRecord(record.seen, record.requests, run, record.results)
+                written = replace(record, run=run)
                 if self.agent.dcs.set_value(KEY, written.to_json(), version):
                     self._start_worker(run)
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 import psycopg
 from pydantic import BaseModel, Field
@@ -221,6 +221,7 @@ class ArchiveWatch:
     def __init__(
         self, instance: Instance, policy: ArchivePolicy | None, newest_full_backup: Callable[[], float | None],
         every: float = 2.0, backup_every: float = 60.0, ensure_stanza: Callable[[], object] | None = None,
+        gap_memory: GapMemory | None = None,
     ) -> None:
         self.instance = instance
         self.policy = policy  # None: the cluster does not archive
@@ -236,6 +237,32 @@ class ArchiveWatch:
         self._sampled: float | None = None  # monotonic
         self._backup_checked: float | None = None  # monotonic
         self._full_backup_since: float | None = None
+        # Where an open gap is kept beyond this process (the store, shared by every node): a restarted agent,
+        # or the next primary after a failover, reads it back before judging its first sample.
+        self.gap_memory = gap_memory
+        self._gap_loaded = gap_memory is None
+
+    def _recall_gap(self) -> None:
+        if self._gap_loaded or self.gap_memory is None:
+            return
+        try:
+            stored = self.gap_memory.load()
+        except Exception as exc:  # the store may be unreachable: judge without it, try again next sample
+            log.info("archive gap: cannot read the stored gap yet: %s", exc)
+            return
+        self._gap_loaded = True
+        if stored is not None and self.state.gap_since is None:
+            self.state = WatchState(gap_since=stored[0], gap_wal=stored[1])
+            log.error("archive gap recorded in the store since %s: point-in-time recovery stays broken until a "
+                      "new full backup", _when(stored[0]))
+
+    def _remember_gap(self, state: WatchState) -> None:
+        if self.gap_memory is None:
+            return
+        try:
+            self.gap_memory.save((state.gap_since, state.gap_wal) if state.gap_since is not None else None)
+        except Exception as exc:  # kept in memory meanwhile; written again when it changes next
+            log.warning("archive gap: cannot record it in the store: %s", exc)
 
     def run(self) -> None:
         if self.policy is None:
@@ -248,12 +275,14 @@ class ArchiveWatch:
             (row,) = self.instance.query("SELECT pg_is_in_recovery()")
             if row[0]:
                 self.status = None  # replicas do not archive (archive_mode = on)
+                self._gap_loaded = self.gap_memory is None  # read the store again on becoming primary
                 return
             sample = read_sample(self.instance)
         except (psycopg.Error, OSError):
             self.status = None
             return
         self._prepare_stanza(mono)
+        self._recall_gap()
         self._refresh_backups(mono)
         verdict = judge(sample, self.policy, self.state, time.time(), self._full_backup_since)
         self._perform(verdict)
@@ -285,8 +314,10 @@ class ArchiveWatch:
     def _perform(self, verdict: Verdict) -> None:
         if verdict.state.gap_since is not None and self.state.gap_since is None:
             log.error("%s", verdict.status.line)
+            self._remember_gap(verdict.state)
         elif verdict.state.gap_since is None and self.state.gap_since is not None:
             log.info("archive gap closed: a full backup was taken after it and archiving works")
+            self._remember_gap(verdict.state)
         self.state = verdict.state
         status = verdict.status
         if verdict.action is not Action.NONE:
@@ -305,8 +336,17 @@ def full_backup_start(engine: BackupEngine) -> float | None:
     return max((b.started.timestamp() for b in engine.info().backups if b.type == "full"), default=None)
 
 
+class GapMemory(Protocol):
+    """Keeps an open archive gap (since epoch, last segment before it) beyond one agent; None: no gap."""
+
+    def load(self) -> tuple[float, str | None] | None: ...
+
+    def save(self, gap: tuple[float, str | None] | None) -> None: ...
+
+
 def watch_for(
-    instance: Instance, config_dir: Path, stanza: str, max_backlog: int | None, on_full: OnFull
+    instance: Instance, config_dir: Path, stanza: str, max_backlog: int | None, on_full: OnFull,
+    gap_memory: GapMemory | None = None,
 ) -> ArchiveWatch:
     """The agent's watch: the cluster's pgbackrest.conf beside postgresql.conf; no policy without an archive."""
     engine = PgBackRest(config_dir / PGBACKREST_CONF, stanza)
@@ -314,4 +354,4 @@ def watch_for(
     c = instance.config
     primary = PgHost(c.datadir, c.port, c.socket_dir, c.superuser)
     return ArchiveWatch(instance, policy, lambda: full_backup_start(engine),
-                        ensure_stanza=lambda: engine.ensure_stanza(primary))
+                        ensure_stanza=lambda: engine.ensure_stanza(primary), gap_memory=gap_memory)

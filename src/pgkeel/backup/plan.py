@@ -114,10 +114,14 @@ class BackupRecord:
     requests: tuple[Request, ...] = ()
     run: Run | None = None
     results: tuple[Result, ...] = ()
+    # stopArchiving dropped WAL at `since` (epoch; after segment `wal`): point-in-time recovery is broken until
+    # a full backup started after it. Kept here so neither an agent restart nor a failover forgets it.
+    gap: tuple[float, str | None] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"seen": dict(self.seen), "requests": [r.to_json() for r in self.requests],
-                "run": self.run.to_json() if self.run else None, "results": [r.to_json() for r in self.results]}
+                "run": self.run.to_json() if self.run else None, "results": [r.to_json() for r in self.results],
+                "gap": {"since": self.gap[0], "wal": self.gap[1]} if self.gap else None}
 
     @classmethod
     def from_json(cls, raw: dict[str, Any] | None) -> BackupRecord:
@@ -128,6 +132,7 @@ class BackupRecord:
             requests=tuple(Request.from_json(r) for r in raw.get("requests") or ()),
             run=Run.from_json(raw["run"]) if raw.get("run") else None,
             results=tuple(Result.from_json(r) for r in raw.get("results") or ()),
+            gap=(float(raw["gap"]["since"]), raw["gap"].get("wal")) if raw.get("gap") else None,
         )
 
     def result_of(self, request_id: str) -> Result | None:
@@ -145,7 +150,8 @@ class BackupRecord:
         if result.ok or (result.kind == DRILL and result.error != ABANDONED):  # a red drill is a result, not retried
             for kind, occurrence in result.covers.items():
                 seen[kind] = max(seen.get(kind, 0.0), occurrence)
-        return BackupRecord(
+        return replace(
+            self,
             seen=seen,
             requests=tuple(r for r in self.requests if r.id != result.request),
             run=None if self.run is not None and self.run.id == result.id else self.run,

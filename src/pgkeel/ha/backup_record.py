@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from pgkeel.backup.plan import ABANDONED, BackupRecord, Request, Result
@@ -36,7 +37,7 @@ def request_backup(dcs: DCS, kind: str, by: str | None, now: float | None = None
         raise ValueError(f"unknown backup kind {kind!r}: one of {', '.join(KINDS)}")
     at = time.time() if now is None else now
     request = Request(f"req-{int(at * 1000)}-{kind}", kind, at, by)
-    update_record(dcs, lambda r: BackupRecord(r.seen, (*r.requests, request), r.run, r.results))
+    update_record(dcs, lambda r: replace(r, requests=(*r.requests, request)))
     return request
 
 
@@ -66,3 +67,16 @@ def wait_for_result(
             raise TimeoutError(f"backup request {request_id} has no result after {timeout:.0f}s ({now}); "
                                "it stays queued: see `pgkeel status`")
         time.sleep(poll)
+
+
+class StoredGap:
+    """The archive watch's memory of an open gap (pgkeel.backup.archive_watch.GapMemory), in the backups record."""
+
+    def __init__(self, dcs: DCS) -> None:
+        self.dcs = dcs
+
+    def load(self) -> tuple[float, str | None] | None:
+        return read_record(self.dcs)[0].gap
+
+    def save(self, gap: tuple[float, str | None] | None) -> None:
+        update_record(self.dcs, lambda r: replace(r, gap=gap))

@@ -13,6 +13,8 @@ import time
 import psycopg
 
 from pgkeel.backup.archive_watch import watch_for
+from pgkeel.dcs import DCS
+from pgkeel.ha.backup_record import StoredGap
 from pgkeel.ha.config import AgentConfig
 from pgkeel.instance import Instance
 from pgkeel.tls import SERVER_CERT, CertificateAuthority, ensure_server_certificate, inspect
@@ -21,7 +23,7 @@ log = logging.getLogger("pgkeel.agent")
 
 
 class Housekeeping:
-    def __init__(self, config: AgentConfig, instance: Instance) -> None:
+    def __init__(self, config: AgentConfig, instance: Instance, dcs: DCS | None = None) -> None:
         self.config = config
         self.instance = instance
         self.cert_not_after: str | None = None  # ISO expiry of this node's certificate, for /status
@@ -29,8 +31,9 @@ class Housekeeping:
         self._config_seen: tuple[float, ...] | None = None  # fingerprint of the config files last loaded
         self._check_pending_at: float | None = None  # when to read pending_restart after a reload
         # WAL waiting for the archive against spec.backup.archive's bound (pgkeel.backup.archive_watch)
+        # an open gap is kept in the store, so a restarted agent or the next primary still reports it
         self.archive = watch_for(instance, config.config_file.parent, config.scope, config.archive_max_backlog,
-                                 config.archive_on_backlog_full)
+                                 config.archive_on_backlog_full, StoredGap(dcs) if dcs is not None else None)
 
     def run(self) -> None:
         self.maintain_certificate()

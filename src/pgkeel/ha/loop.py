@@ -64,7 +64,7 @@ class Agent:
         self.promises = Promises(promise_file, config.ha.ttl, clock.now())  # survives an agent restart
         self.observer = Observer(config, dcs, self.instance, prober, self.promises)
         self.executor = Executor(config, dcs, self.instance, prober, fence, self.promises, self.observer.peer_urls)
-        self.housekeeping = Housekeeping(config, self.instance)
+        self.housekeeping = Housekeeping(config, self.instance, dcs)
         self.memory = Memory()  # replaced only by remember()
         self._restart: RestartRequest | None = None  # the last POST /restart accepted; the loop observes it
         self._reinit: ReinitRequest | None = None  # the last POST /reinit accepted; the loop observes it

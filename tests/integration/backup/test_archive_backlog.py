@@ -17,7 +17,9 @@ from instance_nodes import Nodes, chown_pg, make_nodes, needs_pg15
 
 from pgkeel.backup import ConfPaths, PgBackRest, PgHost, render_conf
 from pgkeel.backup.archive_watch import ArchivePolicy, ArchiveWatch, full_backup_start, read_sample
+from pgkeel.dcs import open_dcs
 from pgkeel.document import PostgresCluster, parse_cluster
+from pgkeel.ha.backup_record import StoredGap
 from pgkeel.instance import Instance
 from pgkeel.pgconf.policy import archive_settings
 
@@ -34,6 +36,7 @@ BOUND = 4 * SEG
 class Archive:
     def __init__(self, nodes: Nodes, on_full: str) -> None:
         self.nodes = nodes
+        self.on_full = on_full
         root = nodes.root
         self.repo, self.etc = root / "repo", root / "etc"
         for d in (self.repo, self.etc, root / "log", root / "lock"):
@@ -57,9 +60,15 @@ class Archive:
         self.primary = nodes.primary(**{**gucs, "archive_timeout": "0"}, max_wal_size="1GB")
         c = self.primary.config
         self.engine.ensure_stanza(PgHost(c.datadir, c.port, c.socket_dir))
-        self.watch = ArchiveWatch(self.primary, ArchivePolicy(BOUND, on_full),  # type: ignore[arg-type]
-                                  lambda: full_backup_start(self.engine), every=0.0, backup_every=0.0)
+        self.store = open_dcs(f"sqlite://{root / 'store.db'}", STANZA)
+        self.watch = self.new_watch()
         self.primary.query("CREATE TABLE t (x text)")
+
+    def new_watch(self) -> ArchiveWatch:
+        """The agent's watch, as a (re)started agent makes it: its gap memory is the store's backups record."""
+        return ArchiveWatch(self.primary, ArchivePolicy(BOUND, self.on_full),  # type: ignore[arg-type]
+                            lambda: full_backup_start(self.engine), every=0.0, backup_every=0.0,
+                            gap_memory=StoredGap(self.store))
 
     def host(self) -> PgHost:
         c = self.primary.config
@@ -108,12 +117,18 @@ def test_stop_archiving_bounds_the_backlog_reports_the_gap_and_a_full_backup_clo
     lab.unreachable(False)
     lab.write_segment()
     nodes.wait_for(lambda: _backlog(lab.primary) == 0, timeout=60)
-    lab.watch.run()
-    assert lab.watch.status is not None and lab.watch.status.gap_since is not None  # drained is not healed
+    restarted = lab.new_watch()  # an agent restart (or the next primary): nothing is dropping WAL any more
+    restarted.run()
+    assert restarted.status is not None and restarted.status.gap_since == status.gap_since  # from the store
+    assert "ARCHIVING STOPPED" in restarted.status.line  # drained is not healed
     lab.engine.backup("full", lab.host(), None)
-    lab.watch.run()
-    assert lab.watch.status is not None and lab.watch.status.gap_since is None
-    assert lab.watch.status.line.startswith("archiving ok")
+    restarted.run()
+    assert restarted.status is not None and restarted.status.gap_since is None
+    assert restarted.status.line.startswith("archiving ok")
+    assert StoredGap(lab.store).load() is None  # healed in the store too: the next agent reports no gap
+    again = lab.new_watch()
+    again.run()
+    assert again.status is not None and again.status.line.startswith("archiving ok")
 
 
 def test_stop_writes_refuses_writes_at_the_bound_and_gives_them_back_once_drained(nodes: Nodes) -> None:
