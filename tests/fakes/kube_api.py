@@ -15,7 +15,9 @@ keeps the semantics the store relies on, as the real server does:
 - a StatefulSet controller with updateStrategy OnDelete: `status.updateRevision` changes only by
   `set_update_revision` (a template change), nothing is replaced by it, and a deleted pod of an
   ordinal below `replicas` is recreated at once from the update revision (label
-  controller-revision-hash), with updatedReplicas/currentRevision kept as the controller keeps them.
+  controller-revision-hash), with updatedReplicas/currentRevision kept as the controller keeps them;
+  `scale_stateful_set` (`kubectl scale`, podManagementPolicy Parallel) creates missing ordinals and
+  deletes those past `replicas`.
 It records every authenticated call as (apiGroup, resource, verb), like the API server's
 RequestInfo, so tests can check what a client did against an RBAC Role.
 Binds to 127.0.0.1 only.
@@ -404,6 +406,9 @@ class FakeKubeApi:
         gone = self.store.delete(("", "pods", namespace, name), None)
         self._recreate(namespace, gone)
 
+    def pods(self, namespace: str) -> list[Obj]:
+        return self.store.list("", "pods", namespace, "")[0]
+
     def terminating_pods(self, namespace: str) -> list[Obj]:
         items, _ = self.store.list("", "pods", namespace, "")
         return [p for p in items if p["metadata"].get("deletionTimestamp")]
@@ -439,6 +444,26 @@ class FakeKubeApi:
                                "status": {"observedGeneration": generation, "updateRevision": revision}})
         self._count_updated(namespace, name)
 
+    def scale_stateful_set(self, namespace: str, name: str, replicas: int) -> None:
+        """`kubectl scale`: spec.replicas changes, and the controller (podManagementPolicy Parallel) creates the
+        missing ordinals at once from the update revision and deletes those >= replicas (gracefully: the kubelet
+        stops them), highest first; a deleted pod of such an ordinal is not recreated."""
+        key = ("apps", "statefulsets", namespace, name)
+        sts = self.store.get(key)
+        generation = int(sts["metadata"].get("generation", 1)) + 1
+        sts = self.store.patch(key, {"metadata": {"generation": generation}, "spec": {"replicas": replicas},
+                                     "status": {"observedGeneration": generation}})
+        pods, _ = self.store.list("", "pods", namespace, "")
+        owned = {p["metadata"]["name"]: p for p in pods
+                 if any(o.get("uid") == sts["metadata"]["uid"] for o in p["metadata"].get("ownerReferences") or [])}
+        for ordinal in range(replicas):
+            if f"{name}-{ordinal}" not in owned:
+                self._controller_pod(namespace, sts, ordinal)
+        for pod in sorted(owned.values(), key=lambda p: -int(p["metadata"]["name"].rsplit("-", 1)[1])):
+            if int(pod["metadata"]["name"].rsplit("-", 1)[1]) >= replicas:
+                self.delete(("", "pods", namespace, pod["metadata"]["name"]), {})
+        self._count_updated(namespace, name)
+
     def _controller_pod(self, namespace: str, sts: Obj, ordinal: int) -> Obj:
         name = f"{sts['metadata']['name']}-{ordinal}"
         labels = {**sts["spec"]["template"]["metadata"]["labels"], POD_NAME_LABEL: name,
@@ -461,7 +486,7 @@ class FakeKubeApi:
         ordinal = int(gone["metadata"]["name"].rsplit("-", 1)[1])
         if ordinal < sts["spec"]["replicas"]:
             self._controller_pod(namespace, sts, ordinal)
-            self._count_updated(namespace, sts["metadata"]["name"])
+        self._count_updated(namespace, sts["metadata"]["name"])
 
     def _count_updated(self, namespace: str, name: str) -> None:
         key = ("apps", "statefulsets", namespace, name)
@@ -471,7 +496,7 @@ class FakeKubeApi:
         owned = [p for p in pods if any(o.get("uid") == sts["metadata"]["uid"]
                                         for o in p["metadata"].get("ownerReferences") or [])]
         updated = sum(1 for p in owned if p["metadata"]["labels"].get(REVISION_LABEL) == revision)
-        status: Obj = {"updatedReplicas": updated}
+        status: Obj = {"replicas": len(owned), "updatedReplicas": updated}
         if updated == sts["spec"]["replicas"]:
             status["currentRevision"] = revision  # OnDelete: current once every pod runs the update revision
         self.store.patch(key, {"status": status})

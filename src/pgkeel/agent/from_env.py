@@ -15,7 +15,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from pgkeel.document import load_cluster
+from pgkeel.document import MAX_INSTANCES, load_cluster
 from pgkeel.ha.config import AgentConfig
 from pgkeel.instance.files import atomic_write
 from pgkeel.k8s import layout
@@ -51,8 +51,12 @@ def config_from_env(env: Mapping[str, str] | None = None) -> AgentConfig:
     cluster = load_cluster(config_dir / Path(layout.CLUSTER_FILE).name)
     if cluster.name != name:
         raise EnvError(f"{layout.ENV_CLUSTER}={name} but {config_dir}/cluster.yaml describes cluster {cluster.name!r}")
-    if pod not in cluster.member_names():
-        raise EnvError(f"pod {pod} is not a member of {name} ({', '.join(cluster.member_names())})")
+    # A pod past the document's instances comes from `kubectl scale`: it starts, clones and joins once the
+    # leader records it in the membership (pgkeel.ha.k8s_scaling); until then it is no member (never promoted).
+    at = layout.ordinal(pod, name)
+    if pod not in cluster.member_names() and (at is None or at >= MAX_INSTANCES):
+        raise EnvError(f"pod {pod} is not a member of {name} ({', '.join(cluster.member_names())}) nor a pod "
+                       f"{name}-<ordinal> of its StatefulSet (ordinals 0 … {MAX_INSTANCES - 1})")
     # The API binds to the pod's own address, which is also what peers are told (api_url): 0.0.0.0
     # would be advertised verbatim. Probes and peers reach the pod IP; the API server also listens
     # on 127.0.0.1, where `kubectl port-forward` connects.

@@ -1,5 +1,7 @@
 """The roll thread: every few seconds, observe the pods and the lock, decide (pgkeel.ha.rollout), act.
 
+Each round first follows the StatefulSet's spec.replicas (pgkeel.agent.scale), from the same read.
+
 It runs beside the agent loop, not inside it: a roll round reads the StatefulSet and the lock Lease
 (two GETs), far less often than the loop renews the lease, and it never touches postgres. What it
 knows of the cluster is the loop's last store read (`Agent.last`); its own steps go through the
@@ -13,8 +15,9 @@ import logging
 import threading
 from typing import assert_never
 
+from pgkeel.agent.scale import Scaler
 from pgkeel.dcs import DCSError
-from pgkeel.dcs.pod import OwnPod
+from pgkeel.dcs.pod import OwnPod, StatefulSetState
 from pgkeel.ha.loop import Agent
 from pgkeel.ha.membership import current_members
 from pgkeel.ha.rollout import (
@@ -41,6 +44,7 @@ class Roller:
         self.idle = idle
         self.busy = max(1.0, 2 * agent.config.ha.loop_wait)  # between rounds while a roll is under way
         self.last: RollDecision | None = None
+        self.scaler = Scaler(agent)  # the scaling step of each round
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pgkeel-roll", daemon=True)
 
@@ -57,7 +61,8 @@ class Roller:
             wait = self.busy
             try:
                 decision = self.round()
-                if decision is not None and decision.rule in ("roll.up-to-date", "roll.unknown"):
+                scaling = self.scaler.last is not None and self.scaler.last.under_way
+                if decision is not None and decision.rule in ("roll.up-to-date", "roll.unknown") and not scaling:
                     wait = self.idle
             except DCSError as exc:
                 log.warning("roll round: the Kubernetes API could not be asked: %s", exc)
@@ -65,7 +70,7 @@ class Roller:
                 log.exception("roll round failed")
             self._stop.wait(wait)
 
-    def observe(self) -> RollView | None:
+    def observe(self, sts: StatefulSetState) -> RollView | None:
         last = self.agent.last
         if last is None:
             return None  # no loop yet: nothing is known of the cluster
@@ -73,7 +78,7 @@ class Roller:
         return RollView(
             me=config.name,
             members=current_members(config.members, last.cluster),
-            update_revision=self.pod.update_revision(),
+            update_revision=sts.update_revision,
             pods=self.pod.revisions(),
             lock=self.pod.roll_lock(),
             cluster=last.cluster,
@@ -82,7 +87,11 @@ class Roller:
         )
 
     def round(self) -> RollDecision | None:
-        view = self.observe()
+        sts = self.pod.stateful_set()
+        scaled = self.scaler.round(sts.replicas)
+        if scaled is not None and scaled.rule == "scale.record":
+            return None  # the membership changed: the next round decides the roll on the loop's fresh view
+        view = self.observe(sts)
         if view is None:
             return None
         decision = decide_roll(view)

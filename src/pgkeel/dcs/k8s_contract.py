@@ -61,8 +61,9 @@ def stateful_set(name: str) -> str:
 
 
 def named_calls(name: str, members: list[str]) -> dict[tuple[str, str, str], list[str]]:
-    """The calls the Role restricts by resourceNames. RBAC cannot say "only your own pod", but the member
-    pods' names are known from the document, so a stolen token can delete no pod of anything else."""
+    """The calls the Role restricts by resourceNames. RBAC cannot say "only your own pod", but the names of the
+    pods the StatefulSet may run are known (`members`: pgkeel.k8s.layout.stateful_set_pods, scaling included),
+    so a stolen token can delete no pod of anything else."""
     return {("apps", "statefulsets", "get"): [stateful_set(name)], ("", "pods", "delete"): list(members)}
 
 

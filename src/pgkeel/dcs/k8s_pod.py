@@ -3,7 +3,7 @@
 The I/O edge of self-driven rolling updates (the decision is pgkeel.ha.rollout; the contract
 pgkeel.dcs.pod). Where things live:
 - the pods' revisions and deletionTimestamps come from the store's last pod list (no extra call);
-- `status.updateRevision` of the StatefulSet `<cluster>` (GET, one per roll round);
+- `status.updateRevision` and `spec.replicas` of the StatefulSet `<cluster>` (one GET per roll round);
 - Lease `<cluster>-roll`: holderIdentity, leaseDurationSeconds, acquire/renewTime and annotation
   `pgkeel.dev/roll-step`. Taken and released by CAS on resourceVersion after a fresh read, judged
   live on this process's clock (pgkeel.dcs.k8s_observed), exactly as the leader Lease is. Release
@@ -22,7 +22,7 @@ from pgkeel.dcs.base import DCSError
 from pgkeel.dcs.k8s_client import Conflict, KubeClient, NotFound, lease_seconds, micro_time
 from pgkeel.dcs.k8s_contract import REVISION_LABEL, common_labels, roll_lease, stateful_set
 from pgkeel.dcs.k8s_observed import ObservedClock
-from pgkeel.dcs.pod import OwnPod, PodRevisions, RollLockState
+from pgkeel.dcs.pod import OwnPod, PodRevisions, RollLockState, StatefulSetState
 
 STEP_ANNOTATION = "pgkeel.dev/roll-step"
 
@@ -52,13 +52,17 @@ class KubernetesPod(OwnPod):
         uid = (pods.get(self.name) or {}).get("uid")
         return PodRevisions(revisions=revisions, terminating=terminating, own_uid=uid if isinstance(uid, str) else None)
 
-    def update_revision(self) -> str | None:
+    def stateful_set(self) -> StatefulSetState:
         try:
             obj = self._client.get_stateful_set(stateful_set(self.scope), self._deadline())
         except NotFound:
-            return None
+            return StatefulSetState()
         revision = (obj.get("status") or {}).get("updateRevision")
-        return revision if isinstance(revision, str) and revision else None
+        replicas = (obj.get("spec") or {}).get("replicas", 1)  # the API's default when the field is absent
+        return StatefulSetState(
+            update_revision=revision if isinstance(revision, str) and revision else None,
+            replicas=replicas if isinstance(replicas, int) and not isinstance(replicas, bool) else None,
+        )
 
     def roll_lock(self) -> RollLockState | None:
         obj = self._read(self._deadline())

@@ -2,8 +2,8 @@
 
 Only the Kubernetes store has one (`DCS.own_pod`); elsewhere there is no controller that recreates a
 member, so nothing here applies. The records are plain data for the pure roll decision
-(pgkeel.ha.rollout); the methods are the only I/O that decision's steps need: read the StatefulSet's
-update revision, read and compare-and-swap the roll lock, delete this pod.
+(pgkeel.ha.rollout, pgkeel.ha.k8s_scaling); the methods are the only I/O those decisions' steps need:
+read the StatefulSet (update revision, replicas), read and compare-and-swap the roll lock, delete this pod.
 
 The roll lock is judged like the leader lease: live until it has stayed unchanged for its duration
 as observed by this process (monotonic), so a holder that died blocks the next step for one
@@ -26,6 +26,14 @@ class PodRevisions:
 
 
 @dataclass(frozen=True)
+class StatefulSetState:
+    """The StatefulSet as one GET reads it: what a recreated pod runs, and how many pods it should have."""
+
+    update_revision: str | None = None  # status.updateRevision; None: not reported yet (or no StatefulSet)
+    replicas: int | None = None  # spec.replicas, as `kubectl scale` sets it; None: not read
+
+
+@dataclass(frozen=True)
 class RollLockState:
     """The roll lock as read: who holds it for which step, and how long it has been unchanged here."""
 
@@ -43,8 +51,8 @@ class OwnPod(ABC):
         """The member pods as the store last listed them (no I/O)."""
 
     @abstractmethod
-    def update_revision(self) -> str | None:
-        """The StatefulSet's status.updateRevision: what a recreated pod runs (None: not reported yet)."""
+    def stateful_set(self) -> StatefulSetState:
+        """The StatefulSet's status.updateRevision and spec.replicas (one read; empty when it does not exist)."""
 
     @abstractmethod
     def roll_lock(self) -> RollLockState | None:

@@ -3,6 +3,7 @@
 from pgkeel.document.check import DocumentCheck, check_cluster, check_cluster_file
 from pgkeel.document.load import SpecError, load_cluster, load_cluster_text, parse_cluster
 from pgkeel.document.model import (
+    MAX_INSTANCES,
     ClusterSpec,
     EtcdAuth,
     EtcdStore,
@@ -17,10 +18,13 @@ from pgkeel.document.model import (
     Storage,
     Store,
     Users,
+    instances_problem,
+    sync_standbys_for,
 )
 from pgkeel.document.quantity import QuantityError, format_bytes, parse_bytes, parse_cpu_millis
 
 __all__ = [
+    "MAX_INSTANCES",
     "ClusterSpec",
     "DocumentCheck",
     "EtcdAuth",
@@ -41,9 +45,11 @@ __all__ = [
     "check_cluster",
     "check_cluster_file",
     "format_bytes",
+    "instances_problem",
     "load_cluster",
     "load_cluster_text",
     "parse_bytes",
     "parse_cluster",
     "parse_cpu_millis",
+    "sync_standbys_for",
 ]

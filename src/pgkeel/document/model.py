@@ -145,6 +145,28 @@ class Storage(_Model):
         return self
 
 
+MAX_INSTANCES = 9
+
+
+def instances_problem(value: int) -> str | None:
+    """Why `value` members cannot be a cluster (None: it can); also what a scaled StatefulSet is checked against."""
+    if value < 1 or value > MAX_INSTANCES:
+        return f"must be between 1 and {MAX_INSTANCES} (1, 3, 5, 7, 9); got {value}"
+    if value % 2 == 0:
+        return f"must be odd (1, 3, 5, …) so that a majority survives the loss of n nodes; got {value}"
+    return None
+
+
+def sync_standbys_for(mode: str, instances: int, eligible: int, explicit: int | None) -> int:
+    """k of `ANY k (…)` for `instances` members of which `eligible` standbys may be synchronous: the explicit
+    syncStandbys, else n = (instances - 1) / 2 so any n failures stay survivable. One rule for the document and
+    for a membership recorded by a scaling (pgkeel.ha.k8s_scaling)."""
+    if mode != "quorum" or instances == 1:
+        return 0
+    # n, but leaving one standby of slack where tags shrink the set (k of k: any one down would stop writes)
+    return explicit or max(1, min((instances - 1) // 2, eligible - 1))
+
+
 class Replication(_Model):
     """How commits wait for replicas, and which replica may be promoted."""
 
@@ -459,10 +481,9 @@ class ClusterSpec(_Model):
     @field_validator("instances")
     @classmethod
     def _odd(cls, value: int) -> int:
-        if value < 1 or value > 9:
-            raise ValueError(f"must be between 1 and 9 (1, 3, 5, 7, 9); got {value}")
-        if value % 2 == 0:
-            raise ValueError(f"must be odd (1, 3, 5, …) so that a majority survives the loss of n nodes; got {value}")
+        problem = instances_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
     @model_validator(mode="after")
@@ -542,10 +563,8 @@ class ClusterSpec(_Model):
     def sync_standbys(self) -> int:
         """The k in effect: the document's value, or n so that any n failures stay survivable (at most the
         standbys that may be synchronous)."""
-        if self.replication.mode != "quorum" or self.instances == 1:
-            return 0
-        # n, but leaving one standby of slack where tags shrink the set (k of k: any one down would stop writes)
-        return self.replication.sync_standbys or max(1, min(self.tolerated_failures, self.sync_eligible - 1))
+        return sync_standbys_for(self.replication.mode, self.instances, self.sync_eligible,
+                                 self.replication.sync_standbys)
 
     @model_validator(mode="after")
     def _sync_set_fits_tags(self) -> ClusterSpec:

@@ -29,6 +29,8 @@ class HASettings(BaseModel):
     dcs_timeout: float = Field(default=0.5, gt=0)
     mode: Mode = Mode.QUORUM
     sync_standbys: int = Field(default=1, ge=0)
+    # The document's replication.syncStandbys when it set one (None: the default n): what a scaling keeps.
+    explicit_sync_standbys: int | None = Field(default=None, ge=1)
     max_lag_bytes: int = Field(default=1 << 20, ge=0)
     restart_timeout: float = Field(default=10.0, gt=0)
     stream_failure_timeout: float = Field(default=10.0, gt=0)
@@ -105,6 +107,7 @@ class HASettings(BaseModel):
             dcs_timeout=failover.dcs_timeout_seconds,
             mode=Mode(spec.replication.mode),
             sync_standbys=spec.sync_standbys,
+            explicit_sync_standbys=spec.replication.sync_standbys,
             max_lag_bytes=spec.replication.max_lag_bytes,
             restart_timeout=failover.postgres_restart_timeout_seconds,
             member_ttl=max(10.0, 3 * failover.ttl_seconds),

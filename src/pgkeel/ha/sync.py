@@ -69,14 +69,27 @@ def sync_names(o: Observation) -> str:
     return desired_rule(o).render()
 
 
-def bridge(old: SyncRecord, new: SyncRule) -> SyncRule:
-    """A postgres rule covered by both the old record and the new one (the union, quorum raised)."""
+def _covered_by_both(old: SyncRecord, new: SyncRule, members: tuple[str, ...]) -> SyncRule | None:
+    """ANY q over `members`, q the least both cover (q − |members \\ R| ≥ R.quorum for each); None if none fits."""
+    quorum = _least_quorum(old, new, members)
+    return SyncRule(members, quorum) if 1 <= quorum <= len(members) else None
+
+
+def _least_quorum(old: SyncRecord, new: SyncRule, members: tuple[str, ...]) -> int:
+    return max(old.quorum + len(set(members) - set(old.members)), new.quorum + len(set(members) - set(new.members)))
+
+
+def bridge(old: SyncRecord, new: SyncRule, connected: frozenset[str] = frozenset()) -> SyncRule:
+    """A postgres rule covered by both the old record and the new one: over the new members, or the old ones,
+    whichever the standbys connected now can meet (a scaling: a removed pod is gone, a new one still clones,
+    and commits must not wait for either), else over their union with the quorum raised."""
     union = tuple(sorted(set(old.members) | set(new.members)))
-    quorum = max(
-        old.quorum + len(set(new.members) - set(old.members)),
-        new.quorum + len(set(old.members) - set(new.members)),
-    )
-    return SyncRule(union, min(quorum, len(union)))
+    for members in (new.members, old.members):
+        rule = _covered_by_both(old, new, members)
+        if rule is not None and len(set(members) & connected) >= rule.quorum:
+            return rule
+    # as before: over the union (capped, for a record whose quorum exceeds its set)
+    return SyncRule(union, min(_least_quorum(old, new, union), len(union)))
 
 
 def flushed_past(o: Observation, want: SyncRule, switch_lsn: int) -> bool:
@@ -108,5 +121,6 @@ def sync_plan(o: Observation) -> list[AnyAction]:
         return []  # postgres moved first: wait until the new set confirms the switch point
     if covers(target, current):
         return [write, *([] if current == want else [set_names])]
-    step = want if covers(record, want) else bridge(record, want)
+    connected = frozenset(r.name for r in o.pg.replication if r.flush_lsn is not None)
+    step = want if covers(record, want) else bridge(record, want, connected)
     return [SetSyncNames(names=step.render(), standby=standby, reason="weaker proof ahead: change postgres first")]

@@ -18,6 +18,7 @@ from pgkeel.dcs.k8s_contract import common_labels as common_labels
 from pgkeel.dcs.k8s_contract import leader_lease as leader_lease
 from pgkeel.dcs.k8s_contract import selector_labels as selector_labels
 from pgkeel.dcs.k8s_contract import state_lease as state_lease
+from pgkeel.document import MAX_INSTANCES
 
 # --- images -----------------------------------------------------------------
 DEFAULT_IMAGE = "ghcr.io/pgkeel/pgkeel:0.1.0"
@@ -114,6 +115,19 @@ def pod_fqdn(pod: str, name: str, namespace: str) -> str:
 def client_services(name: str) -> list[str]:
     """The Services clients connect to: read-write (the primary) and read-only (replicas)."""
     return [f"{name}{RW_SUFFIX}", f"{name}{RO_SUFFIX}"]
+
+
+def stateful_set_pods(name: str) -> list[str]:
+    """Every pod the StatefulSet `name` may run, `kubectl scale` included: `<name>-0` … up to the document's
+    maximum of instances. The Role's pod deletions and the issued certificates name these, not only the
+    document's members, so pods added by a scaling can roll and serve TLS like the first ones."""
+    return [f"{name}-{i}" for i in range(MAX_INSTANCES)]
+
+
+def ordinal(pod: str, name: str) -> int | None:
+    """The ordinal of `<name>-<ordinal>`, a pod of the StatefulSet `name`; None for any other name."""
+    head, _, tail = pod.rpartition("-")
+    return int(tail) if head == name and tail.isdigit() and str(int(tail)) == tail else None
 
 
 def pod_cert_keys(pod: str) -> tuple[str, str]:

@@ -106,7 +106,7 @@ def rbac(cluster: PostgresCluster) -> list[Manifest]:
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",
         "metadata": object_meta(cluster, name),
-        "rules": role_rules(names=named_calls(cluster.name, cluster.member_names())),
+        "rules": role_rules(names=named_calls(cluster.name, layout.stateful_set_pods(cluster.name))),
     }
     binding = {
         "apiVersion": "rbac.authorization.k8s.io/v1",

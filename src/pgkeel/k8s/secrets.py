@@ -67,10 +67,11 @@ def credentials_secret(cluster: PostgresCluster, values: Mapping[str, str]) -> M
 def pod_certificates(
     cluster: PostgresCluster, ca: CertificateAuthority, domain: str = layout.DEFAULT_CLUSTER_DOMAIN
 ) -> dict[str, str]:
-    """`ca.crt` and `<pod>.crt` / `<pod>.key` for every member, each certificate naming every DNS name of its pod."""
+    """`ca.crt` and `<pod>.crt` / `<pod>.key` for every pod the StatefulSet may run (a scaling adds pods past the
+    document's members: layout.stateful_set_pods), each certificate naming every DNS name of its pod."""
     namespace = cluster.metadata.namespace
     data = {layout.CA_CERT_KEY: ca.cert_pem.decode()}
-    for pod in cluster.member_names():
+    for pod in layout.stateful_set_pods(cluster.name):
         names = layout.server_names(pod, cluster.name, namespace, domain)
         cert_pem, key_pem = issue_server_certificate(ca, pod, names, cluster.spec.tls.certificate_days)
         cert_key, key_key = layout.pod_cert_keys(pod)

@@ -171,7 +171,7 @@ class PodCluster:
 
     def logs(self) -> str:
         parts = []
-        for pod in self.names:
+        for pod in self.ports:  # every pod that ever ran, also those scaled away
             for name in ("agent.log", "postgres.log"):
                 path = self.base / pod / name
                 if path.exists():
@@ -185,9 +185,22 @@ class PodCluster:
         self._kubelet = threading.Thread(target=self._kubelet_loop, args=(grace,), name="kubelet", daemon=True)
         self._kubelet.start()
 
+    def add_pod(self, pod: str) -> None:
+        """Lay out a pod the controller created past the first ones (`kubectl scale`): ports, volume directory."""
+        self.ports[pod] = (free_port(), free_port())
+        (self.base / pod).mkdir(mode=0o755, exist_ok=True)
+        chown_for_postgres(self.base / pod)
+        self.names = [*self.names, pod]  # rebound, not mutated: tests iterate it meanwhile
+
     def _kubelet_loop(self, grace: float) -> None:
         handled: set[str] = set()  # pod uids whose stop has begun
         while not self._kubelet_stop.is_set():
+            for obj in self.api.pods(NAMESPACE):  # new ordinals (`kubectl scale`): schedule and start them
+                pod = obj["metadata"]["name"]
+                if pod not in self.ports and not obj["metadata"].get("deletionTimestamp"):
+                    self.add_pod(pod)
+                    self.start(pod)
+                    self.kubelet_log.append((time.monotonic(), "started", pod))
             for obj in self.api.terminating_pods(NAMESPACE):
                 pod, uid = obj["metadata"]["name"], obj["metadata"]["uid"]
                 if uid not in handled:
@@ -213,7 +226,9 @@ class PodCluster:
             wait_gone(pid)
         self.kubelet_log.append((time.monotonic(), "stopped", pod))
         self.api.finish_pod_deletion(NAMESPACE, pod)
-        if not self._kubelet_stop.is_set():
+        if self.api.pod(NAMESPACE, pod) is None:  # scaled down: the controller does not recreate it
+            self.names = [n for n in self.names if n != pod]
+        elif not self._kubelet_stop.is_set():
             self.start(pod)
             self.kubelet_log.append((time.monotonic(), "started", pod))
 
@@ -237,7 +252,7 @@ class PodCluster:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=5)
-        for pod in self.names:
+        for pod in self.ports:  # also pods scaled away meanwhile
             pid = self.postgres_pid(pod)
             if pid is not None:
                 with contextlib.suppress(ProcessLookupError):

@@ -64,5 +64,12 @@ def test_passfile_is_private_and_escaped(mounts: dict[str, str]) -> None:
 def test_missing_identity_or_foreign_pod_is_refused(mounts: dict[str, str]) -> None:
     with pytest.raises(EnvError, match=layout.ENV_POD_NAME):
         config_from_env({k: v for k, v in mounts.items() if k != layout.ENV_POD_NAME})
-    with pytest.raises(EnvError, match="not a member"):
-        config_from_env({**mounts, layout.ENV_POD_NAME: "pg-7"})
+    for foreign in ("other-1", "pg-9", "pg-01", "pg-x"):
+        with pytest.raises(EnvError, match="not a member"):
+            config_from_env({**mounts, layout.ENV_POD_NAME: foreign})
+
+
+def test_a_pod_past_the_documents_instances_starts_with_the_documents_members(mounts: dict[str, str]) -> None:
+    # `kubectl scale --replicas=5`: pg-3 and pg-4 start from the same ConfigMap; the leader records them.
+    cfg = config_from_env({**mounts, layout.ENV_POD_NAME: "pg-4"})
+    assert cfg.name == "pg-4" and cfg.members == ["pg-0", "pg-1", "pg-2"]

@@ -101,3 +101,26 @@ def test_watch_from_compacted_version_is_410(api: client.ApiClient, kube_api: Fa
         for _ in watch.Watch().stream(core.list_namespaced_pod, NS, resource_version=first, timeout_seconds=2):
             pass
     assert exc.value.status == 410
+
+
+def test_scaling_the_stateful_set_creates_and_deletes_ordinals_as_the_controller_does(
+    kube_api: FakeKubeApi, api: client.ApiClient,
+) -> None:
+    labels = {"app": "pg"}
+    kube_api.create_stateful_set(NS, "pg", 3, labels, revision="pg-1")
+    apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
+    before = apps.read_namespaced_stateful_set("pg", NS)
+    kube_api.scale_stateful_set(NS, "pg", 5)
+    sts = apps.read_namespaced_stateful_set("pg", NS)
+    assert sts.spec.replicas == 5 and sts.metadata.generation == before.metadata.generation + 1
+    assert int(sts.metadata.resource_version) > int(before.metadata.resource_version)
+    pods = {p.metadata.name: p for p in core.list_namespaced_pod(NS).items}
+    assert set(pods) == {f"pg-{i}" for i in range(5)}
+    assert pods["pg-4"].metadata.labels["controller-revision-hash"] == "pg-1"
+    assert pods["pg-4"].metadata.owner_references[0].uid == sts.metadata.uid
+    kube_api.scale_stateful_set(NS, "pg", 3)  # pods on a node are only marked; the kubelet finishes
+    assert {p["metadata"]["name"] for p in kube_api.terminating_pods(NS)} == {"pg-3", "pg-4"}
+    for name in ("pg-4", "pg-3"):
+        kube_api.finish_pod_deletion(NS, name)
+    assert {p.metadata.name for p in core.list_namespaced_pod(NS).items} == {"pg-0", "pg-1", "pg-2"}
+    assert apps.read_namespaced_stateful_set("pg", NS).status.updated_replicas == 3

@@ -21,7 +21,7 @@ import psycopg
 import pytest
 import yaml
 
-from pgkeel.agent.from_env import EnvError, config_from_env, write_passfile
+from pgkeel.agent.from_env import EnvError, config_from_env, pod_certificate, write_passfile
 from pgkeel.document import PostgresCluster, load_cluster
 from pgkeel.instance import Instance, RunAs
 from pgkeel.k8s import layout
@@ -189,7 +189,11 @@ def test_reissued_certificates_reach_postgres_at_a_reload(pod: Pod, server: Inst
 
 
 def test_a_member_without_a_certificate_is_refused_with_the_fix(pod: Pod) -> None:
-    pod.write_document(5)  # scaled to 5 instances, certificates still issued for 3
+    assert pod_certificate(config_from_env(pod.env("pg-3"))) is not None  # issued for what `kubectl scale` adds
+    # A certs Secret rendered before pods past the members got certificates: only pg-0 … pg-2.
+    issued = pod_certificates(pod.cluster, pod.ca)
+    project(pod.certs, {k: v for k, v in issued.items() if not k.startswith(("pg-3.", "pg-4."))}, 2)
+    pod.write_document(5)
     cfg = config_from_env(pod.env("pg-3"))
     with pytest.raises(EnvError, match="render certs"):
         write_passfile(cfg)

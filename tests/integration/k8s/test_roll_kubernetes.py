@@ -68,6 +68,7 @@ class Writer:
         self.cluster = cluster
         self.password = (cluster.secrets / layout.SUPERUSER_PASSWORD_KEY).read_text().strip()
         self.acked: list[int] = []
+        self.acked_at: list[float] = []  # monotonic time of each acknowledgement: the write gaps
         self.failures = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -103,6 +104,7 @@ class Writer:
                         conn.execute("INSERT INTO t VALUES (%s)", (n,))
                         if not warned:  # a cancelled sync wait commits locally only: not acknowledged
                             self.acked.append(n)
+                            self.acked_at.append(time.monotonic())
                         warned.clear()
                         time.sleep(0.02)
             except psycopg.Error:

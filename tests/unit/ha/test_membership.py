@@ -10,9 +10,9 @@ from test_rules import elect_obs
 
 from pgkeel.ha import actions
 from pgkeel.ha.membership import current_members, current_settings, known_members
-from pgkeel.ha.records import Membership
+from pgkeel.ha.records import Membership, SyncRecord
 from pgkeel.ha.settings import HASettings
-from pgkeel.ha.sync import desired_rule
+from pgkeel.ha.sync import SyncRule, bridge, covers, desired_rule
 
 
 def test_the_recorded_membership_wins_and_survives_a_round_trip_through_the_store_value() -> None:
@@ -55,3 +55,18 @@ def test_a_member_the_membership_no_longer_names_is_never_promoted() -> None:
     removed = replace(elect_obs(), members=("pg-0", "pg-2", "pg-3"))
     d = decide(removed)
     assert "AcquireLeader" not in kinds(d) and "Promote" not in kinds(d), (d.rule, kinds(d))
+
+
+def test_the_bridge_of_a_scaling_waits_for_no_member_that_is_gone_or_still_cloning() -> None:
+    four = SyncRecord("pg-0", ("pg-1", "pg-2", "pg-3", "pg-4"), 2)
+    two = SyncRule(("pg-1", "pg-2"), 1)
+    staying = frozenset({"pg-1", "pg-2"})
+    # 5 → 3, the removed pods already gone: ANY 2 of the two that stay, not ANY 3 of all four.
+    assert bridge(four, two, staying) == SyncRule(("pg-1", "pg-2"), 2)
+    # 3 → 5, the new pods still cloning: ANY 2 of the old two; ANY 3 of the four would wait for a new one.
+    grown = SyncRule(("pg-1", "pg-2", "pg-3", "pg-4"), 2)
+    assert bridge(SyncRecord("pg-0", ("pg-1", "pg-2"), 1), grown, staying) == SyncRule(("pg-1", "pg-2"), 2)
+    # nobody connected: the union, quorum raised, as before
+    assert bridge(four, two) == SyncRule(("pg-1", "pg-2", "pg-3", "pg-4"), 3)
+    for rule in (bridge(four, two, staying), bridge(four, two)):
+        assert covers(four, rule) and covers(SyncRecord("pg-0", two.members, two.quorum), rule)
