@@ -16,6 +16,7 @@ acknowledged under the old setting are provable under D.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -40,11 +41,18 @@ class SyncRule:
 
     @classmethod
     def parse(cls, text: str | None) -> SyncRule | None:
-        match = _NAMES.match((text or "").strip())
-        if not match:
-            return None
-        names = tuple(n.strip().strip('"') for n in match.group(2).split(",") if n.strip())
-        return cls(names, int(match.group(1)))
+        return _parse(text or "")
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse(text: str) -> SyncRule | None:
+    """Parsed once per distinct setting: the rule is immutable, and the loop (and the simulator, every
+    step) reads the same few settings over and over."""
+    match = _NAMES.match(text.strip())
+    if not match:
+        return None
+    names = tuple(n.strip().strip('"') for n in match.group(2).split(",") if n.strip())
+    return SyncRule(names, int(match.group(1)))
 
 
 def covers(record: SyncRecord | SyncRule, rule: SyncRule | None) -> bool:

@@ -46,6 +46,8 @@ class Checker:
         self._primary_key: tuple[str, int] | None = None
         self._lost: set[int] = set()
         self._healthy: frozenset[str] | None = None
+        self._healthy_facts: tuple[object, ...] | None = None
+        self._healthy_now: frozenset[str] = frozenset()
         self._stable_since = 0.0
         self._liveness_reported = False
 
@@ -130,6 +132,16 @@ class Checker:
         return not (seen and stopped_or_standby)
 
     def healthy(self) -> frozenset[str]:
+        """Nodes up, with a live agent, reaching the store and each other; recomputed only when one of the
+        facts it depends on changed (it is asked after every step)."""
+        w = self.world
+        facts = (w.store.up, w.store.slow, frozenset(w.blocked),
+                 tuple((n.down, n.paused, w.agents[n.name].alive, w.agents[n.name].paused) for n in w.nodes.values()))
+        if facts != self._healthy_facts:
+            self._healthy_facts, self._healthy_now = facts, self._compute_healthy()
+        return self._healthy_now
+
+    def _compute_healthy(self) -> frozenset[str]:
         w = self.world
         if not w.store.up or w.store.slow:
             return frozenset()
