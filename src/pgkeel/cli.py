@@ -177,6 +177,7 @@ def render_secrets_cmd(
     from pgkeel.k8s.secrets import create_cluster_ca, render_secrets
 
     cluster, ca_dir = _secrets_target(file, ca_dir, domain)
+    _backup_secret_or_fail(cluster)  # before the CA is made: a missing key file must not leave a CA behind
     ca = None
     if cluster.spec.tls.enabled:
         try:
@@ -189,6 +190,30 @@ def render_secrets_cmd(
         err.print(f"wrote {ca_dir}/ca.crt and {ca_dir}/ca.key (mode 0600): keep the key safe, "
                   "it never goes into the cluster", markup=False, highlight=False)
     _write_private_or_print(dump_yaml(render_secrets(cluster, ca, domain=domain)), output)
+
+
+def _backup_secret_or_fail(cluster: PostgresCluster) -> dict[str, Any] | None:
+    from pgkeel.backup import SecretFileError
+    from pgkeel.k8s.secrets import backup_secret
+
+    try:
+        return backup_secret(cluster)
+    except SecretFileError as exc:
+        _fail([str(exc)])
+
+
+@render_app.command("backup-secret")
+def render_backup_secret_cmd(file: FileOpt, output: OutOpt = None) -> None:
+    """spec.backup's S3 keys and passphrase as the Secret `<name>-backup`, read from the files the document names.
+
+    `render secrets` includes it; this one is for spec.backup added later or rotated keys (`kubectl apply -f -`,
+    then delete the pods one at a time: they read it when they start)."""
+    from pgkeel.k8s.manifests import dump_yaml
+
+    secret = _backup_secret_or_fail(_load_valid(file))
+    if secret is None:
+        _fail(["spec.backup needs no secret (no s3 repository, no encryption), or is not set"])
+    _write_private_or_print(dump_yaml([secret]), output)
 
 
 @render_app.command("certs")
@@ -1273,11 +1298,16 @@ def _backup_table(state: Any) -> None:
                   f"{state.wal_max or '-'}", highlight=False)
 
 
-def _repository_state(local: LocalCluster) -> Any:
-    """`pgbackrest info` of the local cluster's repository; exits with the reason when it cannot be read."""
-    from pgkeel.backup import BackupError
+def _repository_state(ctx: typer.Context, directory: Path) -> Any:
+    """The backups in the cluster's repository: `pgbackrest info` here, or a member's GET /backups/repository
+    with --api / -f; exits with the reason when it cannot be read."""
+    from pgkeel.backup import BackupError, RepositoryState
     from pgkeel.local import backups
 
+    remote = _remote(ctx)
+    if remote is not None:
+        return RepositoryState.from_dict(_remote_call(remote.repository))
+    local = _local(directory)
     try:
         return backups.engine(local.layout, local.cluster()).info()
     except (ValueError, BackupError) as exc:
@@ -1285,9 +1315,19 @@ def _repository_state(local: LocalCluster) -> Any:
 
 
 @backup_app.command("list")
-def backup_list_cmd(directory: DirOpt = DEFAULT_DIR, as_json: JsonOpt = False) -> None:
-    """The backups in the cluster's first repository: label, type, start/stop time, size, WAL range."""
-    state = _repository_state(_local(directory))
+def backup_list_cmd(
+    ctx: typer.Context,
+    directory: DirOpt = DEFAULT_DIR,
+    as_json: JsonOpt = False,
+    file: RemoteFileOpt = None,
+    api: ApiOpt = None,
+    ca: CaOpt = None,
+    secrets: SecretsDirOpt = None,
+) -> None:
+    """The backups in the cluster's first repository: label, type, start/stop time, size, WAL range.
+
+    On other machines: through any member's API (--api or -f; --ca or --secrets for its certificate)."""
+    state = _repository_state(ctx, directory)
     if as_json:
         print(json.dumps(state.as_dict(), indent=1))
     else:
@@ -1295,14 +1335,25 @@ def backup_list_cmd(directory: DirOpt = DEFAULT_DIR, as_json: JsonOpt = False) -
 
 
 @backup_app.command("info")
-def backup_info_cmd(directory: DirOpt = DEFAULT_DIR, as_json: JsonOpt = False) -> None:
-    """Like list, plus the stanza's system identifier and how the cluster was bootstrapped (bootstrap.json)."""
+def backup_info_cmd(
+    ctx: typer.Context,
+    directory: DirOpt = DEFAULT_DIR,
+    as_json: JsonOpt = False,
+    file: RemoteFileOpt = None,
+    api: ApiOpt = None,
+    ca: CaOpt = None,
+    secrets: SecretsDirOpt = None,
+) -> None:
+    """Like list, plus the stanza's system identifier and how the cluster was bootstrapped (bootstrap.json).
+
+    On other machines: through any member's API, as `list` (the bootstrap record is local only)."""
     from pgkeel.local import restore
 
-    local = _local(directory)
-    state = _repository_state(local)
-    record_file = restore.record_file(local.layout)
-    record = json.loads(record_file.read_text()) if record_file.exists() else None
+    state = _repository_state(ctx, directory)
+    record = None
+    if _remote(ctx) is None:
+        record_file = restore.record_file(_local(directory).layout)
+        record = json.loads(record_file.read_text()) if record_file.exists() else None
     if as_json:
         print(json.dumps({**state.as_dict(), "bootstrap": record}, indent=1))
         return

@@ -99,7 +99,8 @@ def test_backup_from_a_standby_then_switchover_then_a_restore_to_latest_has_ever
     chown_for_postgres(repo)
     doc = document_writer(base)
     source_doc = yaml.safe_load(doc.read_text())
-    source_doc["spec"]["backup"] = {"repositories": [{"volume": {"path": str(repo)}}]}
+    source_doc["spec"]["backup"] = {"repositories": [{"volume": {"path": str(repo)}}],  # no schedule: the test
+                                    "schedule": {"full": None, "diff": None, "drill": None}}  # counts backups
     doc.write_text(yaml.safe_dump(source_doc))
     source = LocalCluster(base / "source")
     source.up(doc, timeout=90)
@@ -139,6 +140,8 @@ def test_backup_from_a_standby_then_switchover_then_a_restore_to_latest_has_ever
     # the agent writes a canary row every minute too: at least the test's one is in the copy
     assert drill["ok"] and drill["backup"] == run["backup"]["label"] and drill["canary_rows"] >= 1, drill
     assert not drill_scratch(source.layout).exists()
+    drills = [r for r in source.get_any("/backups")["results"] if r["kind"] == "drill"]
+    assert drills[-1]["member"] != first_primary  # run on a streaming replica: the primary is spared
     deadline = time.monotonic() + 15  # the leader's agent ran it and recorded it; /status shows it next round
     while "drill GREEN" not in (shown := pgkeel(source, "status")).stdout:
         assert time.monotonic() < deadline, shown.stdout

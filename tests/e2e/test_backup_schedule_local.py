@@ -113,11 +113,17 @@ def test_the_leader_runs_each_occurrence_once_and_the_next_leader_carries_on_aft
     assert max(later[0]["covers"]["full"], 0) > one["covers"]["full"]
 
     listed = json.loads(pgkeel(cluster, "backup", "list", "--json").stdout)["backups"]
+    api = cluster.api_url(new_leader)
+    remote = subprocess.run([sys.executable, "-m", "pgkeel", "backup", "list", "--json", "--api", api],
+                            capture_output=True, text=True, timeout=60)  # as from another machine
+    assert remote.returncode == 0, remote.stdout + remote.stderr
+    remote_labels = [b["label"] for b in json.loads(remote.stdout)["backups"]]
     record = cluster.get_any("/backups")  # read after the repository: it knows every backup listed
     ok = [r for r in record["results"] if r["ok"]]
     labels = [r["label"] for r in ok]
-    for backup in listed:
-        assert labels.count(backup["label"]) == 1, (backup["label"], ok)  # no backup nobody asked for, none twice
+    for label in [b["label"] for b in listed] + remote_labels:
+        assert labels.count(label) == 1, (label, ok)  # no backup nobody asked for, none twice
+    assert remote_labels  # read through the member's API (GET /backups/repository)
     occurrences = [r["covers"]["full"] for r in ok if r["request"] is None]
     assert len(occurrences) == len(set(occurrences)), ok  # never two for one occurrence
     seen = sorted(o for o in occurrences if o >= one["covers"]["full"])

@@ -8,6 +8,9 @@ keeps the semantics the store relies on, as the real server does:
 - list with equality label selectors, watch as chunked JSON lines (ADDED/MODIFIED/DELETED),
   and a watch from a compacted resourceVersion → an ERROR event carrying 410 Expired;
 - bearer-token authentication (401), and an `outage()` switch: hang, 503, or reset;
+- the habits of a loaded server (`latency()`, `throttle()`, in fakes/kube_habits.py): a seeded
+  latency profile with periodic spikes, and 429 TooManyRequests with `Retry-After` as priority
+  and fairness sheds load — delays and refusals only, the semantics above stay as they are;
 - pod DELETE as a real server does it: preconditions (uid, resourceVersion → 409), then a pod on a
   node is only marked (deletionTimestamp, deletionGracePeriodSeconds: still listed and patchable)
   until the kubelet — the test — has stopped it and calls `finish_pod_deletion`; an unscheduled pod
@@ -37,6 +40,8 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from .kube_habits import Habits, LatencyProfile
 
 Obj = dict[str, Any]
 Key = tuple[str, str, str, str]  # (group, resource, namespace, name)
@@ -337,6 +342,7 @@ class FakeKubeApi:
         self.outage_mode: str | None = None
         self._outage_over = threading.Event()
         self._stopping = threading.Event()
+        self.habits = Habits()  # latency and 429s; none until a test asks
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -380,6 +386,16 @@ class FakeKubeApi:
         finally:
             self.outage_mode = None
             self._outage_over.set()
+
+    @contextlib.contextmanager
+    def latency(self, **profile: Any) -> Iterator[LatencyProfile]:
+        """Every request waits as `LatencyProfile(**profile)` says while inside; see fakes/kube_habits.py."""
+        with self.habits.latency(LatencyProfile(**profile)) as active:
+            yield active
+
+    def throttle(self, n: int) -> None:
+        """The next n requests are answered 429 TooManyRequests with `Retry-After: 1` (APF shedding load)."""
+        self.habits.throttle(n)
 
     # --- deletion, the kubelet's part and the StatefulSet controller's ---------------------------
     def delete(self, key: Key, options: Obj) -> Obj:
@@ -534,10 +550,12 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
-    def _send(self, code: int, body: Obj) -> None:
+    def _send(self, code: int, body: Obj, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(body).encode()
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -575,10 +593,17 @@ class _Handler(BaseHTTPRequestHandler):
         if mode == "reset":
             self.close_connection = True
             return
+        started = time.monotonic()
         try:
             body = self._body()
             if mode == "unavailable":
                 raise ApiError(503, "ServiceUnavailable", "the server is currently unable to handle the request")
+            if fake.habits.take_throttle():  # APF rejects before authentication and routing
+                retry = {"Retry-After": str(fake.habits.retry_after)}
+                self._send(429, ApiError(429, "TooManyRequests", "Too many requests, please try again later.").status(),
+                           retry)
+                return
+            fake.habits.delay(started)
             self._check_auth()
             url = urlsplit(self.path)
             query = {k: v[-1] for k, v in parse_qs(url.query).items()}
@@ -594,6 +619,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             code, answer = self._dispatch(verb, (group, res, ns, name or ""), body, query)
             self._send(code, answer)
+            fake.habits.seen(time.monotonic() - started)
         except ApiError as exc:
             self._send(exc.code, exc.status())
 

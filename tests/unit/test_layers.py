@@ -20,14 +20,15 @@ ALLOWED: dict[str, set[str]] = {
     "instance": set(),
     "tls": {"instance"},
     "backup": {"document", "instance"},
-    "k8s": {"document", "pgconf", "dcs", "tls"},
+    "k8s": {"document", "pgconf", "dcs", "tls", "backup"},  # pgbackrest.conf and its secrets: backup's renderer
     "ha": {"dcs", "instance", "document", "tls", "backup"},
     "api": {"ha", "dcs"},
     "agent": {"ha", "api", "dcs", "instance", "document", "k8s", "backup"},
     "local": {"ha", "instance", "pgconf", "document", "tls", "backup"},
     "lab": {"local", "ha", "instance", "pgconf", "document"},
     "sim": {"ha", "dcs", "instance"},
-    "node": {"agent", "ha", "dcs", "instance", "document", "pgconf", "tls", "k8s"},
+    # node: pgbackrest.conf, as local writes it
+    "node": {"agent", "ha", "dcs", "instance", "document", "pgconf", "tls", "k8s", "backup"},
     "remote": {"api", "ha", "dcs", "document", "node", "k8s"},
     "cli": {"agent", "backup", "document", "ha", "instance", "k8s", "lab", "local", "node", "pgconf", "remote", "sim"},
     "__main__": {"cli"},

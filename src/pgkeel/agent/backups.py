@@ -30,6 +30,7 @@ from pgkeel.backup.plan import (
     Seed,
     Situation,
     Start,
+    Take,
     abandon,
     already_made,
     beat,
@@ -44,6 +45,7 @@ from pgkeel.ha.loop import Agent
 log = logging.getLogger("pgkeel.agent")
 
 CANARY_EVERY = 60.0  # seconds between canary rows on the primary
+REPLICA_POLL = 10.0  # a replica reads the record this often, for a drill assigned to it
 TICK = 2.0  # between rounds on the leader, or while this agent's worker runs
 ATTEMPTS = 8
 
@@ -65,6 +67,7 @@ class BackupScheduler:
         self._running: str | None = None  # id of the run the worker carries out
         self._last_idle = ""
         self._canary_at: float | None = None  # monotonic time of the last canary write
+        self._polled: float | None = None  # monotonic time of the last read of the record
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="pgkeel-backups", daemon=True)
 
@@ -111,14 +114,18 @@ class BackupScheduler:
         leader = self.is_leader()
         if leader:
             self.write_canary()
+        mono = time.monotonic()
         if not leader and self._running is None:
-            self.status = None  # only the leader schedules and shows the schedule; a replica reads nothing
-            return
+            self.status = None  # only the leader schedules and shows the schedule
+            if self._polled is not None and mono - self._polled < REPLICA_POLL:
+                return  # a replica only looks for a drill assigned to it, every REPLICA_POLL seconds
+        self._polled = mono
         record, version = read_record(self.agent.dcs)
         now = time.time()
-        self.status = schedule_status(record, self.schedules, now)
+        if leader:
+            self.status = schedule_status(record, self.schedules, now)
         step = decide(Situation(now, self.agent.config.name, leader, self._running, self.schedules, record,
-                                self.beat_every, self.stale_after, self.retry_after))
+                                self.beat_every, self.stale_after, self.retry_after, self.drill_runner()))
         match step:
             case Idle(reason):
                 if reason != self._last_idle:
@@ -137,7 +144,14 @@ class BackupScheduler:
             case Start(run):
                 written = replace(record, run=run)
                 if self.agent.dcs.set_value(KEY, written.to_json(), version):
-                    self._start_worker(run)
+                    if run.member == self.agent.config.name:
+                        self._start_worker(run)
+                    else:
+                        log.info("backup %s: restore drill assigned to %s (a replica: the primary is spared)",
+                                 run.id, run.member)
+            case Take(run):
+                update_record(self.agent.dcs, lambda r: beat(r, run.id, time.time()))
+                self._start_worker(run)
 
     def _start_worker(self, run: Run) -> None:
         why = f"request {run.request}" if run.request else "schedule"
@@ -175,6 +189,15 @@ class BackupScheduler:
                 log.warning("backup %s: its result could not be recorded (%s); retrying", run.id, exc)
                 time.sleep(min(2.0 * (attempt + 1), 10.0))
         self._running = None
+
+    def drill_runner(self) -> str | None:
+        """The most advanced streaming replica, where drills run so they never compete with the primary."""
+        last = self.agent.last
+        if last is None or last.cluster is None:
+            return None
+        replicas = [m for name, m in last.cluster.members.items()
+                    if name != self.agent.config.name and m.streaming_replica]
+        return max(replicas, key=lambda m: m.lsn or 0).name if replicas else None
 
     def own_host(self) -> PgHost:
         c = self.agent.config

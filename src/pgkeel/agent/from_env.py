@@ -15,7 +15,9 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from pgkeel.document import MAX_INSTANCES, load_cluster
+from pgkeel.backup.job import BackupJob
+from pgkeel.document import MAX_INSTANCES, PostgresCluster, load_cluster
+from pgkeel.document.backup import PGBACKREST_CONF
 from pgkeel.ha.config import AgentConfig
 from pgkeel.instance.files import atomic_write
 from pgkeel.k8s import layout
@@ -37,6 +39,26 @@ def _required(env: Mapping[str, str], name: str) -> str:
     if not value:
         raise EnvError(f"environment variable {name} is not set (the StatefulSet's downward API provides it)")
     return value
+
+
+def backup_job(cluster: PostgresCluster, config_dir: Path, pgdata: Path, bindir: Path) -> BackupJob | None:
+    """spec.backup's schedules for this pod's agent (they run on the leader's), with the ConfigMap's pgbackrest.conf.
+
+    No hosts and no backup from a standby: the leader's pod sees only its own data directory, and pgBackRest would
+    need the primary's files over SSH or TLS. Drills restore under the data volume, not in an emptyDir: the copy is
+    as large as the database, which the volume is sized for and the node's ephemeral storage is not.
+    """
+    spec = cluster.spec.backup
+    if spec is None:
+        return None
+    return BackupJob(config_file=config_dir / PGBACKREST_CONF, stanza=cluster.name, full=spec.schedule.full,
+                     diff=spec.schedule.diff, drill=spec.schedule.drill, drill_scratch=backup_dir(pgdata) / "drill",
+                     bindir=bindir, from_standby=False)
+
+
+def backup_dir(pgdata: Path) -> Path:
+    """Beside PGDATA on the data volume: pgBackRest's log (layout.BACKUP_LOG_DIR in a pod) and the drills' copies."""
+    return pgdata.parent / "backup"
 
 
 def config_from_env(env: Mapping[str, str] | None = None) -> AgentConfig:
@@ -61,7 +83,7 @@ def config_from_env(env: Mapping[str, str] | None = None) -> AgentConfig:
     # would be advertised verbatim. Probes and peers reach the pod IP; the API server also listens
     # on 127.0.0.1, where `kubectl port-forward` connects.
     pod_ip = env.get(layout.ENV_POD_IP, "").strip() or "0.0.0.0"
-    bindir = cluster.spec.postgres.bindir or f"/usr/lib/postgresql/{cluster.spec.postgres.version}/bin"
+    bindir = Path(env.get("PGKEEL_BINDIR", cluster.spec.postgres.binaries))
     advertise = env.get("PGKEEL_ADVERTISE_HOST", layout.pod_fqdn(pod, name, namespace))
     domain = env.get(layout.ENV_CLUSTER_DOMAIN, layout.DEFAULT_CLUSTER_DOMAIN)
     ip = [pod_ip] if pod_ip != "0.0.0.0" else []
@@ -79,7 +101,7 @@ def config_from_env(env: Mapping[str, str] | None = None) -> AgentConfig:
         api_port=int(env.get("PGKEEL_API_PORT", str(layout.API_PORT))),
         api_token_file=secrets / layout.API_TOKEN_KEY,
         advertise_host=advertise,
-        bindir=Path(env.get("PGKEEL_BINDIR", bindir)),
+        bindir=bindir,
         datadir=pgdata,
         config_file=config_dir / Path(layout.CONFIG_FILE).name,
         pg_host=env.get("PGKEEL_PG_HOST", "*"),
@@ -94,6 +116,7 @@ def config_from_env(env: Mapping[str, str] | None = None) -> AgentConfig:
         ca_file=ca_file,
         ca_key_file=Path(ca_key) if ca_key else None,
         tls_names=list(dict.fromkeys(tls_names)),
+        backup=backup_job(cluster, config_dir, pgdata, bindir),
         **AgentConfig.document_fields(cluster),
     )
 
@@ -159,3 +182,5 @@ def write_passfile(config: AgentConfig) -> None:
     config.passfile.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(config.passfile, "".join(lines), mode=0o600)
     install_certificate(config)
+    if config.backup is not None:  # pgBackRest does not create its log directory (the conf names it)
+        (backup_dir(config.datadir) / "log").mkdir(parents=True, exist_ok=True, mode=0o700)

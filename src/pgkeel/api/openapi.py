@@ -38,7 +38,7 @@ REFUSAL_STATUS: dict[Refusal, HTTPStatus] = {
 }
 # Every `reason` an error body may carry.
 ERROR_REASONS = sorted([*(str(r) for r in Refusal), "bad-body", "bad-query", "leader-restart", "no-backup",
-                        "reinit-refused", "store-unreachable"])
+                        "reinit-refused", "repository-unreachable", "store-unreachable"])
 
 
 def _status_schema() -> tuple[dict[str, Any], dict[str, Any]]:
@@ -287,6 +287,16 @@ OPENAPI: dict[str, Any] = {
                                                                "run": {"type": "object", "nullable": True},
                                                                "results": {"type": "array"}}}, "Record."),
                 "503": _json(_ERROR, _STORE_UNREACHABLE),
+            },
+        ),
+        "/backups/repository": _read(
+            "The backups in the cluster's first repository (`pgbackrest info` on this member): label, type, times, "
+            "sizes, WAL range; for `pgkeel backup list|info --api`.",
+            {
+                "200": _json({"type": "object", "properties": {"stanza": {"type": "string"},
+                                                               "backups": {"type": "array"}}}, "Repository."),
+                "409": _json(_ERROR, "This cluster has no spec.backup (`no-backup`)."),
+                "503": _json(_ERROR, "pgBackRest could not read the repository (`repository-unreachable`)."),
             },
         ),
         "/wake": {

@@ -101,6 +101,10 @@ class Node(Protocol):
         """The store's backups record (raises DCSError)."""
         ...
 
+    def repository(self) -> dict[str, Any]:
+        """The backups in the cluster's repository (LookupError without spec.backup; RuntimeError when unreadable)."""
+        ...
+
     def request_restart(self, in_place: bool = False) -> dict[str, Any]:
         """Accept a restart of this node's postgres, or raise RestartRefused (ValueError) with the reason."""
         ...
@@ -173,6 +177,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if path == "/backups":
             self._store_read(self.agent.backups)
+            return
+        if path == "/backups/repository":
+            self._repository()
             return
         if path == "/cluster" and self.store is not None:
             self._cluster(self.store)
@@ -332,6 +339,15 @@ class _Handler(BaseHTTPRequestHandler):
         except DCSError as exc:
             self._send(HTTPStatus.SERVICE_UNAVAILABLE, {"error": f"coordination store unreachable: {exc}",
                                                         "reason": "store-unreachable"})
+
+    def _repository(self) -> None:
+        try:
+            self._send(HTTPStatus.OK, self.agent.repository())
+        except LookupError as exc:
+            self._send(HTTPStatus.CONFLICT, {"error": str(exc), "reason": "no-backup"})
+        except RuntimeError as exc:  # BackupError: pgBackRest's reason
+            self._send(HTTPStatus.SERVICE_UNAVAILABLE, {"error": f"the repository could not be read: {exc}",
+                                                        "reason": "repository-unreachable"})
 
     def _store_read(self, read: Callable[[], dict[str, Any]]) -> None:
         try:

@@ -45,6 +45,11 @@ class BackupSet:
         d["started"], d["stopped"] = self.started.isoformat(), self.stopped.isoformat()
         return d
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> BackupSet:
+        return cls(**{**d, "started": datetime.fromisoformat(d["started"]),
+                      "stopped": datetime.fromisoformat(d["stopped"])})
+
 
 @dataclass(frozen=True)
 class RepositoryState:
@@ -66,6 +71,12 @@ class RepositoryState:
             "wal_max": self.wal_max,
             "system_identifier": self.system_identifier,
         }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RepositoryState:
+        """What as_dict gave (e.g. a member's GET /backups/repository)."""
+        return cls(str(d["stanza"]), str(d["status"]), tuple(BackupSet.from_dict(b) for b in d["backups"]),
+                   d.get("wal_min"), d.get("wal_max"), d.get("system_identifier"))
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ secret. The tool runs through instance.process.run, the one place that spawns as
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,8 @@ from pgkeel.instance.process import CommandError, RunAs, run
 
 PGBACKREST = "pgbackrest"
 BACKUP_TIMEOUT = 6 * 3600.0
+_INFO_REPO_ERROR = 99  # a repository's status code in `info --output=json` when it could not be read
+_INFO_MESSAGE_CHARS = 300  # its message carries the request's headers (redacted) and the response: the start says why
 # stanza-create on an existing, matching stanza says so and exits 0; these say it exists already.
 _STANZA_EXISTS = ("already exists and is valid",)
 
@@ -48,6 +52,12 @@ def parse_info(text: str, stanza: str) -> RepositoryState:
     entry = next((e for e in entries if e.get("name") == stanza), None)
     if entry is None:
         return RepositoryState(stanza, "missing stanza", (), None, None, None)
+    unreadable = [r for r in entry.get("repo", []) if r.get("status", {}).get("code") == _INFO_REPO_ERROR]
+    if unreadable:  # info exits 0 then: without this an unreachable repository would read as "no backups"
+        message = " ".join(str(unreadable[0]["status"].get("message", "")).split())
+        meaning = explain(message)
+        raise BackupError(f"pgbackrest info: repo{unreadable[0].get('key', 1)} could not be read: "
+                          + (f"{meaning}: " if meaning else "") + message[:_INFO_MESSAGE_CHARS])
     backups = tuple(sorted((_backup_set(b) for b in entry.get("backup", [])), key=lambda b: b.stopped))
     archives = entry.get("archive", [])
     mins = [a["min"] for a in archives if a.get("min")]
@@ -84,7 +94,9 @@ class PgBackRest:
         try:
             return run(argv, run_as=self.run_as, timeout=timeout)
         except CommandError as exc:
-            raise BackupError(f"pgbackrest {command} failed (exit {exc.returncode}): {_reason(exc.output)}") from None
+            raise _failure(command, exc.returncode, exc.output) from None
+        except subprocess.TimeoutExpired:
+            raise _timed_out(command, timeout) from None
 
     def archive_push(self, wal_path: Path) -> None:
         self._run("archive-push", str(wal_path))
@@ -99,7 +111,9 @@ class PgBackRest:
         except CommandError as exc:
             if exc.returncode == 1:
                 return False
-            raise BackupError(f"pgbackrest archive-get failed (exit {exc.returncode}): {_reason(exc.output)}") from None
+            raise _failure("archive-get", exc.returncode, exc.output) from None
+        except subprocess.TimeoutExpired:
+            raise _timed_out("archive-get", 300.0) from None
         return True
 
     def ensure_stanza(self, primary: PgHost) -> bool:
@@ -149,3 +163,33 @@ def _reason(output: str) -> str:
     lines = [line.strip() for line in output.strip().splitlines() if line.strip()]
     errors = [line for line in lines if "ERROR" in line or "HINT" in line]
     return " ".join(errors[-3:] or lines[-3:]) or "(no output)"
+
+
+# What a repository failure means, for the operator: first match wins. pgBackRest's own line follows it.
+_EXPLANATIONS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"unable to verify certificate|in certificate common name|certificate verify failed|\[095\]"),
+     "TLS verification of the repository endpoint failed: give the CA that signed its certificate as caFile, "
+     "and an endpoint name the certificate names"),
+    (re.compile(r"failed with 403|InvalidAccessKeyId|SignatureDoesNotMatch|AccessDenied"),
+     "the repository refused the credentials (authorization failed): check credentialsFile's accessKeyId and "
+     "secretAccessKey"),
+    (re.compile(r"unable to connect to|unable to get address for|timeout after|\[049\]|\[039\].*failed with 5\d\d"),
+     "the repository could not be reached"),
+)
+
+
+def explain(output: str) -> str | None:
+    """The operator's meaning of a pgBackRest failure (TLS, credentials, unreachable), or None."""
+    return next((meaning for pattern, meaning in _EXPLANATIONS if pattern.search(output)), None)
+
+
+def _failure(command: str, returncode: int, output: str) -> BackupError:
+    meaning = explain(output)
+    return BackupError(
+        f"pgbackrest {command} failed (exit {returncode}): " + (f"{meaning}: " if meaning else "") + _reason(output)
+    )
+
+
+def _timed_out(command: str, timeout: float) -> BackupError:
+    return BackupError(f"pgbackrest {command} did not finish within {timeout:.0f} s: the repository could not be "
+                       "reached in time (or the operation is larger than its timeout)")

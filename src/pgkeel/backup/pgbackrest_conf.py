@@ -55,27 +55,27 @@ class ConfPaths:
     lock_path: Path
 
 
-def _repository_lines(index: int, repo: Repository, field: str) -> list[str]:
+def _repository_lines(index: int, repo: Repository, field: str, inline_secrets: bool = True) -> list[str]:
     key = f"repo{index}"
     if repo.volume is not None:
         return [f"{key}-type=posix", f"{key}-path={repo.volume.path}"]
     s3 = repo.s3
     assert s3 is not None  # Repository validates exactly one
-    access, secret = read_s3_credentials(s3.credentials_file, f"{field}.s3.credentialsFile")
     lines = [
         f"{key}-type=s3",
         f"{key}-path={s3.path}",
-        f"{key}-s3-endpoint={s3.endpoint.rsplit(':', 1)[0]}",
+        f"{key}-s3-endpoint={s3.host}",  # the host only: pgBackRest takes the port apart
         f"{key}-s3-bucket={s3.bucket}",
         f"{key}-s3-region={s3.region}",
         f"{key}-s3-uri-style={s3.uri_style}",
-        f"{key}-s3-key={access}",
-        f"{key}-s3-key-secret={secret}",
     ]
-    if ":" in s3.endpoint:
-        lines.append(f"{key}-storage-port={s3.endpoint.rsplit(':', 1)[1]}")
+    if inline_secrets:  # else pgBackRest reads them from PGBACKREST_REPO<n>_S3_KEY[_SECRET] (backup.secret_env)
+        access, secret = read_s3_credentials(s3.credentials_file, f"{field}.s3.credentialsFile")
+        lines += [f"{key}-s3-key={access}", f"{key}-s3-key-secret={secret}"]
+    if s3.port is not None:
+        lines.append(f"{key}-storage-port={s3.port}")
     if s3.ca_file:
-        lines.append(f"{key}-storage-ca-file={s3.ca_file}")
+        lines.append(f"{key}-storage-ca-file={s3.ca_file}")  # verification stays on: never verify-tls=n
     return lines
 
 
@@ -88,9 +88,11 @@ def _retention_lines(index: int, retention: Retention) -> list[str]:
     return [f"{key}-retention-full-type=count", f"{key}-retention-full=9999999"]  # keep all, said explicitly
 
 
-def _encryption_lines(index: int, encryption: Encryption | None, field: str) -> list[str]:
+def _encryption_lines(index: int, encryption: Encryption | None, field: str, inline_secrets: bool = True) -> list[str]:
     if encryption is None:
         return []
+    if not inline_secrets:  # the passphrase comes from PGBACKREST_REPO<n>_CIPHER_PASS
+        return [f"repo{index}-cipher-type=aes-256-cbc"]
     passphrase = read_secret(encryption.passphrase_file, f"{field}.passphraseFile")
     return [f"repo{index}-cipher-type=aes-256-cbc", f"repo{index}-cipher-pass={passphrase}"]
 
@@ -101,15 +103,16 @@ def render_repositories(
     encryption: Encryption | None,
     field: str,
     encryption_field: str,
+    inline_secrets: bool = True,
 ) -> list[str]:
     """repo1…repoN lines; `field` names the list (with an index) or the one repository (without)."""
     lines: list[str] = []
     for i, repo in enumerate(repositories, start=1):
         name = f"{field}[{i - 1}]" if field.endswith("repositories") else field
-        lines += _repository_lines(i, repo, name)
+        lines += _repository_lines(i, repo, name, inline_secrets)
         if retention is not None:
             lines += _retention_lines(i, retention)
-        lines += _encryption_lines(i, encryption, encryption_field)
+        lines += _encryption_lines(i, encryption, encryption_field, inline_secrets)
     return lines
 
 
@@ -142,12 +145,15 @@ def _text(stanza: str, repo_lines: list[str], paths: ConfPaths, extra: Sequence[
     return "\n".join(body) + "\n"
 
 
-def render_conf(stanza: str, backup: BackupSpec, paths: ConfPaths, backlog_bytes: int) -> str:
+def render_conf(
+    stanza: str, backup: BackupSpec, paths: ConfPaths, backlog_bytes: int, *, inline_secrets: bool = True
+) -> str:
     """The cluster's own pgbackrest.conf (stanza = metadata.name; `backlog_bytes`: ClusterSpec.archive_backlog_bytes);
-    SecretFileError for a bad secret file."""
+    SecretFileError for a bad secret file. `inline_secrets=False`: no secret in it (a ConfigMap; pgBackRest reads
+    them from the environment, see backup.secret_env), and no secret file is read."""
     repo_lines = render_repositories(
         list(backup.repositories), backup.retention, backup.encryption, "spec.backup.repositories",
-        "spec.backup.encryption",
+        "spec.backup.encryption", inline_secrets,
     )
     return _text(stanza, repo_lines, paths, archive_lines(backup, backlog_bytes))
 

@@ -178,6 +178,13 @@ class Start:
 
 
 @dataclass(frozen=True)
+class Take:
+    """A run the leader assigned to this node (a drill, on a replica): start it here."""
+
+    run: Run
+
+
+@dataclass(frozen=True)
 class Beat:
     run_id: str
 
@@ -189,7 +196,7 @@ class Abandon:
     run: Run
 
 
-Step = Idle | Seed | Start | Beat | Abandon
+Step = Idle | Seed | Start | Take | Beat | Abandon
 
 
 @dataclass(frozen=True)
@@ -205,6 +212,7 @@ class Situation:
     beat_every: float
     stale_after: float
     retry_after: float
+    drill_runner: str | None = None  # a streaming replica to run drills on (spares the primary); None: the leader
 
 
 def due_occurrences(s: Situation) -> dict[str, float]:
@@ -231,6 +239,8 @@ def decide(s: Situation) -> Step:
     if run is not None:
         if s.running_here == run.id:
             return Beat(run.id) if s.now - run.beat >= s.beat_every else Idle(f"{run.kind} backup {run.id} running")
+        if run.member == s.me and s.running_here is None and s.now - run.beat <= s.stale_after:
+            return Take(run)
         if s.now - run.beat > s.stale_after and s.leader:
             return Abandon(run)
         return Idle(f"{run.kind} backup {run.id} running on {run.member}")
@@ -244,16 +254,20 @@ def decide(s: Situation) -> Step:
     if unseen:
         return Seed({**s.record.seen, **unseen})
     run_id = f"{s.me}-{int(s.now * 1000)}"
+
+    def runner(kind: str) -> str:
+        return (s.drill_runner or s.me) if kind == DRILL else s.me
+
     if s.record.requests:
         request = s.record.requests[0]
-        return Start(Run(run_id, request.kind, s.me, s.now, s.now, request.at, {}, request.id))
+        return Start(Run(run_id, request.kind, runner(request.kind), s.now, s.now, request.at, {}, request.id))
     due = due_occurrences(s)
     for kind in KINDS:
         if kind in due and not _recently_failed(s, kind, due[kind]):
             covers: dict[str, float] = {kind: due[kind]}
             if kind == "full" and "diff" in due:
                 covers["diff"] = due["diff"]
-            return Start(Run(run_id, kind, s.me, s.now, s.now, due[kind], covers))
+            return Start(Run(run_id, kind, runner(kind), s.now, s.now, due[kind], covers))
     return Idle("no backup due")
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,6 +36,7 @@ STATEFULSETS = ("apps", "statefulsets")
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
 RETRY_PAUSE = 0.05
+RETRY_JITTER = 0.1  # a fraction added to each pause, so members throttled together do not return together
 MIN_REQUEST_SECONDS = 0.005
 
 
@@ -153,7 +155,11 @@ class KubeClient:
         query: list[tuple[str, str]] | None = None,
         content_type: str = JSON,
     ) -> dict[str, Any]:
-        """One call, retried while time is left when it surely changed nothing (a read, refused, 429, 503)."""
+        """One call, retried while time is left when it surely changed nothing (a read, refused, 429, 503).
+
+        A 429 or 503 is retried no sooner than its Retry-After, and only if that still fits the deadline;
+        otherwise the call fails at once rather than wait past what the caller allowed.
+        """
         group, resource = kind
         if (group, resource, verb) not in AGENT_API_CALLS:
             raise RuntimeError(f"{verb} {resource}.{group} is not in AGENT_API_CALLS: the Role would refuse it")
@@ -166,15 +172,20 @@ class KubeClient:
                 raise DCSError(f"{what}: no time left within the store timeout")
             try:
                 reading = verb in ("get", "list")
-                status, raw = self._send(method, path, query, body, content_type, remaining, what, reading)
+                status, raw, retry_after = self._send(
+                    method, path, query, body, content_type, remaining, what, reading
+                )
             except _Retryable as exc:
                 if deadline - time.monotonic() <= RETRY_PAUSE + MIN_REQUEST_SECONDS:
                     raise DCSError(str(exc)) from exc
                 time.sleep(RETRY_PAUSE)
                 continue
-            transient = status in (429, 503) or (verb in ("get", "list") and status >= 500)
-            if transient and deadline - time.monotonic() > RETRY_PAUSE + MIN_REQUEST_SECONDS:
-                time.sleep(RETRY_PAUSE)
+            # 429 and 503 come before the server touched the object (APF, shutdown): a write may go again too.
+            transient = status in (429, 503) or (reading and status >= 500)
+            # Never sooner than the server asked: retrying early only burns the same APF flow's seats.
+            pause = max(RETRY_PAUSE, retry_after) * (1 + random.uniform(0, RETRY_JITTER))
+            if transient and deadline - time.monotonic() > pause + MIN_REQUEST_SECONDS:
+                time.sleep(pause)
                 continue
             break
         if status == 409:
@@ -201,7 +212,8 @@ class KubeClient:
         timeout: float,
         what: str,
         idempotent: bool,
-    ) -> tuple[int, bytes]:
+    ) -> tuple[int, bytes, float]:
+        """(status, body, the Retry-After it asked for in seconds, 0 without one)."""
         headers = {"Accept": JSON} | ({"Content-Type": content_type} if body is not None else {})
         try:
             params = self._api.param_serialize(
@@ -209,7 +221,8 @@ class KubeClient:
             )
             response = self._api.call_api(*params, _request_timeout=timeout)
             raw = response.read()  # type: ignore[no-untyped-call]  # RESTResponse.read is unannotated
-            return response.status, bytes(raw or b"")
+            retry_after = response.getheader("Retry-After")  # type: ignore[no-untyped-call]  # unannotated too
+            return response.status, bytes(raw or b""), _retry_after(retry_after)
         except ApiException as exc:  # TLS and request-building failures arrive as status 0
             raise DCSError(f"{what}: {exc.reason}") from exc
         except (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError) as exc:
@@ -222,6 +235,15 @@ class KubeClient:
 
 class _Retryable(DCSError):
     """A failure that changed nothing on the server: worth another try while time is left."""
+
+
+def _retry_after(value: object) -> float:
+    """Retry-After in seconds (the API server sends an integer); 0 when absent or not a number of seconds."""
+    try:
+        seconds = float(str(value))
+    except ValueError:
+        return 0.0  # an HTTP-date: the API server never sends one
+    return seconds if math.isfinite(seconds) and seconds > 0 else 0.0
 
 
 def _message(raw: bytes | None) -> str:

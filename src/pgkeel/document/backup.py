@@ -35,12 +35,21 @@ class VolumeRepository(_Model):
     """A posix repository: a directory or a mounted volume, writable by the postgres OS user."""
 
     path: AbsolutePath = Field(description="Directory of the repository, e.g. `/var/lib/pgbackrest`.")
+    claim_name: str | None = Field(
+        default=None,
+        description="Kubernetes only: an existing ReadWriteMany PersistentVolumeClaim mounted at `path` in every pod "
+        "(whichever pod is primary archives into it). Required for a volume repository on Kubernetes; ignored "
+        "elsewhere.",
+    )
 
 
 class S3Repository(_Model):
     """An S3-compatible bucket (pgBackRest speaks HTTPS only)."""
 
-    endpoint: str = Field(description="Host[:port] of the S3 service, e.g. `s3.eu-west-1.amazonaws.com`.")
+    endpoint: str = Field(
+        description="Host[:port] of the S3 service, e.g. `s3.eu-west-1.amazonaws.com` or `minio.internal:9000`; "
+        "a DNS name the certificate names (pgBackRest 2.45 does not match IP addresses in certificates)."
+    )
     bucket: str = Field(description="Bucket name.")
     region: str = Field(default="us-east-1", description="Bucket region.")
     path: AbsolutePath = Field(default="/pgbackrest", description="Prefix inside the bucket.")
@@ -54,10 +63,26 @@ class S3Repository(_Model):
 
     @field_validator("endpoint")
     @classmethod
-    def _no_scheme(cls, value: str) -> str:
+    def _host_port(cls, value: str) -> str:
         if "://" in value or "/" in value:
             raise ValueError(f"give host[:port] only (HTTPS is implied); got {value!r}")
+        host, sep, port = value.partition(":")
+        if not host or ":" in port or "[" in value:
+            raise ValueError(f"give a host name and an optional :port (no IPv6 address); got {value!r}")
+        if sep and not (port.isdigit() and 1 <= int(port) <= 65535):
+            raise ValueError(f"the port must be a number 1–65535; got {value!r}")
         return value
+
+    @property
+    def host(self) -> str:
+        """The endpoint without its port: pgBackRest wants the port apart (repo-storage-port)."""
+        return self.endpoint.partition(":")[0]
+
+    @property
+    def port(self) -> int | None:
+        """The endpoint's port, None for HTTPS's default (443)."""
+        port = self.endpoint.partition(":")[2]
+        return int(port) if port else None
 
 
 class Repository(_Model):

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from pgkeel.backup.pgbackrest import PgBackRest
 from pgkeel.backup.schedule_status import BackupScheduleStatus
 from pgkeel.dcs import DCS
 from pgkeel.ha import backup_record, clock, maintenance
@@ -220,6 +221,14 @@ class Agent:
             raise LookupError("this cluster has no spec.backup: add spec.backup.repositories to the document and "
                               "apply it (`pgkeel up`)")
         return backup_record.request_backup(self.dcs, kind, by).to_json()
+
+    def repository(self) -> dict[str, Any]:
+        """`pgbackrest info` of the cluster's first repository, as this node reads it (LookupError without
+        spec.backup; BackupError when the repository cannot be read)."""
+        job = self.config.backup
+        if job is None:
+            raise LookupError("this cluster has no spec.backup: add spec.backup.repositories to the document")
+        return PgBackRest(job.config_file, job.stanza).info().as_dict()
 
     def backups(self) -> dict[str, Any]:
         """The store's backups record: requests waiting, the run under way, the latest results."""

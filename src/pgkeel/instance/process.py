@@ -71,6 +71,12 @@ def drop_privileges(user: str = POSTGRES_OS_USER) -> None:
     os.environ["USER"] = os.environ["LOGNAME"] = user
 
 
+def pgbackrest_env() -> dict[str, str]:
+    """pgBackRest's options from this process's environment (PGBACKREST_*, e.g. the S3 keys a Kubernetes Secret
+    gives the container): passed on to postgres (archive_command) and the tools, unlike the other PG* variables."""
+    return {k: v for k, v in os.environ.items() if k.startswith("PGBACKREST_")}
+
+
 def run(
     argv: Sequence[str],
     *,
@@ -82,6 +88,7 @@ def run(
 ) -> str:
     """Run a tool to completion; return stdout+stderr, raise CommandError on failure."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    full_env.update(pgbackrest_env())
     full_env.update(env or {})
     full_env.setdefault("LC_ALL", "C.UTF-8")
     proc = subprocess.run(

@@ -22,7 +22,7 @@ from pgkeel.instance.aside import AsideInfo, AsideOccupied
 from pgkeel.instance.files import AUTO_CONF, auto_conf_drift, read_auto_conf, set_standby_signal, write_auto_conf
 from pgkeel.instance.lsn import parse_lsn
 from pgkeel.instance.model import ControlData, InstanceConfig, ReplicaPeer, ServerStatus, SlotState, slot_name_for
-from pgkeel.instance.process import CommandError, RunAs, run
+from pgkeel.instance.process import CommandError, RunAs, pgbackrest_env, run
 from pgkeel.instance.rewind import RewindOutcome, RewindResult, rewind_marker
 from pgkeel.instance.roles import REWIND_GRANTS
 
@@ -162,7 +162,7 @@ class Instance:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=str(c.datadir),
-                env={"LC_ALL": "C.UTF-8", "PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+                env={"LC_ALL": "C.UTF-8", "PATH": os.environ.get("PATH", "/usr/bin:/bin"), **pgbackrest_env()},
                 start_new_session=True,
                 **self.run_as.kwargs(),
             )

@@ -13,9 +13,12 @@ from typing import Any
 from pgkeel.document.model import API_VERSION, KIND, schema_for_crd
 
 GROUP, VERSION = API_VERSION.split("/")
-PLURAL = "postgresclusters"
-SINGULAR = "postgrescluster"
-SHORT_NAMES = ["pgc"]
+# Not `postgresclusters`: Crunchy PGO's CRD has that plural, singular and kind in its own group, and
+# `kubectl get postgresclusters` would then resolve to one group and silently hide the other. The kind stays
+# PostgresCluster (documents carry apiVersion pgkeel.dev/v1alpha1, which is unambiguous).
+PLURAL = "pgkeelclusters"
+SINGULAR = "pgkeelcluster"
+SHORT_NAMES = ["pgk"]
 
 # Keys of JSON schema that the CRD keeps as they are.
 _KEEP = (
@@ -142,7 +145,7 @@ def crd_manifest() -> dict[str, Any]:
                     "served": True,
                     "storage": True,
                     "schema": {"openAPIV3Schema": _root_schema()},
-                    "subresources": {"status": {}},
+                    # no status subresource: nothing reconciles these objects, so nothing would ever write one
                     "additionalPrinterColumns": columns,
                 }
             ],

@@ -19,6 +19,7 @@ from pgkeel.dcs.k8s_contract import leader_lease as leader_lease
 from pgkeel.dcs.k8s_contract import selector_labels as selector_labels
 from pgkeel.dcs.k8s_contract import state_lease as state_lease
 from pgkeel.document import MAX_INSTANCES
+from pgkeel.document.backup import PGBACKREST_CONF
 
 # --- images -----------------------------------------------------------------
 DEFAULT_IMAGE = "ghcr.io/pgkeel/pgkeel:0.1.0"
@@ -47,6 +48,7 @@ RO_SUFFIX = "-ro"
 CONFIGMAP_SUFFIX = "-config"
 SECRET_SUFFIX = "-secrets"  # passwords and API token
 CERTS_SUFFIX = "-certs"  # the CA certificate and every pod's server certificate (no CA key)
+BACKUP_SECRET_SUFFIX = "-backup"  # spec.backup's S3 keys and cipher passphrase, as pgBackRest options
 AGENT_SUFFIX = "-agent"  # ServiceAccount, Role, RoleBinding
 PDB_SUFFIX = "-pdb"
 NETPOL_SUFFIX = "-netpol"
@@ -62,10 +64,15 @@ DATA_MOUNT = "/var/lib/postgresql/data"
 PGDATA = f"{DATA_MOUNT}/pgdata"
 RUN_DIR = "/var/run/postgresql"
 TMP_DIR = "/tmp"
+# pgBackRest's log and the drills' scratch copies on the data volume (sized for the database), its locks in /tmp.
+BACKUP_DIR = f"{DATA_MOUNT}/backup"
+BACKUP_LOG_DIR = f"{BACKUP_DIR}/log"
+BACKUP_LOCK_DIR = f"{TMP_DIR}/pgbackrest"
 
 # --- ConfigMap / Secret keys --------------------------------------------------------
 CONF_KEY = "postgresql.conf"
 HBA_KEY = "pg_hba.conf"
+PGBACKREST_KEY = PGBACKREST_CONF  # only with spec.backup; no secret in it (pgkeel.k8s.backups)
 CLUSTER_KEY = "cluster.yaml"
 SUPERUSER_PASSWORD_KEY = "superuser-password"
 REPLICATION_PASSWORD_KEY = "replication-password"
@@ -81,6 +88,11 @@ DATA_VOLUME = "data"
 CONFIG_VOLUME = "config"
 SECRETS_VOLUME = "secrets"
 CERTS_VOLUME = "certs"
+
+
+def backup_volume(index: int) -> str:
+    """Volume of spec.backup.repositories[index] (a ReadWriteMany claim), mounted at its path in every pod."""
+    return f"backup-repo{index + 1}"
 
 # --- labels and annotations -----------------------------------------------------------
 CONFIG_HASH_ANNOTATION = "pgkeel.dev/config-hash"

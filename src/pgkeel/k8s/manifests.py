@@ -4,6 +4,7 @@ Names, paths and ports come from `layout` so the in-pod agent reads exactly what
 The postgresql.conf and pg_hba.conf in the ConfigMap are `render_config`'s output, unchanged:
 the same files a local cluster gets. No Secret is rendered here, so applying this output again never
 changes a credential: the StatefulSet names the Secrets that `pgkeel.k8s.secrets` makes once.
+With spec.backup the ConfigMap also holds pgbackrest.conf, without secrets (`pgkeel.k8s.backups`).
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from typing import Any
 
 import yaml
 
-from pgkeel.document import PostgresCluster
-from pgkeel.k8s import layout
+from pgkeel.document import PostgresCluster, parse_bytes
+from pgkeel.k8s import backups, layout
 from pgkeel.k8s.rbac import named_calls, role_rules
 from pgkeel.pgconf import render_config
 
@@ -44,11 +45,14 @@ def cluster_document(cluster: PostgresCluster) -> str:
 
 def config_data(cluster: PostgresCluster) -> dict[str, str]:
     rendered = render_config(cluster, config_dir=layout.CONFIG_DIR)
-    return {
+    data = {
         layout.CONF_KEY: rendered.postgresql_conf,
         layout.HBA_KEY: rendered.pg_hba_conf,
         layout.CLUSTER_KEY: cluster_document(cluster),
     }
+    if cluster.spec.backup is not None:  # beside postgresql.conf: where archive_command and the agent look
+        data[layout.PGBACKREST_KEY] = backups.pgbackrest_conf(cluster)
+    return data
 
 
 def config_hash(data: Mapping[str, str]) -> str:
@@ -163,6 +167,7 @@ def _env(cluster: PostgresCluster) -> list[dict[str, Any]]:
         {"name": layout.ENV_CLUSTER, "value": cluster.name},
         {"name": layout.ENV_PGDATA, "value": layout.PGDATA},
         {"name": layout.ENV_POSTGRES_ARGS, "value": layout.POSTGRES_ARGS},
+        *backups.env(cluster),
     ]
 
 
@@ -213,6 +218,7 @@ def _container(cluster: PostgresCluster, image: str) -> dict[str, Any]:
                 if cluster.spec.tls.enabled
                 else []
             ),
+            *backups.volume_mounts(cluster),
             {"name": "tmp", "mountPath": layout.TMP_DIR},
             {"name": "run", "mountPath": layout.RUN_DIR},
             {"name": "dshm", "mountPath": "/dev/shm"},
@@ -231,6 +237,15 @@ def _affinity(cluster: PostgresCluster) -> dict[str, Any]:
             ]
         }
     }
+
+
+SHM_FLOOR = 64 * 2**20
+
+
+def shm_size(cluster: PostgresCluster) -> str:
+    """/dev/shm's bound: a quarter of the memory limit (at least the runtime's 64Mi), in Mi."""
+    memory = parse_bytes(cluster.spec.resources.memory)
+    return f"{max(SHM_FLOOR, memory // 4) // 2**20}Mi"
 
 
 def _volumes(cluster: PostgresCluster) -> list[dict[str, Any]]:
@@ -254,10 +269,12 @@ def _volumes(cluster: PostgresCluster) -> list[dict[str, Any]]:
             if cluster.spec.tls.enabled
             else []
         ),
+        *backups.volumes(cluster),
         {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
         {"name": "run", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
-        # The runtime's default 64M /dev/shm is too small for PostgreSQL's dynamic shared memory.
-        {"name": "dshm", "emptyDir": {"medium": "Memory"}},
+        # The runtime's default 64M /dev/shm is too small for PostgreSQL's dynamic shared memory (parallel
+        # query); bounded, since what it holds counts against the container's memory limit.
+        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": shm_size(cluster)}},
     ]
 
 
@@ -346,11 +363,8 @@ def kubernetes_problems(cluster: PostgresCluster) -> list[str]:
         problems.append("spec.store.etcd: on Kubernetes the store is a Lease in the cluster; remove spec.store")
     if cluster.spec.bootstrap.from_backup is not None:
         problems.append("spec.bootstrap.fromBackup: restoring a new cluster is only available with `pgkeel up` yet "
-                        "(the pods carry no pgBackRest config); remove it, or restore locally and clone")
-    if cluster.spec.backup is not None:  # the pods have no pgbackrest.conf: archive_command would keep every segment
-        problems.append("spec.backup: archiving is not available on Kubernetes yet (the manifests carry no pgBackRest "
-                        "config); remove spec.backup and keep your own backups")
-    return problems
+                        "(the pods have no restore step); remove it, or restore locally and clone")
+    return problems + backups.backup_problems(cluster)
 
 
 def render_manifests(

@@ -5,6 +5,9 @@ fresh ones is refused by the API server instead of breaking the next pod restart
 `<name>-certs`: the CA certificate and, for each of the StatefulSet's fixed pod names, a server
 certificate and key issued ahead. The CA key is in neither: it stays with the operator, who needs
 it only to issue certificates again (renewal, more instances).
+`<name>-backup` (spec.backup with S3 or encryption): the S3 keys and the passphrase, read from the 0600 files
+the document names on the operator's machine, keyed by pgBackRest option (the pods' PGBACKREST_* variables);
+not immutable, so rotated keys are applied again (the pods read them when they start).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import secrets
 from collections.abc import Mapping
 from pathlib import Path
 
+from pgkeel.backup.secret_env import secret_values
 from pgkeel.document import PostgresCluster
 from pgkeel.k8s import layout
 from pgkeel.k8s.manifests import Manifest, object_meta
@@ -92,6 +96,20 @@ def certs_secret(
     }
 
 
+def backup_secret(cluster: PostgresCluster) -> Manifest | None:
+    """spec.backup's secrets, from the files the document names; None when it needs none (SecretFileError)."""
+    values = secret_values(cluster.spec.backup) if cluster.spec.backup is not None else {}
+    if not values:
+        return None
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": object_meta(cluster, cluster.name + layout.BACKUP_SECRET_SUFFIX),
+        "type": "Opaque",
+        "stringData": values,
+    }
+
+
 def render_secrets(
     cluster: PostgresCluster,
     ca: CertificateAuthority | None,
@@ -99,8 +117,12 @@ def render_secrets(
     credentials: Mapping[str, str] | None = None,
     domain: str = layout.DEFAULT_CLUSTER_DOMAIN,
 ) -> list[Manifest]:
-    """Both Secrets of a new cluster (the certs Secret only with TLS on, which needs `ca`)."""
+    """The Secrets of a new cluster (the certs Secret only with TLS on, which needs `ca`; the backup Secret only
+    when spec.backup has S3 keys or a passphrase)."""
     docs = [credentials_secret(cluster, credentials or generate_credentials())]
+    backup = backup_secret(cluster)
+    if backup is not None:
+        docs.append(backup)
     if cluster.spec.tls.enabled:
         if ca is None:
             raise ValueError("spec.tls.enabled is true: a CA is needed to issue the pod certificates")

@@ -7,6 +7,7 @@ directories from one base directory (default /var/lib/pgkeel/<cluster>, Debian's
     DIR/data       PGDATA                      DIR/conf   postgresql.conf, pg_hba.conf (rendered here)
     DIR/tls        server.crt/.key → bundle    DIR/run    socket directory, fence deadline file
     DIR/postgres.log, DIR/.pgpass (0600), DIR/agent.lock (one agent per member and machine)
+    DIR/conf/pgbackrest.conf (0600, with spec.backup), DIR/backup/{log,lock,drill} (node.backups)
 
 The API serves HTTPS with the member's certificate on its host (and plain HTTP on 127.0.0.1 only),
 so it never listens beyond loopback without TLS; mutating calls need the bundle's token.
@@ -22,6 +23,7 @@ from pgkeel.dcs import EtcdAccess
 from pgkeel.document import PostgresCluster
 from pgkeel.ha.config import AgentConfig
 from pgkeel.instance.files import atomic_write
+from pgkeel.node import backups
 from pgkeel.node.bundle import Bundle, BundleError, member_names_for_certificate
 from pgkeel.pgconf import render_config
 from pgkeel.pgconf.member_dir import MemberDir
@@ -124,18 +126,20 @@ def node_config(cluster: PostgresCluster, member: str, paths: NodePaths, bundle:
         tls_dir=paths.tls,
         ca_file=bundle.ca_file,
         tls_names=member_names_for_certificate(cluster, member),
+        backup=backups.backup_job(cluster, member, paths, paths.conf),
         **AgentConfig.document_fields(cluster),
     )
 
 
 def prepare_node(cluster: PostgresCluster, config: AgentConfig, paths: NodePaths) -> None:
-    """Write what the agent reads at start (as the user it runs as): the rendered config files, the
-    pgpass file, and the links from DIR/tls to the bundle's certificate."""
+    """Write what the agent reads at start (as the user it runs as): the rendered config files (pgbackrest.conf
+    with spec.backup), the pgpass file, and the links from DIR/tls to the bundle's certificate."""
     for directory in (paths.conf, paths.run):
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     rendered = render_config(cluster, config_dir=str(paths.conf))
     atomic_write(paths.conf / "postgresql.conf", rendered.postgresql_conf, mode=0o644)
     atomic_write(paths.conf / "pg_hba.conf", rendered.pg_hba_conf, mode=0o644)
+    backups.write_config(cluster, paths.base, paths.conf)
     try:
         write_passfile(config)  # also links DIR/tls/server.crt|key to the bundle's pair
     except PermissionError as exc:

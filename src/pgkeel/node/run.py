@@ -66,9 +66,6 @@ def run_node(cluster: PostgresCluster, config: AgentConfig, paths: NodePaths) ->
     if cluster.spec.bootstrap.from_backup is not None:
         raise ValueError("spec.bootstrap.fromBackup: restoring a new cluster is only available with `pgkeel up` yet; "
                          "remove spec.bootstrap.fromBackup")
-    if cluster.spec.backup is not None:  # no pgbackrest.conf here: archive_command would fail and keep every segment
-        raise ValueError("spec.backup: archiving is not available with `pgkeel node run` yet (only `pgkeel up` "
-                         "writes pgBackRest's config); remove spec.backup and keep your own backups")
     claim_base(paths)
     drop_privileges()
     fd = hold_lock(paths.lock)

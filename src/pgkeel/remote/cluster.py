@@ -210,6 +210,16 @@ class RemoteCluster:
 
         return wait_for_result(read, str(accepted["accepted"]["id"]), timeout, progress)
 
+    def repository(self) -> dict[str, Any]:
+        """The backups in the cluster's repository, as a member's GET /backups/repository reads them."""
+        if self.api is None:
+            raise RemoteError("the repository is read through a member's API: give --api https://HOST:8008 "
+                              "(with --ca), or -f FILE")
+        try:
+            return self.api.get_first("/backups/repository")[1]
+        except ApiError as exc:
+            raise RemoteError(str(exc)) from None
+
     def wait_for_leader(self, request: dict[str, Any], timeout: float) -> dict[str, Any]:
         """Status once the request's target (or, without one, another member than its source) is the one
         primary; TimeoutError naming every member's state otherwise."""

@@ -74,6 +74,9 @@ class FakeAgent:
     def backups(self) -> dict[str, Any]:
         return {"seen": {}, "requests": [], "run": None, "results": []}
 
+    def repository(self) -> dict[str, Any]:
+        raise LookupError("this cluster has no spec.backup")
+
     def request_restart(self, in_place: bool = False) -> dict[str, Any]:
         if not in_place:  # this fake is the leader of three members
             raise RestartRefused("n-0 is the leader: switch over first")

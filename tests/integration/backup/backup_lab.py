@@ -1,10 +1,12 @@
-"""A real PostgreSQL 15 primary archiving with pgBackRest into a posix repository in a temp dir.
+"""A real PostgreSQL 15 primary archiving with pgBackRest into a repository (posix in a temp dir by default).
 
 Shared by the test_* modules of this folder (imported by name, like instance_nodes; conftest.py makes
 the `lab` fixture). archive_command/restore_command are the ones pgconf renders for the document.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from instance_nodes import Nodes, chown_pg
 
@@ -17,7 +19,8 @@ STANZA = "bk"
 
 
 class Lab:
-    def __init__(self, nodes: Nodes) -> None:
+    def __init__(self, nodes: Nodes, backup: dict[str, Any] | None = None) -> None:
+        """`backup`: the document's spec.backup; default a volume repository in the root, keeping 2 fulls."""
         self.nodes = nodes
         root = nodes.root
         self.repo = root / "repo"
@@ -27,10 +30,11 @@ class Lab:
             chown_pg(d)
         cluster = parse_cluster({
             "apiVersion": "pgkeel.dev/v1alpha1", "kind": "PostgresCluster", "metadata": {"name": STANZA},
-            "spec": {"backup": {"repositories": [{"volume": {"path": str(self.repo)}}], "retention": {"full": 2}}},
+            "spec": {"backup": backup or {"repositories": [{"volume": {"path": str(self.repo)}}],
+                                          "retention": {"full": 2}}},
         })
         assert cluster.spec.backup is not None
-        conf = self.etc / "pgbackrest.conf"
+        self.conf = conf = self.etc / "pgbackrest.conf"
         conf.write_text(render_conf(STANZA, cluster.spec.backup, ConfPaths(root / "log", root / "lock"),
                                    cluster.spec.archive_backlog_bytes))
         conf.chmod(0o600)

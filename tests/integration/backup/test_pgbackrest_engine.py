@@ -8,9 +8,11 @@ times; a restore to a time between two of them has exactly the rows committed up
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
 from backup_lab import Lab
 from instance_nodes import chown_pg, needs_pg15
@@ -105,3 +107,40 @@ def test_targets_no_backup_reaches_are_refused_before_any_restore(lab: Lab) -> N
         choose_backup(state, target_of(RecoveryTarget(lsn="FF/0")), now)
     with pytest.raises(TargetError, match=r"before the oldest backup"):
         choose_backup(state, target_of(RecoveryTarget(lsn="0/1")), now)
+
+
+def test_a_backup_taken_under_write_load_restores_every_write_acknowledged_before_the_archive_end(lab: Lab) -> None:
+    primary = lab.nodes.primary(**lab.gucs())
+    primary.query("CREATE TABLE load (id bigint PRIMARY KEY, payload text)")
+    lab.engine.ensure_stanza(lab.host(primary))
+    acked: list[int] = []
+    stop = threading.Event()
+
+    def write() -> None:  # its own connection: the Instance's is used by the test meanwhile
+        c = primary.config
+        with psycopg.connect(host=str(c.socket_dir), port=c.port, user="postgres", dbname="postgres",
+                             autocommit=True) as conn:
+            i = 0
+            while not stop.is_set():
+                i += 1
+                conn.execute("INSERT INTO load VALUES (%s, repeat('x', 2000))", (i,))
+                acked.append(i)
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    try:
+        lab.nodes.wait_for(lambda: len(acked) > 500, timeout=30)
+        during = len(acked)
+        backup = lab.engine.backup("full", lab.host(primary), None)  # files change under pgBackRest meanwhile
+        after = len(acked)
+        lab.nodes.wait_for(lambda: len(acked) > after + 500, timeout=30)
+    finally:
+        stop.set()
+        writer.join(timeout=10)
+    print(f"rows: {during} before the backup, {after - during} during it, {len(acked)} in all")
+    assert after > during  # writes went on while the backup copied
+    lab.archived_through(primary)
+    restored = _restored(lab, "under-load", Target("latest"), backup.label)
+    ids = [r[0] for r in restored.query("SELECT id FROM load ORDER BY id")]
+    assert ids == list(range(1, len(acked) + 1))  # every acknowledged write, none twice, no hole
+    assert restored.query("SELECT count(*) FROM load WHERE payload <> repeat('x', 2000)")[0][0] == 0

@@ -26,8 +26,10 @@ import httpx
 import pytest
 import yaml
 
+from pgkeel.backup import ConfPaths
 from pgkeel.document import PostgresCluster, load_cluster
 from pgkeel.k8s import layout
+from pgkeel.k8s.backups import pgbackrest_conf
 from pgkeel.local.layout import chown_for_postgres, free_port
 from pgkeel.pgconf import render_config
 from pgkeel.tls import create_ca
@@ -38,6 +40,7 @@ from fakes.kube_api import FakeKubeApi
 ROOT = Path(__file__).resolve().parents[3]
 NAMESPACE = "db"
 REVISION = "6d4f8d9c8b"  # the pods' first controller-revision-hash suffix
+FAST_FAILOVER = {"ttlSeconds": 3, "loopWaitSeconds": 0.5}  # what most tests run with: quick failovers
 
 
 @pytest.fixture
@@ -68,12 +71,26 @@ def wait_gone(pid: int, timeout: float = 10.0) -> None:
 class PodCluster:
     """N pods' worth of files, env and agent processes for one cluster document, on 127.0.0.1."""
 
-    def __init__(self, api: FakeKubeApi, base: Path, name: str = "kc", instances: int = 3) -> None:
+    def __init__(
+        self,
+        api: FakeKubeApi,
+        base: Path,
+        name: str = "kc",
+        instances: int = 3,
+        backup: dict[str, Any] | None = None,
+        failover: dict[str, Any] | None = FAST_FAILOVER,
+    ) -> None:
+        """failover: the document's spec.failover; None leaves it out, so the defaults apply."""
         self.api, self.base = api, base
         doc = yaml.safe_load((ROOT / "examples" / "cluster.yaml").read_text())
         doc["metadata"].update(name=name, namespace=NAMESPACE)
         doc["spec"].update(instances=instances, resources={"cpu": "1", "memory": "512Mi"})
-        doc["spec"]["failover"] = {"ttlSeconds": 3, "loopWaitSeconds": 0.5}
+        doc["spec"].pop("failover", None)
+        if failover is not None:
+            doc["spec"]["failover"] = dict(failover)
+        if backup is not None:
+            doc["spec"]["backup"] = backup
+        self.extra_env: dict[str, str] = {}  # what the container's env adds (the backup Secret's variables)
         self.etc, self.secrets = base / "etc", base / "secrets"
         for path in (self.etc, self.secrets):
             path.mkdir(mode=0o755)
@@ -82,6 +99,12 @@ class PodCluster:
         rendered = render_config(self.cluster, config_dir=str(self.etc))
         (self.etc / "postgresql.conf").write_text(rendered.postgresql_conf)
         (self.etc / "pg_hba.conf").write_text(rendered.pg_hba_conf)
+        if self.cluster.spec.backup is not None:  # the ConfigMap's file, with this machine's log and lock paths
+            paths = ConfPaths(log_path=base / "backup" / "log", lock_path=base / "backup" / "lock")
+            for directory in (base / "backup", paths.log_path, paths.lock_path):
+                directory.mkdir(mode=0o755)
+                chown_for_postgres(directory)
+            (self.etc / layout.PGBACKREST_KEY).write_text(pgbackrest_conf(self.cluster, paths))
         os.chmod(self.secrets, 0o700)
         chown_for_postgres(self.secrets)
         if self.cluster.spec.tls.enabled:
@@ -129,6 +152,7 @@ class PodCluster:
             "PGKEEL_ADVERTISE_HOST": "127.0.0.1",
             "PGKEEL_K8S_API": self.api.url,
             "PGKEEL_K8S_TOKEN_FILE": str(self.secrets / "k8s-token"),
+            **self.extra_env,
         }
 
     def start(self, pod: str) -> int:

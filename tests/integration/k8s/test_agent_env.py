@@ -73,3 +73,26 @@ def test_a_pod_past_the_documents_instances_starts_with_the_documents_members(mo
     # `kubectl scale --replicas=5`: pg-3 and pg-4 start from the same ConfigMap; the leader records them.
     cfg = config_from_env({**mounts, layout.ENV_POD_NAME: "pg-4"})
     assert cfg.name == "pg-4" and cfg.members == ["pg-0", "pg-1", "pg-2"]
+
+
+def test_spec_backup_gives_the_agent_its_backup_job_from_the_mounted_config(
+    mounts: dict[str, str], tmp_path: Path
+) -> None:
+    doc = yaml.safe_load((tmp_path / "etc" / "cluster.yaml").read_text())
+    doc["spec"]["backup"] = {"repositories": [{"volume": {"path": "/repo", "claimName": "backups"}}],
+                             "schedule": {"full": "0 2 * * *", "diff": None}}
+    (tmp_path / "etc" / "cluster.yaml").write_text(yaml.safe_dump(doc))
+    cfg = config_from_env(mounts)
+    job = cfg.backup
+    assert job is not None and job.stanza == "pg" and (job.full, job.diff) == ("0 2 * * *", None)
+    assert job.config_file == tmp_path / "etc" / "pgbackrest.conf"  # beside postgresql.conf, as the watch expects
+    assert job.hosts == {} and job.from_standby is False  # a pod backs up its own primary only
+    assert job.drill_scratch == tmp_path / "data" / "backup" / "drill" and job.bindir == cfg.bindir
+    assert cfg.archive_max_backlog is not None
+    (tmp_path / "sec" / layout.API_TOKEN_KEY).write_text("t\n")
+    write_passfile(cfg)
+    assert (tmp_path / "data" / "backup" / "log").is_dir()
+
+
+def test_without_spec_backup_there_is_no_backup_job(mounts: dict[str, str]) -> None:
+    assert config_from_env(mounts).backup is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -124,3 +125,32 @@ def test_scaling_the_stateful_set_creates_and_deletes_ordinals_as_the_controller
         kube_api.finish_pod_deletion(NS, name)
     assert {p.metadata.name for p in core.list_namespaced_pod(NS).items} == {"pg-0", "pg-1", "pg-2"}
     assert apps.read_namespaced_stateful_set("pg", NS).status.updated_replicas == 3
+
+
+def test_latency_profile_tail_and_spike(kube_api: FakeKubeApi, api: client.ApiClient) -> None:
+    """Most requests fast, about 1 % in the tail, and inside a spike every request waits the spike."""
+    kube_api.create_pod(NS, "p", {"a": "b"})
+    core = client.CoreV1Api(api)
+    with kube_api.latency(base=0.001, p99=0.3, tail=0.05, spike_every=100, spike=0.4, first_spike=100):
+        for _ in range(100):
+            core.read_namespaced_pod("p", NS)
+    durations = kube_api.habits.durations
+    assert kube_api.habits.percentile(0.5) < 0.05
+    assert 1 <= sum(d > 0.05 for d in durations) <= 15 and max(durations) < 0.4
+    with kube_api.latency(base=0.001, p99=0.001, spike_every=100, spike=0.4, first_spike=0):
+        started = time.monotonic()
+        core.read_namespaced_pod("p", NS)
+        assert time.monotonic() - started >= 0.4
+    assert kube_api.habits.profile is None
+
+
+def test_throttle_answers_429_with_retry_after_and_applies_nothing(
+    kube_api: FakeKubeApi, api: client.ApiClient
+) -> None:
+    co = client.CoordinationV1Api(api)
+    kube_api.throttle(1)
+    with pytest.raises(client.ApiException) as exc:
+        co.create_namespaced_lease(NS, lease("t"))
+    assert exc.value.status == 429 and exc.value.headers["Retry-After"] == "1"
+    assert kube_api.lease(NS, "t") is None
+    co.create_namespaced_lease(NS, lease("t"))  # only the next n: this one goes through

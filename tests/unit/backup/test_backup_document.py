@@ -58,16 +58,15 @@ def test_archive_settings_cannot_be_overridden_while_spec_backup_manages_them() 
         render_config(cluster)
 
 
-def test_platforms_that_cannot_archive_yet_refuse_spec_backup_rather_than_keep_every_segment() -> None:
+def test_kubernetes_refuses_a_volume_repository_no_pod_shares_rather_than_keep_every_segment() -> None:
     from pgkeel.k8s.manifests import kubernetes_problems
-    from pgkeel.node.run import run_node
 
     cluster = parse_cluster(_doc({"backup": {"repositories": [REPO]}}))
-    problems = kubernetes_problems(cluster)
-    assert any(p.startswith("spec.backup: archiving is not available on Kubernetes") for p in problems)
+    problems = kubernetes_problems(cluster)  # a volume every pod mounts, or each archives into its own
+    assert any(p.startswith("spec.backup.repositories[0].volume.claimName: ") for p in problems)
+    shared = {"volume": {"path": "/var/lib/pgbackrest", "claimName": "backups"}}
+    assert kubernetes_problems(parse_cluster(_doc({"backup": {"repositories": [shared]}}))) == []
     assert kubernetes_problems(parse_cluster(_doc({}))) == []
-    with pytest.raises(ValueError, match=r"spec.backup: archiving is not available with `pgkeel node run`"):
-        run_node(cluster, None, None)  # type: ignore[arg-type]  # refused before either is used
 
 
 def test_from_backup_is_accepted_for_up_and_refused_where_nothing_can_restore_yet() -> None:

@@ -28,6 +28,7 @@ from pgkeel.backup.plan import (
     Seed,
     Situation,
     Start,
+    Take,
     abandon,
     already_made,
     decide,
@@ -225,3 +226,31 @@ def test_every_occurrence_gets_exactly_one_backup_across_failovers_and_dead_agen
         inside = [s for s in starts if occurrence <= s < occurrence + INTERVAL]
         assert len(inside) == 1, (occurrence, starts, world.record.results)
     assert all(s >= occurrences[0] for s in starts)  # nothing ran for the seeded occurrence
+
+
+def test_a_drill_runs_on_a_streaming_replica_which_takes_it_and_the_leader_clears_it_if_it_goes_silent() -> None:
+    schedules = {"drill": Cron.parse("0 3 * * 0")}
+    record = BackupRecord(seen={"drill": T0 - 7 * 86400}, requests=(Request("r1", "drill", T0 - 5),))
+    leader = replace(situation(record, schedules=schedules), drill_runner="b")
+    step = decide(leader)
+    assert isinstance(step, Start) and step.run.member == "b" and step.run.kind == "drill"
+    assigned = replace(record, run=step.run)
+    assert decide(situation(assigned, me="b", leader=False, schedules=schedules)) == Take(step.run)
+    assert isinstance(decide(situation(assigned, me="c", leader=False, schedules=schedules)), Idle)
+    assert isinstance(decide(replace(leader, record=assigned)), Idle)  # b beats: nobody else touches it
+    silent = replace(leader, record=assigned, now=T0 + 61)
+    assert decide(silent) == Abandon(step.run)
+    late = situation(assigned, now=T0 + 61, me="b", leader=False, schedules=schedules)
+    assert isinstance(decide(late), Idle)  # too late to take: the leader clears it and assigns it again
+    no_replica = decide(situation(record, schedules=schedules))
+    assert isinstance(no_replica, Start) and no_replica.run.member == "a"  # none streams: the leader runs it
+
+
+def test_a_red_drill_is_a_result_and_is_not_retried_until_its_next_occurrence() -> None:
+    schedules = {"drill": Cron.parse("*/10 * * * *")}
+    occurrence = T0 - 30
+    red = Result("b-1", "drill", "b", T0 - 20, T0 - 5, False, {"drill": occurrence}, error="archive-end: gap")
+    record = BackupRecord(seen={"drill": occurrence - 600}).finish(red, T0 - 5)
+    assert record.seen["drill"] == occurrence
+    assert isinstance(decide(situation(record, now=T0 + 300, schedules=schedules)), Idle)
+    assert record.last_result(drill=True) == red and record.last_result() is None  # not a backup result

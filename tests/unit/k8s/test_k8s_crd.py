@@ -73,9 +73,14 @@ def test_structural_check_catches_what_kubernetes_refuses() -> None:
 
 def test_names_and_version() -> None:
     spec = crd_manifest()["spec"]
-    assert crd_manifest()["metadata"]["name"] == "postgresclusters.pgkeel.dev"
+    assert crd_manifest()["metadata"]["name"] == "pgkeelclusters.pgkeel.dev"
     assert spec["group"] == "pgkeel.dev" and spec["scope"] == "Namespaced"
     assert spec["names"]["kind"] == "PostgresCluster"
+    # none of Crunchy PGO's names (postgresclusters / postgrescluster, no shortNames): no shadowing either way
+    crunchy = {"postgresclusters", "postgrescluster"}
+    names = spec["names"]
+    assert not crunchy & {names["plural"], names["singular"], *names["shortNames"]}
+    assert "subresources" not in spec["versions"][0]  # nothing writes a status
     (version,) = spec["versions"]
     assert version["name"] == "v1alpha1" and version["served"] and version["storage"]
 

@@ -365,3 +365,13 @@ def test_yaml_round_trips_and_keeps_config_readable() -> None:
     text = dump_yaml(docs)
     assert list(yaml.safe_load_all(text)) == docs
     assert "postgresql.conf: |" in text
+
+
+def test_dev_shm_is_memory_backed_and_bounded_by_a_quarter_of_the_memory_limit() -> None:
+    for memory, bound in (("3Gi", "768Mi"), ("256Mi", "64Mi")):
+        docs = render(3, resources={"cpu": "1", "memory": memory})
+        pod = sts(docs)["spec"]["template"]["spec"]
+        shm = next(v for v in pod["volumes"] if v["name"] == "dshm")
+        assert shm["emptyDir"] == {"medium": "Memory", "sizeLimit": bound}  # counts against the memory limit
+        mounts = {m["name"]: m["mountPath"] for m in container(docs)["volumeMounts"]}
+        assert mounts["dshm"] == "/dev/shm"

@@ -113,3 +113,32 @@ def test_the_cli_refuses_an_unknown_member_naming_the_members(tmp_path: Path) ->
         result = runner.invoke(app, [*args, "-f", str(doc), "--member", "db9"])
         assert result.exit_code == 1
         assert "--member db9: not in spec.members of shop (db1, db2, db3)" in " ".join(result.output.split())
+
+
+def test_spec_backup_gives_the_member_a_private_pgbackrest_conf_and_a_job_that_knows_only_itself(
+    tmp_path: Path,
+) -> None:
+    from pgkeel.backup import SecretFileError
+    from pgkeel.node.config import prepare_node
+
+    passphrase = tmp_path / "passphrase"
+    passphrase.write_text("node-Secret-0123456789\n")
+    passphrase.chmod(0o600)
+    backup = {"repositories": [{"volume": {"path": "/mnt/shared/pgbackrest"}}],
+              "encryption": {"passphraseFile": str(passphrase)}}
+    cluster = parse_cluster({**DOC, "spec": {**DOC["spec"], "backup": backup}})
+    init_secrets(cluster, tmp_path / "s")
+    paths = NodePaths(tmp_path / "state")
+    config = node_config(cluster, "db2", paths, Bundle(tmp_path / "s" / "db2", "db2"))
+    job = config.backup
+    assert job is not None and job.stanza == "shop" and job.config_file == paths.conf / "pgbackrest.conf"
+    assert list(job.hosts) == ["db2"] and job.hosts["db2"].port == 5433 and job.from_standby is False
+    assert job.drill_scratch == paths.base / "backup" / "drill" and config.archive_max_backlog is not None
+    prepare_node(cluster, config, paths)
+    conf = job.config_file
+    assert stat.S_IMODE(conf.stat().st_mode) == 0o600  # it holds the passphrase, copied from its file
+    assert "repo1-cipher-pass=node-Secret-0123456789" in conf.read_text()
+    assert "repo1-path=/mnt/shared/pgbackrest" in conf.read_text() and (paths.base / "backup" / "log").is_dir()
+    passphrase.chmod(0o644)
+    with pytest.raises(SecretFileError, match=r"spec\.backup\.encryption\.passphraseFile: .* chmod 600"):
+        prepare_node(cluster, config, paths)

@@ -1,0 +1,164 @@
+"""Three agents and a writer against a fake API server that behaves like a real, loaded one.
+
+A real API server meets its SLO with p99 ≤ 1 s for single-object writes and still stalls for
+seconds on an etcd election; a control-plane upgrade takes it away for a minute. Neither may cost
+a healthy primary its writes: latency inside the SLO must not fence or fail over (review A1), and
+through an outage the failsafe keeps the primary serving while its peers promise not to lead.
+
+The 10-minute run of the latency test is a benchmark: PGKEEL_BENCH_K8S_LATENCY=600 (seconds).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_roll_kubernetes import NS, PodCluster, Writer, healthy, wait_for
+
+from pgkeel.k8s import layout
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(os.geteuid() != 0, reason="agents drop to the postgres user: run as root"),
+    pytest.mark.skipif(not os.path.exists("/usr/lib/postgresql/15/bin/postgres"), reason="needs PostgreSQL 15"),
+]
+
+FENCE_LINE = re.compile(r"\] Fence\b|failsafe: .* did not promise")
+BENCH_SECONDS = float(os.environ.get("PGKEEL_BENCH_K8S_LATENCY") or 0)
+
+
+@dataclass
+class LeaderWatch:
+    """Samples the lease holder straight from the fake's store (no latency) every 50 ms: the leader changes."""
+
+    cluster: PodCluster
+    holders: list[tuple[float, str | None]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            holder = self.cluster.lease_holder()
+            if not self.holders or self.holders[-1][1] != holder:
+                self.holders.append((time.monotonic(), holder))
+            time.sleep(0.05)
+
+    def stop(self) -> int:
+        """The number of times the lease changed hands (or was left empty) after the first holder."""
+        self._stop.set()
+        self._thread.join(timeout=5)
+        return len(self.holders) - 1
+
+
+def transitions(cluster: PodCluster) -> int:
+    lease = cluster.api.lease(NS, layout.leader_lease(cluster.cluster.name)) or {}
+    return int((lease.get("spec") or {}).get("leaseTransitions") or 0)
+
+
+def fence_lines(cluster: PodCluster, offsets: dict[str, int]) -> list[str]:
+    """Fences and failed failsafe rounds each agent logged since `offsets` (bytes into its agent.log)."""
+    found = []
+    for pod in cluster.names:
+        text = Path(cluster.base / pod / "agent.log").read_bytes()[offsets.get(pod, 0):].decode(errors="replace")
+        found += [f"{pod}: {line}" for line in text.splitlines() if FENCE_LINE.search(line)]
+    return found
+
+
+def log_offsets(cluster: PodCluster) -> dict[str, int]:
+    return {pod: (cluster.base / pod / "agent.log").stat().st_size for pod in cluster.names}
+
+
+def longest_gap(acked_at: list[float], start: float, end: float) -> float:
+    """The longest time without an acknowledged write within [start, end]."""
+    times = [start, *(t for t in acked_at if start <= t <= end), end]
+    return max(b - a for a, b in zip(times, times[1:], strict=False))
+
+
+def running(pod_cluster: Callable[..., PodCluster]) -> tuple[PodCluster, str, Writer]:
+    """Three pods on the document's default timings, healthy, with a writer on the primary."""
+    cluster = pod_cluster(failover=None)
+    for pod in cluster.names:
+        cluster.start(pod)
+    leader = wait_for(lambda: healthy(cluster), 120, "a primary with two streaming replicas", cluster)
+    writer = Writer(cluster)
+    with writer.connect(leader) as conn:
+        conn.execute("CREATE TABLE t (v int)")
+    writer.start()
+    wait_for(lambda: len(writer.acked) > 20, 30, "the writer's first writes", cluster)
+    return cluster, leader, writer
+
+
+def latency_run(pod_cluster: Callable[..., PodCluster], seconds: float) -> None:
+    cluster, leader, writer = running(pod_cluster)
+    watch, offsets, term = LeaderWatch(cluster), log_offsets(cluster), transitions(cluster)
+    failures_before = writer.failures
+    # p99 at the SLO's 1 s, and a 3 s stall (an etcd leader election) every 30 s, the first 10 s in.
+    with cluster.api.latency(base=0.02, p99=1.0, spike_every=30.0, spike=3.0, first_spike=10.0):
+        start = time.monotonic()
+        time.sleep(seconds)
+        end = time.monotonic()
+    changes = watch.stop()
+    writer.stop()
+    habits = cluster.api.habits
+    fences = fence_lines(cluster, offsets)
+    gap = longest_gap(writer.acked_at, start, end)
+    figures = (f"{seconds:.0f}s under latency: leader changes {changes}, lease transitions "
+               f"{transitions(cluster) - term}, fences {len(fences)}, refused writes {writer.failures - failures_before}, "
+               f"longest write gap {gap:.2f}s, writes {len([t for t in writer.acked_at if start <= t <= end])}, "
+               f"requests {len(habits.durations)} p50 {habits.percentile(0.5) * 1000:.0f}ms "
+               f"p99 {habits.percentile(0.99) * 1000:.0f}ms max {max(habits.durations):.2f}s")
+    print(figures)
+    assert changes == 0 and transitions(cluster) == term, f"{figures}\n{cluster.logs()}"
+    assert cluster.lease_holder() == leader
+    assert not fences, "\n".join(fences)
+    assert writer.failures == failures_before, figures
+    assert gap < 5.0, figures  # a 3 s stall may delay a commit (sync replication), never stop writes
+
+
+def test_latency_inside_the_slo_and_spikes_cost_no_failover(pod_cluster: Callable[..., PodCluster]) -> None:
+    latency_run(pod_cluster, 70.0)
+
+
+@pytest.mark.skipif(not BENCH_SECONDS, reason="benchmark: set PGKEEL_BENCH_K8S_LATENCY=600 (seconds)")
+def test_bench_latency_long(pod_cluster: Callable[..., PodCluster]) -> None:
+    latency_run(pod_cluster, BENCH_SECONDS)
+
+
+def test_a_minute_without_the_api_costs_no_writes(pod_cluster: Callable[..., PodCluster]) -> None:
+    cluster, leader, writer = running(pod_cluster)
+    watch, offsets, term = LeaderWatch(cluster), log_offsets(cluster), transitions(cluster)
+    renewed = (cluster.api.lease(NS, layout.leader_lease(cluster.cluster.name)) or {})["spec"]["renewTime"]
+    with cluster.api.outage("hang"):
+        start = time.monotonic()
+        time.sleep(60.0)
+        end = time.monotonic()
+        assert (cluster.api.lease(NS, layout.leader_lease(cluster.cluster.name)) or {})["spec"]["renewTime"] == renewed
+    gap = longest_gap(writer.acked_at, start, end)
+
+    def renewed_again() -> bool:
+        lease = cluster.api.lease(NS, layout.leader_lease(cluster.cluster.name)) or {}
+        return bool(lease["spec"]["renewTime"] != renewed and lease["spec"]["holderIdentity"] == leader)
+
+    wait_for(renewed_again, 20, "the same primary renewing after the outage", cluster)
+    back = time.monotonic()
+    time.sleep(3.0)
+    changes = watch.stop()
+    writer.stop()
+    after = longest_gap(writer.acked_at, back, time.monotonic())
+    failsafe = [line for line in fence_lines(cluster, offsets)]
+    figures = (f"60s API outage: longest write gap {gap:.2f}s during, {after:.2f}s after, leader changes {changes}, "
+               f"refused writes {writer.failures}, fence lines {len(failsafe)}")
+    print(figures)
+    assert changes == 0 and transitions(cluster) == term and cluster.lease_holder() == leader, figures
+    assert gap < 2.0, f"{figures}\n{cluster.logs()}"
+    assert after < 2.0, figures
