@@ -16,6 +16,7 @@ one effect. Invariant: the watch never changes a node's role or the lease.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -241,6 +242,7 @@ class ArchiveWatch:
         # or the next primary after a failover, reads it back before judging its first sample.
         self.gap_memory = gap_memory
         self._gap_loaded = gap_memory is None
+        self._job: threading.Thread | None = None  # the pgBackRest call under way (stanza, backups)
 
     def _recall_gap(self) -> None:
         if self._gap_loaded or self.gap_memory is None:
@@ -287,18 +289,31 @@ class ArchiveWatch:
         verdict = judge(sample, self.policy, self.state, time.time(), self._full_backup_since)
         self._perform(verdict)
 
+    def _in_background(self, name: str, work: Callable[[], None]) -> None:
+        """Run a pgBackRest call off the agent loop: an unreachable repository (S3 times out after minutes)
+        must never hold the loop that renews the lease. One call at a time; its result is used next sample."""
+        if self._job is not None and self._job.is_alive():
+            return
+        self._job = threading.Thread(target=work, name=f"pgkeel-archive-{name}", daemon=True)
+        self._job.start()
+
     def _prepare_stanza(self, mono: float) -> None:
         if self._stanza_ok or self.ensure_stanza is None:
             return
         if self._stanza_tried is not None and mono - self._stanza_tried < self.backup_every:
             return
         self._stanza_tried = mono
-        try:
-            if self.ensure_stanza():
-                log.info("created the pgBackRest stanza: this primary's WAL can now be archived")
-            self._stanza_ok = True
-        except Exception as exc:  # the repository may be unreachable: archiving fails loudly meanwhile
-            log.error("cannot create the pgBackRest stanza (archiving fails until it exists): %s", exc)
+        ensure = self.ensure_stanza
+
+        def create() -> None:
+            try:
+                if ensure():
+                    log.info("created the pgBackRest stanza: this primary's WAL can now be archived")
+                self._stanza_ok = True
+            except Exception as exc:  # the repository may be unreachable: archiving fails loudly meanwhile
+                log.error("cannot create the pgBackRest stanza (archiving fails until it exists): %s", exc)
+
+        self._in_background("stanza", create)
 
     def _refresh_backups(self, mono: float) -> None:
         if self.state.gap_since is None:
@@ -306,10 +321,14 @@ class ArchiveWatch:
         if self._backup_checked is not None and mono - self._backup_checked < self.backup_every:
             return
         self._backup_checked = mono
-        try:
-            self._full_backup_since = self.newest_full_backup()
-        except Exception as exc:  # an unreachable repository is the likely reason for the gap: keep it open
-            log.info("archive gap: cannot list backups yet: %s", exc)
+
+        def look() -> None:
+            try:
+                self._full_backup_since = self.newest_full_backup()
+            except Exception as exc:  # an unreachable repository is the likely reason for the gap: keep it open
+                log.info("archive gap: cannot list backups yet: %s", exc)
+
+        self._in_background("backups", look)
 
     def _perform(self, verdict: Verdict) -> None:
         if verdict.state.gap_since is not None and self.state.gap_since is None:

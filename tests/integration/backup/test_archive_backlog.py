@@ -9,6 +9,7 @@ after it. stopWrites: the primary refuses writes at the bound and takes them aga
 from __future__ import annotations
 
 import shutil
+import threading
 from collections.abc import Iterator
 
 import psycopg
@@ -122,9 +123,9 @@ def test_stop_archiving_bounds_the_backlog_reports_the_gap_and_a_full_backup_clo
     assert restarted.status is not None and restarted.status.gap_since == status.gap_since  # from the store
     assert "ARCHIVING STOPPED" in restarted.status.line  # drained is not healed
     lab.engine.backup("full", lab.host(), None)
-    restarted.run()
-    assert restarted.status is not None and restarted.status.gap_since is None
-    assert restarted.status.line.startswith("archiving ok")
+    # the repository is asked off the loop (pgkeel.backup.archive_watch._in_background): healed a sample later
+    nodes.wait_for(lambda: (restarted.run(), restarted.status and restarted.status.gap_since is None)[1], timeout=30)
+    assert restarted.status is not None and restarted.status.line.startswith("archiving ok")
     assert StoredGap(lab.store).load() is None  # healed in the store too: the next agent reports no gap
     again = lab.new_watch()
     again.run()
@@ -154,3 +155,27 @@ def test_stop_writes_refuses_writes_at_the_bound_and_gives_them_back_once_draine
     lab.write_segment()
     state = lab.engine.info()
     assert state.wal_max is not None  # nothing was dropped: the archive holds the segments written meanwhile
+
+
+def test_a_repository_that_does_not_answer_never_holds_the_agent_loop(nodes: Nodes) -> None:
+    """An S3 endpoint that hangs (pgBackRest waits minutes) must not stall the loop that renews the lease:
+    the stanza is created off the loop, and the watch keeps sampling meanwhile."""
+    lab = Archive(nodes, "stopArchiving")
+    answer = threading.Event()
+    asked = threading.Event()
+
+    def hanging_stanza() -> bool:
+        asked.set()
+        answer.wait(60)  # as long as the repository takes
+        return True
+
+    watch = ArchiveWatch(lab.primary, ArchivePolicy(BOUND, "stopArchiving"), lambda: None, every=0.0,
+                         backup_every=0.0, ensure_stanza=hanging_stanza)
+    try:
+        runs = threading.Thread(target=lambda: [watch.run() for _ in range(3)], daemon=True)
+        runs.start()
+        runs.join(timeout=20)
+        assert not runs.is_alive(), "ArchiveWatch.run waited for the repository"
+        assert asked.is_set() and watch.status is not None  # asked, and sampled while it hangs
+    finally:
+        answer.set()
