@@ -110,7 +110,8 @@ OutOpt = Annotated[Path | None, typer.Option("-o", "--output", help="Write to FI
 @render_app.command("k8s")
 def render_k8s_cmd(
     file: FileOpt,
-    image: Annotated[str, typer.Option(help="Container image of postgres + pgkeel.")] = "ghcr.io/pgkeel/pgkeel:0.1.0",
+    image: Annotated[str, typer.Option(help="Container image of postgres + pgkeel: build it (`make image`), "
+                                       "push it to your registry and name it here.")] = "",
     output: OutOpt = None,
     with_secrets: Annotated[
         bool, typer.Option("--secrets/--no-secrets", hidden=True, help="Gone: see `pgkeel render secrets`.")
@@ -118,6 +119,7 @@ def render_k8s_cmd(
     network_policy: Annotated[bool, typer.Option("--network-policy/--no-network-policy")] = True,
 ) -> None:
     """Kubernetes manifests for `kubectl apply -f -`, as often as you like: no Secrets (`render secrets`, once)."""
+    from pgkeel.k8s import layout
     from pgkeel.k8s.manifests import dump_yaml, kubernetes_problems, render_manifests
 
     if with_secrets:  # the old flag: fresh credentials mixed into an output meant to be re-applied
@@ -127,6 +129,10 @@ def render_k8s_cmd(
     problems = kubernetes_problems(cluster)
     if problems:
         _fail(problems, f"{file}: cannot run on Kubernetes")
+    if not image:  # the default names no published image: say so, or the pods sit in ImagePullBackOff
+        image = layout.DEFAULT_IMAGE
+        err.print(f"warning: no --image: the manifests name {image}, which is not published; build the image "
+                  "(make image), push it and pass --image REGISTRY/pgkeel:TAG (docs/kubernetes.md)", markup=False)
     docs = render_manifests(cluster, image, include_network_policy=network_policy)
     if "samenet" in cluster.spec.network.allowed_cidrs:
         err.print("warning: spec.network.allowedCidrs has `samenet`: on CNIs that give pods a /32 or a per-node "

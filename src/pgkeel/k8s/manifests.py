@@ -400,7 +400,11 @@ def dump_yaml(docs: list[Manifest]) -> str:
 
 
 class _Dumper(yaml.SafeDumper):
-    pass
+    """No `&id001`/`*id001`: objects shared between manifests (labels, selectors) are written out in
+    full, so each document reads (and kubectl diffs) on its own."""
+
+    def ignore_aliases(self, data: object) -> bool:
+        return True
 
 
 def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:

@@ -32,6 +32,7 @@ PG_LIB = "/usr/lib/postgresql/15/lib"
 
 pytestmark = [
     pytest.mark.integration,
+    pytest.mark.timeout(1800),  # with PGKEEL_IMAGE=1 the first test's setup may build the image cold (~4 min)
     pytest.mark.skipif(shutil.which("podman") is None and os.environ.get("PGKEEL_IMAGE") != "1",
                        reason="podman not installed (PGKEEL_IMAGE=1 installs it and builds the image)"),
     pytest.mark.skipif(os.geteuid() != 0, reason="mounting the image and chroot need root"),
@@ -48,7 +49,7 @@ mount -t proc proc "$root/proc"
 mount --rbind /dev "$root/dev"
 mount -t tmpfs -o mode=1777 tmpfs "$root/dev/shm"
 mount -t tmpfs -o mode=1777 tmpfs "$root/tmp"
-mount -t tmpfs -o mode=2775,uid=999,gid=999 tmpfs "$root/var/run/postgresql"
+mount -t tmpfs -o mode=2775,uid=999,gid=999 tmpfs "$root/run/postgresql"  # /var/run -> /run: mount inside the root
 mount --bind "$data" "$root/var/lib/postgresql/data"
 exec chroot "$root" /usr/bin/setpriv --reuid=999 --regid=999 --clear-groups --inh-caps=-all \
   /usr/bin/env -i "$@"
@@ -127,21 +128,25 @@ def test_fence_library_is_installed_for_the_image_postgres(image: Image) -> None
 
 
 def test_image_runs_a_database_on_its_data_volume_with_a_read_only_root(image: Image) -> None:
-    """initdb into the volume, start on the socket only, query, load the fence library, stop."""
+    """initdb into the volume, start on the socket only with the fence preloaded, query, stop.
+
+    No deadline file is configured, so the fence must fail closed: reads answer, a write is refused.
+    """
     data = Path(tempfile.mkdtemp(prefix="pgkeel-image-data-"))
     try:
         out = image.run(
             "set -e; touch / 2>/dev/null && exit 9; "  # the root must be read-only, as in the pod
             'initdb -D "$PGDATA" -U postgres -A trust --no-sync >/dev/null; '
             "pg_ctl -D \"$PGDATA\" -w -t 60 -l /tmp/pg.log -o \"-c listen_addresses='' "
-            '-c unix_socket_directories=/var/run/postgresql" start >/dev/null || { cat /tmp/pg.log; exit 1; }; '
+            '-c unix_socket_directories=/var/run/postgresql -c shared_preload_libraries=pgkeel_fence" '
+            "start >/dev/null || { cat /tmp/pg.log; exit 1; }; "
             "psql -h /var/run/postgresql -U postgres -XAtc 'SELECT 1'; "
-            "psql -h /var/run/postgresql -U postgres -XAtqc 'CREATE EXTENSION pgkeel_fence'; "
-            "psql -h /var/run/postgresql -U postgres -XAtc \"SELECT extversion FROM pg_extension "
-            "WHERE extname = 'pgkeel_fence'\"; "
+            "psql -h /var/run/postgresql -U postgres -XAtc 'SHOW pgkeel_fence.enforce'; "
+            "psql -h /var/run/postgresql -U postgres -XAtc 'CREATE TABLE t ()' 2>&1 | grep -q pgkeel_fence "
+            "&& echo fenced; "
             'pg_ctl -D "$PGDATA" -w -m fast stop >/dev/null',
             data=data, timeout=180)
-        assert out.split() == ["1", "1.0"]
+        assert out.split() == ["1", "on", "fenced"]
         assert (data / "pgdata" / "PG_VERSION").read_text().strip() == "15"
         assert (data / "pgdata").stat().st_uid == UID
         assert not (data / "pgdata" / "postmaster.pid").exists()  # stopped cleanly

@@ -147,3 +147,20 @@ def test_render_secrets_refuses_a_bad_cluster_domain(tmp_path: Path) -> None:
                                  "--cluster-domain", "bad domain"])
     assert result.exit_code == 1 and "--cluster-domain" in result.stderr
     assert not (tmp_path / "ca").exists()
+
+
+def test_render_k8s_yaml_has_no_anchors_or_aliases() -> None:
+    """Shared label dicts must be written out in full: `&id001`/`*id001` confuse readers and diffs."""
+    result = runner.invoke(app, ["render", "k8s", "-f", EXAMPLE, "--image", "registry.local/pg:1"])
+    assert result.exit_code == 0, result.output
+    assert "&id" not in result.stdout and "*id" not in result.stdout
+    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    assert docs[0]["metadata"]["labels"] == docs[-1]["metadata"]["labels"]  # the same labels, twice in full
+
+
+def test_render_k8s_without_image_warns_that_the_default_is_not_published() -> None:
+    result = runner.invoke(app, ["render", "k8s", "-f", EXAMPLE])
+    assert result.exit_code == 0, result.output
+    assert "no --image" in result.stderr and "make image" in result.stderr
+    given = runner.invoke(app, ["render", "k8s", "-f", EXAMPLE, "--image", "registry.local/pg:1"])
+    assert "no --image" not in given.stderr
