@@ -32,6 +32,7 @@ import contextlib
 import copy
 import json
 import re
+import sys
 import threading
 import time
 import uuid
@@ -542,6 +543,11 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128  # the stdlib's 5 drops SYNs when a few clients connect at once
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return  # the client timed out first (latency, outage): nothing to tell it, nothing to report
+        super().handle_error(request, client_address)
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -618,8 +624,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self._watch(group, res, ns, query)
                 return
             code, answer = self._dispatch(verb, (group, res, ns, name or ""), body, query)
-            self._send(code, answer)
-            fake.habits.seen(time.monotonic() - started)
+            try:
+                self._send(code, answer)
+            finally:  # also when the client gave up first: what the server took is the point
+                fake.habits.seen(time.monotonic() - started)
         except ApiError as exc:
             self._send(exc.code, exc.status())
 

@@ -94,9 +94,10 @@ def config_from_env(env: Mapping[str, str] | None = None) -> AgentConfig:
     legacy = not (certs / CA_CERT_KEY).exists() and (secrets / CA_CERT_KEY).exists()
     ca_file = Path(env.get("PGKEEL_CA_FILE", (secrets if legacy else certs) / CA_CERT_KEY))
     ca_key = env.get("PGKEEL_CA_KEY_FILE") or (str(secrets / CA_KEY_KEY) if (secrets / CA_KEY_KEY).exists() else "")
+    dcs_url = f"kubernetes://{namespace}/{name}"
     return AgentConfig(
         name=pod,
-        dcs_url=f"kubernetes://{namespace}/{name}",
+        dcs_url=dcs_url,
         api_host=env.get("PGKEEL_API_HOST", pod_ip),
         api_port=int(env.get("PGKEEL_API_PORT", str(layout.API_PORT))),
         api_token_file=secrets / layout.API_TOKEN_KEY,
@@ -117,7 +118,7 @@ def config_from_env(env: Mapping[str, str] | None = None) -> AgentConfig:
         ca_key_file=Path(ca_key) if ca_key else None,
         tls_names=list(dict.fromkeys(tls_names)),
         backup=backup_job(cluster, config_dir, pgdata, bindir),
-        **AgentConfig.document_fields(cluster),
+        **AgentConfig.document_fields(cluster, dcs_url),
     )
 
 

@@ -190,13 +190,31 @@ class Replication(_Model):
         return parse_bytes(self.max_lag_on_failover)
 
 
+# The timings on the Kubernetes store when the document sets none of them (docs/kubernetes.md): the API's
+# SLO allows single-object writes a p99 of 1 s, and etcd elections stall it for seconds. dcsTimeout 1.5 s
+# fits a call at that p99; the fence deadline 9 − 1 − 2 × 1.5 = 5 s is over 3 × p99 and over loop + 2 ×
+# timeout (4 s), so the failsafe round runs before the fence whatever the phase of a stall; a 3 s stall
+# leaves renewals ≤ loop + stall + timeout = 5.5 s apart, inside the 9 s ttl; a crashed primary is replaced
+# in ≈ ttl + 2 loops + promotion ≈ 11.5 s. (8/1/2 lapsed the fence at 7 of 20 stalls; 10/1/2 took 12.7 s.)
+KUBERNETES_TIMINGS = {"ttl_seconds": 9.0, "loop_wait_seconds": 1.0, "dcs_timeout_seconds": 1.5}
+TIMING_FIELDS = frozenset(KUBERNETES_TIMINGS)
+
+
 class Failover(_Model):
     """Timings of the leader lease; ttlSeconds must exceed 2 × loopWaitSeconds + 2 × dcsTimeoutSeconds."""
 
-    ttl_seconds: float = Field(default=3.0, ge=1.0, le=300.0, description="Leader lease duration.")
-    loop_wait_seconds: float = Field(default=0.5, gt=0.0, le=60.0, description="Agent loop period.")
+    ttl_seconds: float = Field(
+        default=3.0, ge=1.0, le=300.0, description="Leader lease duration. On the Kubernetes store: 9."
+    )
+    loop_wait_seconds: float = Field(
+        default=0.5, gt=0.0, le=60.0, description="Agent loop period. On the Kubernetes store: 1."
+    )
     dcs_timeout_seconds: float = Field(
-        default=0.5, gt=0.0, le=30.0, description="Bound on one call to the coordination store."
+        default=0.5,
+        gt=0.0,
+        le=30.0,
+        description="Bound on one call to the coordination store. On the Kubernetes store: 1.5. The Kubernetes "
+        "defaults apply when the document sets none of the three timings (docs/kubernetes.md).",
     )
     postgres_restart_timeout_seconds: float = Field(
         default=10.0,
@@ -223,6 +241,16 @@ class Failover(_Model):
         more dcs_timeout of margin.
         """
         return self.ttl_seconds - self.loop_wait_seconds - 2 * self.dcs_timeout_seconds
+
+    def for_store(self, dcs_url: str) -> Failover:
+        """These timings as the agent on the store `dcs_url` runs them: on Kubernetes, its own defaults.
+
+        Only when the document set none of the three timings: they are one design (the fence
+        invariant ties them), and one set value mixed with another store's defaults could break it.
+        """
+        if not dcs_url.startswith("kubernetes://") or self.model_fields_set & TIMING_FIELDS:
+            return self
+        return self.model_copy(update=KUBERNETES_TIMINGS)
 
     @model_validator(mode="after")
     def _fencing_invariant(self) -> Failover:

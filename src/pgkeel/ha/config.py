@@ -98,15 +98,16 @@ class AgentConfig(BaseModel):
         )
 
     @classmethod
-    def document_fields(cls, cluster: PostgresCluster) -> DocumentFields:
-        """The fields every node takes from the cluster document (node identity comes separately)."""
+    def document_fields(cls, cluster: PostgresCluster, dcs_url: str = "") -> DocumentFields:
+        """The fields every node takes from the cluster document (node identity comes separately);
+        dcs_url: the node's store, whose default timings apply where the document sets none."""
         spec = cluster.spec
         return DocumentFields(
             scope=cluster.name,
             members=cluster.member_names(),
             superuser=spec.users.superuser,
             replication_user=spec.users.replication,
-            ha=HASettings.from_document(cluster),
+            ha=HASettings.from_document(cluster, dcs_url),
             tls_enabled=spec.tls.enabled,
             certificate_days=spec.tls.certificate_days,
             renew_before_days=spec.tls.renew_before_days,

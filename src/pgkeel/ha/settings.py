@@ -98,9 +98,10 @@ class HASettings(BaseModel):
         return self
 
     @classmethod
-    def from_document(cls, cluster: PostgresCluster) -> HASettings:
+    def from_document(cls, cluster: PostgresCluster, dcs_url: str = "") -> HASettings:
+        """dcs_url: the store the agent runs on, whose defaults fill timings the document leaves out."""
         spec = cluster.spec
-        failover = spec.failover
+        failover = spec.failover.for_store(dcs_url)
         return cls(
             ttl=failover.ttl_seconds,
             loop_wait=failover.loop_wait_seconds,

@@ -127,7 +127,7 @@ def node_config(cluster: PostgresCluster, member: str, paths: NodePaths, bundle:
         ca_file=bundle.ca_file,
         tls_names=member_names_for_certificate(cluster, member),
         backup=backups.backup_job(cluster, member, paths, paths.conf),
-        **AgentConfig.document_fields(cluster),
+        **AgentConfig.document_fields(cluster, url),
     )
 
 

@@ -10,14 +10,15 @@ The 10-minute run of the latency test is a benchmark: PGKEEL_BENCH_K8S_LATENCY=6
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
+import signal
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 from test_roll_kubernetes import NS, PodCluster, Writer, healthy, wait_for
@@ -81,7 +82,7 @@ def log_offsets(cluster: PodCluster) -> dict[str, int]:
 def longest_gap(acked_at: list[float], start: float, end: float) -> float:
     """The longest time without an acknowledged write within [start, end]."""
     times = [start, *(t for t in acked_at if start <= t <= end), end]
-    return max(b - a for a, b in zip(times, times[1:], strict=False))
+    return max(b - a for a, b in itertools.pairwise(times))
 
 
 def running(pod_cluster: Callable[..., PodCluster]) -> tuple[PodCluster, str, Writer]:
@@ -98,12 +99,13 @@ def running(pod_cluster: Callable[..., PodCluster]) -> tuple[PodCluster, str, Wr
     return cluster, leader, writer
 
 
-def latency_run(pod_cluster: Callable[..., PodCluster], seconds: float) -> None:
+def latency_run(pod_cluster: Callable[..., PodCluster], seconds: float, spike_every: float = 30.0) -> None:
     cluster, leader, writer = running(pod_cluster)
     watch, offsets, term = LeaderWatch(cluster), log_offsets(cluster), transitions(cluster)
     failures_before = writer.failures
-    # p99 at the SLO's 1 s, and a 3 s stall (an etcd leader election) every 30 s, the first 10 s in.
-    with cluster.api.latency(base=0.02, p99=1.0, spike_every=30.0, spike=3.0, first_spike=10.0):
+    started = time.monotonic()
+    # p99 at the SLO's 1 s, and a 3 s stall (an etcd leader election) every `spike_every` s, the first 8 s in.
+    with cluster.api.latency(base=0.02, p99=1.0, spike_every=spike_every, spike=3.0, first_spike=8.0):
         start = time.monotonic()
         time.sleep(seconds)
         end = time.monotonic()
@@ -112,8 +114,9 @@ def latency_run(pod_cluster: Callable[..., PodCluster], seconds: float) -> None:
     habits = cluster.api.habits
     fences = fence_lines(cluster, offsets)
     gap = longest_gap(writer.acked_at, start, end)
+    refused = writer.failures - failures_before
     figures = (f"{seconds:.0f}s under latency: leader changes {changes}, lease transitions "
-               f"{transitions(cluster) - term}, fences {len(fences)}, refused writes {writer.failures - failures_before}, "
+               f"{transitions(cluster) - term}, fences {len(fences)}, refused writes {refused}, "
                f"longest write gap {gap:.2f}s, writes {len([t for t in writer.acked_at if start <= t <= end])}, "
                f"requests {len(habits.durations)} p50 {habits.percentile(0.5) * 1000:.0f}ms "
                f"p99 {habits.percentile(0.99) * 1000:.0f}ms max {max(habits.durations):.2f}s")
@@ -121,12 +124,12 @@ def latency_run(pod_cluster: Callable[..., PodCluster], seconds: float) -> None:
     assert changes == 0 and transitions(cluster) == term, f"{figures}\n{cluster.logs()}"
     assert cluster.lease_holder() == leader
     assert not fences, "\n".join(fences)
-    assert writer.failures == failures_before, figures
+    assert writer.failures == failures_before, f"{figures}: {[(round(t - started, 1), e) for t, e in writer.errors]}"
     assert gap < 5.0, figures  # a 3 s stall may delay a commit (sync replication), never stop writes
 
 
 def test_latency_inside_the_slo_and_spikes_cost_no_failover(pod_cluster: Callable[..., PodCluster]) -> None:
-    latency_run(pod_cluster, 70.0)
+    latency_run(pod_cluster, 38.0, spike_every=12.0)  # three 3 s stalls; the benchmark runs 10 minutes
 
 
 @pytest.mark.skipif(not BENCH_SECONDS, reason="benchmark: set PGKEEL_BENCH_K8S_LATENCY=600 (seconds)")
@@ -155,10 +158,38 @@ def test_a_minute_without_the_api_costs_no_writes(pod_cluster: Callable[..., Pod
     changes = watch.stop()
     writer.stop()
     after = longest_gap(writer.acked_at, back, time.monotonic())
-    failsafe = [line for line in fence_lines(cluster, offsets)]
+    fences = fence_lines(cluster, offsets)
+    refused = [(round(t - start, 1), e) for t, e in writer.errors if t >= start]
     figures = (f"60s API outage: longest write gap {gap:.2f}s during, {after:.2f}s after, leader changes {changes}, "
-               f"refused writes {writer.failures}, fence lines {len(failsafe)}")
-    print(figures)
-    assert changes == 0 and transitions(cluster) == term and cluster.lease_holder() == leader, figures
+               f"lease transitions {transitions(cluster) - term}, refused writes {len(refused)}, fences {len(fences)}")
+    print(figures, refused[:5])
+    # The lease ran out during the minute: the primary that kept serving reclaims it (a new term, same holder).
+    assert changes == 0 and transitions(cluster) <= term + 1 and cluster.lease_holder() == leader, figures
+    assert not fences and not refused, f"{figures}: {fences} {refused}"
     assert gap < 2.0, f"{figures}\n{cluster.logs()}"
     assert after < 2.0, figures
+
+
+def test_a_crashed_primary_is_replaced_after_its_lease_and_promptly_on_the_kubernetes_timings(
+    pod_cluster: Callable[..., PodCluster],
+) -> None:
+    """The longer Kubernetes timings still fail over promptly: about ttl (9 s) + two loops + the promotion."""
+    cluster, leader, writer = running(pod_cluster)
+    writer.stop()
+    pg_pid = cluster.postgres_pid(leader)
+    assert pg_pid is not None
+    os.kill(cluster.procs[leader].pid, signal.SIGKILL)  # the node goes: agent and postgres, no goodbye
+    os.killpg(os.getpgid(pg_pid), signal.SIGKILL)
+    cluster.procs[leader].wait(timeout=10)
+    killed_at = time.monotonic()
+
+    def new_primary() -> str | None:
+        holder = cluster.lease_holder()
+        status = cluster.status(holder) if holder not in (None, leader) else None
+        return holder if status is not None and status.get("role") == "primary" else None
+
+    successor = wait_for(new_primary, 60, "a new primary", cluster)
+    elapsed = time.monotonic() - killed_at
+    print(f"failover after a crash on the Kubernetes defaults: {successor} primary {elapsed:.1f}s after")
+    # never before the 9 s lease could have run out; the figure (11.3 s here) is printed, the bound is loose
+    assert 9.0 * 0.9 <= elapsed <= 30.0, f"{elapsed:.1f}s\n{cluster.logs()}"

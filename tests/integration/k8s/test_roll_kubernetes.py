@@ -70,6 +70,7 @@ class Writer:
         self.acked: list[int] = []
         self.acked_at: list[float] = []  # monotonic time of each acknowledgement: the write gaps
         self.failures = 0
+        self.errors: list[tuple[float, str]] = []  # (monotonic, message) of each failed attempt
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -107,8 +108,9 @@ class Writer:
                             self.acked_at.append(time.monotonic())
                         warned.clear()
                         time.sleep(0.02)
-            except psycopg.Error:
+            except psycopg.Error as exc:
                 self.failures += 1
+                self.errors.append((time.monotonic(), str(exc).strip()))
                 time.sleep(0.05)
 
 
