@@ -112,7 +112,7 @@ def test_schema_refuses_what_the_model_refuses() -> None:
         doc = copy.deepcopy(good)
         node = doc
         for key in path[:-1]:
-            node = node[key]
+            node = node.setdefault(key, {})
         node[path[-1]] = value
         with pytest.raises(jsonschema.ValidationError):
             check(doc)
