@@ -44,7 +44,8 @@ def test_defaults_follow_the_pod_contract(mounts: dict[str, str], tmp_path: Path
     assert cfg.config_file == tmp_path / "etc" / "postgresql.conf"
     assert cfg.passfile == tmp_path / "data" / ".pgpass"
     assert cfg.tls_dir == tmp_path / "data" / "tls" and "pg-rw.ns.svc" in cfg.tls_names
-    assert cfg.ha.ttl == 3.0
+    # the example leaves spec.failover unset: the Kubernetes store's timings (pgkeel.document Failover.for_store)
+    assert (cfg.ha.ttl, cfg.ha.loop_wait, cfg.ha.dcs_timeout) == (9.0, 1.0, 1.5)
 
 
 def test_an_ipv6_pod_ip_gives_a_bracketed_api_url_and_an_ip_certificate_name(mounts: dict[str, str]) -> None:
