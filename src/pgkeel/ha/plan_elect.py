@@ -39,13 +39,6 @@ def keep_promise(o: Observation) -> list[AnyAction]:
             reason=f"failsafe: start as a replica of {leader}, which keeps serving without the store",
         )
         return [publish(o, Role.REPLICA), start, wait]
-    if (o.pg.running and o.pg.in_recovery is True and history is not None and history.address is not None
-            and o.pg.following != str(history.address)):
-        # Detached before this promise (an election had begun): the leader serving on the promises needs this
-        # node's acknowledgements in quorum mode, so stream from it again.
-        follow = Follow(leader=history.leader, address=history.address, sync_names=sync_names(o),
-                        reason=f"failsafe: stream from {leader} again, which serves on its members' promises")
-        return [publish(o, Role.REPLICA), follow, wait]
     return [publish(o, Role.REPLICA), wait]
 
 

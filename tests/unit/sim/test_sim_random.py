@@ -53,8 +53,6 @@ FOUND: list[tuple[int, Mode, FenceKind, int, str]] = [
     (5, Mode.QUORUM, FenceKind.EXTENSION, 803, "liveness: a failsafe round retried every loop kept the majority "
      "promising (one member's agent dead) for the whole store outage: failed rounds back off"),
     (5, Mode.ASYNC, FenceKind.EXTENSION, 803, "liveness: the same in async mode"),
-    (3, Mode.QUORUM, FenceKind.EXTENSION, 2509, "liveness: replicas that detached before promising stayed detached, so "
-     "the failsafe primary could acknowledge nothing: a promised replica streams from it again"),
 ]
 
 
