@@ -55,9 +55,6 @@ REWIND_RETRY_MAX = 30.0
 BLOCKED_RETRY = 30.0
 
 
-FAILSAFE_RETRY_MAX_TTLS = 8.0  # failed failsafe rounds: the next at once, then after 1, 2, 4, 8 ttl
-
-
 def backoff(failures: int, cap: float) -> float:
     """1, 2, 4 … seconds, capped: a failing step neither spins nor gives up."""
     return float(min(cap, 2.0 ** max(0, failures - 1)))
@@ -90,8 +87,6 @@ def observed(m: Memory, o: Observation) -> Memory:
         claim_seen_since=(m.claim_seen_since or now) if (claim is not None and claim != o.me) else None,
         leaderless_since=(m.leaderless_since or now) if (cluster is not None and leader is None) else None,
         failsafe_since=m.failsafe_since if cluster is None and acting_primary else None,
-        failsafe_failures=m.failsafe_failures if cluster is None else 0,
-        retry_failsafe_at=m.retry_failsafe_at if cluster is None else 0.0,
     )
 
 
@@ -106,15 +101,7 @@ def remember(o: Observation, decision: Decision, results: list[Result]) -> Memor
             case AcquireLeader() | RenewLeader() if isinstance(outcome, LeaseHeld):
                 m = replace(m, last_renewal=outcome.sent_at)
             case ConfirmFailsafe() if isinstance(outcome, LeaseHeld):
-                m = replace(m, last_renewal=outcome.sent_at, failsafe_since=m.failsafe_since or now,
-                            failsafe_failures=0, retry_failsafe_at=0.0)
-            case ConfirmFailsafe():
-                # Back off, longer each time: while this primary keeps asking, the members that promised keep
-                # waiting for it, and the majority that still reaches the store could never elect another.
-                # The first refusal is retried at once (one lost answer must not stop writes for a ttl).
-                failures = m.failsafe_failures + 1
-                pause = 0.0 if failures == 1 else min(FAILSAFE_RETRY_MAX_TTLS, 2.0 ** (failures - 2)) * o.settings.ttl
-                m = replace(m, failsafe_failures=failures, retry_failsafe_at=now + pause)
+                m = replace(m, last_renewal=outcome.sent_at, failsafe_since=m.failsafe_since or now)
             case ReleaseLeader() if outcome.ok:
                 m = replace(m, last_renewal=None, rewind_needed=True)
             case Fence() if outcome.ok:

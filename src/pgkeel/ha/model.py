@@ -134,8 +134,6 @@ class Memory:
     restart_done: int = 0  # the last RestartRequest.number carried out: a postmaster started after it
     reinit_done: int = 0  # the last ReinitRequest.number tried: a clone ran (or was refused) after it
     failsafe_since: float | None = None  # serving through a store outage on the members' promises, since
-    failsafe_failures: int = 0  # consecutive failsafe rounds some member did not promise in (this store outage)
-    retry_failsafe_at: float = 0.0  # no failsafe round before this (monotonic): the promises given lapse meanwhile
     counters: Counters = field(default_factory=Counters)  # since the agent started, for /metrics
 
 

@@ -61,14 +61,8 @@ def failsafe_due(o: Observation) -> bool:
 
     Before the fence is due, a round keeps writes going; after it (a round failed), only the in-postgres
     fence has held the line meanwhile, so a later round may resume writes — a watchdog or restart fence
-    stops postgres instead (the next rule). Safe either way: see pgkeel.ha.failsafe.
-
-    After a second round in a row some member refused, the next waits 1, 2, 4, then 8 ttl: the members that
-    did promise wait for this primary while it keeps asking, so without the pause a primary that cannot get
-    every promise (one member's agent dead) would keep the majority that reaches the store from electing."""
+    stops postgres instead (the next rule). Safe either way: see pgkeel.ha.failsafe."""
     if o.cluster is not None or not o.settings.failsafe or not acting_primary(o) or o.memory.last_renewal is None:
-        return False
-    if o.now < o.memory.retry_failsafe_at:
         return False
     return not fence_due(o) or o.fence is FenceKind.EXTENSION
 

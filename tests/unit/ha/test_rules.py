@@ -28,8 +28,7 @@ from builders import (
 )
 
 from pgkeel.ha import actions, model
-from pgkeel.ha.memory import remember
-from pgkeel.ha.model import Failed, Memory, OldLeader, PgState, ReplicaFlush
+from pgkeel.ha.model import Memory, OldLeader, PgState, ReplicaFlush
 from pgkeel.ha.records import (
     BOOTSTRAP_PLACEHOLDER,
     MAX_EVENTS,
@@ -147,24 +146,6 @@ def test_global_store_down_failsafe() -> None:
     assert never.rule == "global.store-down"
     alone = decide(obs("pg-0", pg=primary_pg(), store_down=True, n=1))
     assert (alone.rule, first(alone, actions.ConfirmFailsafe).members) == ("global.store-down-failsafe", ())
-    # rounds some member refused: the first is retried at once, then each waits longer (the members that
-    # promised must get to elect meanwhile)
-    asked = obs("pg-0", pg=primary_pg(), store_down=True, memory=Memory(last_renewal=NOW - 5))
-    once = remember(asked, decide(asked), [(first(decide(asked), actions.ConfirmFailsafe), Failed(error="no"))])
-    assert once.failsafe_failures == 1 and once.retry_failsafe_at == NOW
-    refused = remember(replace(asked, memory=once), decide(asked),
-                       [(first(decide(asked), actions.ConfirmFailsafe), Failed(error="no"))])
-    assert refused.failsafe_failures == 2 and refused.retry_failsafe_at == NOW + asked.settings.ttl
-    waiting = decide(replace(asked, memory=refused))
-    assert waiting.rule == "global.store-down" and not any(isinstance(a, actions.ConfirmFailsafe)
-                                                          for a in waiting.actions)
-    again = decide(replace(asked, memory=refused, now=NOW + asked.settings.ttl))
-    assert again.rule == "global.store-down-failsafe"
-    twice = remember(replace(asked, memory=refused), decide(asked),
-                     [(first(decide(asked), actions.ConfirmFailsafe), Failed(error="no"))])
-    assert twice.retry_failsafe_at == NOW + 2 * asked.settings.ttl  # then 4, 8 ttl
-    store_back = remember(obs("pg-0", pg=primary_pg(), memory=twice), decide(asked), [])
-    assert store_back.failsafe_failures == 0 and store_back.retry_failsafe_at == 0.0
 
 
 def test_elect_failsafe_promised() -> None:

@@ -50,9 +50,6 @@ FOUND: list[tuple[int, Mode, FenceKind, int, str]] = [
     (3, Mode.QUORUM, FenceKind.WATCHDOG, 8906, "lost ack: AcquireLeader sent 16 s after a frozen node observed"),
     (3, Mode.QUORUM, FenceKind.EXTENSION, 15797, "checker: both modes wait for the timeline the last leader served"),
     (3, Mode.ASYNC, FenceKind.NONE, 286, "checker: an unfenced, frozen old leader is waited for by design"),
-    (5, Mode.QUORUM, FenceKind.EXTENSION, 803, "liveness: a failsafe round retried every loop kept the majority "
-     "promising (one member's agent dead) for the whole store outage: failed rounds back off"),
-    (5, Mode.ASYNC, FenceKind.EXTENSION, 803, "liveness: the same in async mode"),
 ]
 
 
